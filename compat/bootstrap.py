@@ -1,0 +1,60 @@
+"""From ServerOptions to a neutral DrumApp inside a worker: logging, model config, model load
+(or DRUM's error server). Both backends' entry points start here."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from compat.options import ServerOptions
+from shared.app import AppSettings, DrumApp
+from shared.model.config import ModelConfig, read_class_labels_file, resolve_model_config
+from shared.model.python_model import find_code_file
+from shared.request_id import RequestIdLogFilter
+
+LOG_FORMAT = "%(asctime)-15s %(levelname)s %(name)s:  %(message)s %(context_data)s"  # DRUM's
+logger = logging.getLogger("drum_compat")
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RequestIdLogFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.NOTSET if level == "noset" else level.upper())
+
+
+def model_config(options: ServerOptions) -> ModelConfig:
+    labels = options.class_labels
+    if not labels and options.class_labels_file:
+        labels = read_class_labels_file(options.class_labels_file)
+    return resolve_model_config(
+        options.code_dir,
+        target_type=options.target_type,
+        positive_class_label=options.positive_class_label,
+        negative_class_label=options.negative_class_label,
+        class_labels=labels,
+        target_name=options.target_name,
+    )
+
+
+def flask_extension_refusal(code_dir: str) -> str | None:
+    """Why the FastAPI stack must not start for this code dir, if it must not."""
+    path = find_code_file(code_dir, "custom_flask.py")
+    if path is None:
+        return None
+    return (
+        f"{path} extends the Flask app (often with authentication hooks), and the FastAPI stack cannot "
+        "apply Flask extensions yet. Refusing to start rather than serve without them; "
+        "use DRUM_SERVER_TYPE=gunicorn for this model."
+    )
+
+
+def build_core(options: ServerOptions, server_name: str) -> DrumApp:
+    configure_logging(options.logging_level)
+    settings = AppSettings(server_name=server_name, url_prefix=options.url_prefix)
+    try:
+        return DrumApp.load(model_config(options), settings, options.with_error_server)
+    except Exception as exc:
+        logger.error("The model in %s failed to load: %s", options.code_dir, exc)
+        raise

@@ -1,0 +1,83 @@
+"""`drum-compat`: the command line. `drum-compat server` takes DRUM's options (or their
+environment variables), checks everything it can before any model code runs, then starts the server."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Mapping, Sequence
+
+from compat.bootstrap import flask_extension_refusal, model_config
+from compat.options import ServerOptions, add_server_arguments
+from compat.server_types import SERVER_TYPES, UnknownServerType, resolve_server_type, stack_of
+from shared import __version__
+from shared.model.config import ModelConfigError
+
+USAGE_ERROR = 2
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="drum-compat", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"drum-compat {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    server_types = "; ".join(f"{name}: {text}" for name, (_, text) in SERVER_TYPES.items())
+    server = commands.add_parser(
+        "server",
+        help="Serve a model directory with DRUM's HTTP API.",
+        description=f"Serve a model directory with DRUM's HTTP API. DRUM_SERVER_TYPE picks the stack ({server_types}).",
+    )
+    add_server_arguments(server, environ)
+    return parser
+
+
+def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> ServerOptions:
+    if not args.code_dir:
+        raise ValueError("--code-dir (or env CODE_DIR) is required")
+    if not args.address:
+        raise ValueError("--address host[:port] (or env ADDRESS) is required")
+    port = args.address.rpartition(":")[2] if ":" in args.address else "8080"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--address {args.address!r}: the port must be a number from 1 to 65535")
+    return ServerOptions(
+        code_dir=os.path.abspath(args.code_dir),
+        address=args.address,
+        target_type=args.target_type,
+        positive_class_label=args.positive_class_label,
+        negative_class_label=args.negative_class_label,
+        class_labels=args.class_labels,
+        class_labels_file=args.class_labels_file,
+        logging_level=args.logging_level,
+        with_error_server=args.with_error_server,
+        max_workers=args.max_workers,
+        url_prefix=environ.get("URL_PREFIX", ""),
+        target_name=environ.get("TARGET_NAME") or None,
+        server_type=resolve_server_type(environ),
+    )
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    try:
+        parser = build_parser(environ)
+    except ValueError as exc:  # an env var that cannot fill its option
+        print(f"drum-compat: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    args = parser.parse_args(argv)
+    try:
+        options = server_options(args, environ)
+        model_config(options)  # reads model-metadata.yaml only: the model itself loads in the workers
+        if stack_of(options.server_type) == "fastapi":
+            refusal = flask_extension_refusal(options.code_dir)
+            if refusal:
+                raise ValueError(refusal)
+    except (ValueError, UnknownServerType, ModelConfigError) as exc:
+        print(f"drum-compat: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    from compat.launch import launch
+
+    launch(options)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Start the chosen server. gunicorn and uvicorn replace this process (exec), so the `drum-compat`
+pid is the server's master and gets the signals; each worker loads the model after fork."""
+from __future__ import annotations
+
+import os
+import sys
+
+from compat.options import ServerOptions
+
+
+def _worker_environ(options: ServerOptions) -> dict[str, str]:
+    return {**os.environ, **options.to_environ()}
+
+
+def gunicorn_argv(options: ServerOptions) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-c", "python:flask_backend.gunicorn_conf", "flask_backend.wsgi:app_from_environment()"]
+
+
+def uvicorn_argv(options: ServerOptions) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "fastapi_backend.asgi:app_from_environment", "--factory",
+        "--host", options.host, "--port", str(options.port), "--workers", str(options.workers),
+        # uvloop + httptools: on the asyncio loop the pre-bound socket of a multi-worker server
+        # never gets TCP_NODELAY and every response waits ~40 ms (see DESIGN.md)
+        "--loop", "uvloop", "--http", "httptools",
+        "--log-level", "info" if options.logging_level in ("noset", "debug") else options.logging_level,
+    ]
+
+
+def exec_server(argv: list[str], options: ServerOptions) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, _worker_environ(options))
+
+
+def run_werkzeug(options: ServerOptions) -> None:
+    """Flask's own server, as DRUM's werkzeug mode: model loaded first, one request at a time
+    (or N forked processes with --max-workers N)."""
+    from flask_backend.wsgi import build_app
+
+    app = build_app(options)
+    app.run(host=options.host, port=options.port, threaded=False, processes=options.workers)
+
+
+def launch(options: ServerOptions) -> None:
+    if options.server_type == "gunicorn":
+        exec_server(gunicorn_argv(options), options)
+    elif options.server_type in ("fastapi", "uvicorn"):
+        exec_server(uvicorn_argv(options), options)
+    else:
+        run_werkzeug(options)

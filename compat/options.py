@@ -1,0 +1,122 @@
+"""DRUM's `drum server` options, declared once: flag, environment variable, kind and help.
+The argparse parser, the env fallbacks and the options handed to each worker derive from it."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+WORKER_OPTIONS_ENV = "DRUM_COMPAT_SERVER_OPTIONS"  # how the launcher hands options to workers
+LOG_LEVELS = ("noset", "debug", "info", "warning", "error", "critical")
+_TRUE = {"1", "true", "yes", "y", "t", "on"}
+_FALSE = {"0", "false", "no", "n", "f", "off"}
+
+
+def parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{name}={value!r} is not a boolean; use one of {sorted(_TRUE | _FALSE)}")
+
+
+@dataclass(frozen=True)
+class DrumOption:
+    flag: str
+    env: str | None
+    help: str
+    kind: str = "value"  # value | int | list | flag | choice
+    choices: tuple[str, ...] = ()
+    default: object = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+SERVER_OPTIONS: tuple[DrumOption, ...] = (
+    DrumOption("--code-dir", "CODE_DIR", "Model directory: custom.py hooks and/or one model artifact."),
+    DrumOption("--address", "ADDRESS", "host[:port] to listen on; the port defaults to 8080."),
+    DrumOption("--target-type", "TARGET_TYPE", "Target type; may also come from model-metadata.yaml."),
+    DrumOption("--positive-class-label", "POSITIVE_CLASS_LABEL", "Binary models: the positive class label."),
+    DrumOption("--negative-class-label", "NEGATIVE_CLASS_LABEL", "Binary models: the negative class label."),
+    DrumOption("--class-labels", "CLASS_LABELS", "Multiclass/multilabel labels (env: space separated).", kind="list"),
+    DrumOption("--class-labels-file", "CLASS_LABELS_FILE", "File with one class label per line."),
+    DrumOption("--logging-level", None, "Log level.", kind="choice", choices=LOG_LEVELS, default="warning"),
+    DrumOption("--with-error-server", "WITH_ERROR_SERVER", "If the model fails to load, answer 513 with the cause instead of exiting.", kind="flag"),
+    DrumOption("--max-workers", "MAX_WORKERS", "Server worker processes (default 1).", kind="int", default=0),
+)
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    code_dir: str
+    address: str
+    target_type: str | None = None
+    positive_class_label: str | None = None
+    negative_class_label: str | None = None
+    class_labels: list[str] | None = None
+    class_labels_file: str | None = None
+    logging_level: str = "warning"
+    with_error_server: bool = False
+    max_workers: int = 0
+    url_prefix: str = ""
+    target_name: str | None = None
+    server_type: str = "gunicorn"
+
+    @property
+    def host(self) -> str:
+        return self.address.rpartition(":")[0] if ":" in self.address else self.address
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rpartition(":")[2]) if ":" in self.address else 8080
+
+    @property
+    def workers(self) -> int:
+        return self.max_workers if self.max_workers > 0 else 1
+
+    def to_environ(self) -> dict[str, str]:
+        return {WORKER_OPTIONS_ENV: json.dumps(asdict(self))}
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "ServerOptions":
+        env = os.environ if environ is None else environ
+        if WORKER_OPTIONS_ENV not in env:
+            raise RuntimeError(f"{WORKER_OPTIONS_ENV} is not set: start the server with `drum-compat server`.")
+        return cls(**json.loads(env[WORKER_OPTIONS_ENV]))
+
+
+def _env_default(option: DrumOption, environ: Mapping[str, str]):
+    """DRUM's rule: an env var fills an option not given on the command line; empty means unset."""
+    raw = environ.get(option.env, "") if option.env else ""
+    if raw == "":
+        return option.default
+    if option.kind == "flag":
+        return parse_bool(option.env, raw)
+    if option.kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{option.env}={raw!r} is not an integer") from None
+    if option.kind == "list":
+        return raw.split()
+    return raw
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    for option in SERVER_OPTIONS:
+        help_text = option.help + (f" (env {option.env})" if option.env else "")
+        kwargs: dict = {"dest": option.dest, "default": _env_default(option, environ), "help": help_text}
+        if option.kind == "flag":
+            kwargs["action"] = "store_true"
+        elif option.kind == "int":
+            kwargs["type"] = int
+        elif option.kind == "list":
+            kwargs["nargs"] = "+"
+        elif option.kind == "choice":
+            kwargs["choices"] = option.choices
+        parser.add_argument(option.flag, **kwargs)

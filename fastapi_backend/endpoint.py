@@ -1,0 +1,87 @@
+"""The ASGI adapter: scope + body -> NeutralRequest -> DrumApp -> NeutralResponse -> ASGI messages.
+Model routes run in the worker's model executor so the event loop keeps answering probes."""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from concurrent.futures import Executor
+
+from shared.app import DrumApp
+from shared.http import NeutralRequest, NeutralResponse, wsgi_style_headers
+from shared.request_id import current_request_id
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+async def read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def neutral_request(scope: dict, body: bytes) -> NeutralRequest:
+    root_path = scope.get("root_path", "")
+    path = scope["path"]
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path):]
+    client = scope.get("client")
+    return NeutralRequest(
+        method=scope["method"],
+        path=path,
+        body=body,
+        headers=wsgi_style_headers(scope["headers"]),
+        query_string=scope.get("query_string", b""),
+        scheme=scope.get("scheme", "http"),
+        server=scope.get("server"),
+        root_path=root_path,
+        remote_addr=client[0] if client else None,
+    )
+
+
+async def send_response(send, response: NeutralResponse) -> None:
+    # header names go out as the core wrote them (Starlette's Response would lowercase them)
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.items()]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class NeutralEndpoint:
+    def __init__(self, core: DrumApp, model_executor: Executor) -> None:
+        self.core = core
+        self.model_executor = model_executor
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        started = time.monotonic()
+        try:
+            body = await read_body(receive)
+        except ClientDisconnected:
+            return  # nobody is left to answer
+        request = neutral_request(scope, body)
+        request_id = self.core.request_id_for(request)
+        token = current_request_id.set(request_id)
+        try:
+            matched = self.core.resolve(request)
+            if isinstance(matched, NeutralResponse):
+                response = matched
+            elif matched.runs_model:
+                context = contextvars.copy_context()  # request id (and tracing) follow into the model thread
+                response = await asyncio.get_running_loop().run_in_executor(
+                    self.model_executor, context.run, self.core.call, matched.endpoint, request
+                )
+            else:
+                response = self.core.call(matched.endpoint, request)
+            response = self.core.finish(request, response, request_id, started)
+        finally:
+            current_request_id.reset(token)
+        await send_response(send, response)

@@ -1,0 +1,82 @@
+"""Build the Flask app around a neutral DrumApp: Flask routes (so custom_flask.py sees DRUM's
+endpoint names), every view and error goes through the core, and responses leave byte for byte."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Flask, Response, g, request
+from werkzeug.datastructures import Headers
+
+from shared.app import DrumApp
+from shared.errors import error_response
+from shared.http import NeutralRequest, NeutralResponse
+from shared.request_id import REQUEST_ID_HEADER, choose_request_id, current_request_id
+
+BLUEPRINT_NAME = "model_api"
+
+
+def neutral_request() -> NeutralRequest:
+    return NeutralRequest(
+        method=request.method,
+        path=request.path,
+        body=request.get_data(),
+        headers=Headers(list(request.headers.items())),
+        query_string=request.query_string,
+        scheme=request.scheme,
+        server=request.server,
+        root_path=request.root_path,
+        remote_addr=request.remote_addr,
+    )
+
+
+def flask_response(response: NeutralResponse) -> Response:
+    return Response(response.body, status=response.status, headers=list(response.headers.items()))
+
+
+def _view(core: DrumApp, endpoint: str):
+    def view(**view_args):
+        return flask_response(core.call(endpoint, neutral_request()))
+
+    view.__name__ = endpoint
+    return view
+
+
+def build_blueprint(core: DrumApp) -> Blueprint:
+    blueprint = Blueprint(BLUEPRINT_NAME, __name__)
+    views = {}
+    for route in core.routes:
+        view = views.setdefault(route.endpoint, _view(core, route.endpoint))
+        blueprint.add_url_rule(
+            route.rule, endpoint=route.endpoint, view_func=view, methods=list(route.methods), strict_slashes=route.strict_slashes
+        )
+    # DRUM's handler: also catches what custom_flask.py hooks raise for blueprint routes
+    blueprint.register_error_handler(Exception, lambda exc: flask_response(error_response(exc)))
+    return blueprint
+
+
+def create_flask_app(core: DrumApp) -> Flask:
+    # No static folder: drum-compat serves no files (DRUM's Flask app had an unused /static/ rule).
+    app = Flask("drum_compat", static_folder=None)
+
+    @app.before_request
+    def start_request() -> None:
+        g.drum_started = time.monotonic()
+        g.drum_request_id = choose_request_id(request.headers.get(REQUEST_ID_HEADER))
+        g.drum_request_id_token = current_request_id.set(g.drum_request_id)
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        request_id = g.get("drum_request_id") or choose_request_id(None)
+        for name, value in core.common_headers(request_id):
+            response.headers[name] = value
+        core.log_response(request.method, request.path, response.status_code, g.get("drum_started", time.monotonic()), request_id)
+        return response
+
+    @app.teardown_request
+    def reset_request_id(exc: BaseException | None) -> None:
+        token = g.pop("drum_request_id_token", None)
+        if token is not None:
+            current_request_id.reset(token)
+
+    app.register_blueprint(build_blueprint(core), url_prefix=core.settings.url_prefix)
+    return app

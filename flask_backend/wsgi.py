@@ -1,0 +1,23 @@
+"""The Flask stack's entry points: `build_app` for a ServerOptions, and the gunicorn factory
+`flask_backend.wsgi:app_from_environment()`, called in each worker after fork."""
+from __future__ import annotations
+
+from flask import Flask
+
+from compat.bootstrap import build_core
+from compat.options import ServerOptions
+from flask_backend.app import create_flask_app
+from flask_backend.extensions import load_flask_extensions
+from shared.handlers import PredictionHandlers
+
+
+def build_app(options: ServerOptions) -> Flask:
+    core = build_core(options, "flask")
+    app = create_flask_app(core)
+    if isinstance(core.handlers, PredictionHandlers):  # DRUM's error server loads no extensions
+        load_flask_extensions(app, core.handlers.model.config.code_dir)
+    return app
+
+
+def app_from_environment() -> Flask:
+    return build_app(ServerOptions.from_environ())

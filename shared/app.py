@@ -1,0 +1,90 @@
+"""The neutral application: a route table, its handlers and the headers every response carries.
+Backends call `resolve`, `call` and `finish` (Flask routes natively and uses `call`/`common_headers`)."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from shared import __version__
+from shared.errors import error_response
+from shared.handlers import ErrorServerHandlers, PredictionHandlers
+from shared.http import NeutralRequest, NeutralResponse
+from shared.model.config import ModelConfig
+from shared.model.python_model import PythonModel
+from shared.request_id import REQUEST_ID_HEADER, choose_request_id
+from shared.routes import ERROR_SERVER_ROUTES, PREDICTION_ROUTES, Route, RouteMatch, build_url_map, resolve
+
+logger = logging.getLogger("drum_compat")
+
+DRUM_REQUEST_ID_HEADER = "X_Request_ID"  # DRUM's own spelling, underscores included
+VERSION_HEADER = "X-Drum-Version"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    server_name: str  # what /info/ reports as drumServer: "flask" or "fastapi"
+    url_prefix: str = ""
+
+
+class DrumApp:
+    def __init__(self, handlers, routes: tuple[Route, ...], settings: AppSettings) -> None:
+        self.handlers = handlers
+        self.routes = routes
+        self.settings = settings
+        self.url_map = build_url_map(routes, settings.url_prefix)
+        self._routes_by_endpoint = {route.endpoint: route for route in routes}
+
+    @classmethod
+    def for_model(cls, model: PythonModel, settings: AppSettings) -> "DrumApp":
+        return cls(PredictionHandlers(model, settings.server_name), PREDICTION_ROUTES, settings)
+
+    @classmethod
+    def for_load_error(cls, load_error: BaseException | str, settings: AppSettings) -> "DrumApp":
+        return cls(ErrorServerHandlers(str(load_error)), ERROR_SERVER_ROUTES, settings)
+
+    @classmethod
+    def load(cls, config: ModelConfig, settings: AppSettings, with_error_server: bool = False) -> "DrumApp":
+        """Load the model; on failure serve DRUM's error server if asked to, else raise."""
+        try:
+            model = PythonModel.load(config)
+        except Exception as exc:
+            if not with_error_server:
+                raise
+            logger.exception("Model failed to load; serving the error server (513) instead")
+            return cls.for_load_error(exc, settings)
+        return cls.for_model(model, settings)
+
+    # -- the pieces ------------------------------------------------------------------------------
+    @staticmethod
+    def request_id_for(request: NeutralRequest) -> str:
+        return choose_request_id(request.headers.get(REQUEST_ID_HEADER))
+
+    def resolve(self, request: NeutralRequest) -> RouteMatch | NeutralResponse:
+        return resolve(self.url_map, self._routes_by_endpoint, request)
+
+    def call(self, endpoint: str, request: NeutralRequest) -> NeutralResponse:
+        """Run a handler; any exception becomes DRUM's error response (never escapes to a server)."""
+        try:
+            return getattr(self.handlers, endpoint)(request)
+        except Exception as exc:
+            return error_response(exc)
+
+    @staticmethod
+    def common_headers(request_id: str) -> list[tuple[str, str]]:
+        return [(DRUM_REQUEST_ID_HEADER, request_id), (REQUEST_ID_HEADER, request_id), (VERSION_HEADER, __version__)]
+
+    @staticmethod
+    def log_response(method: str, path: str, status: int, started: float, request_id: str) -> None:
+        if status >= 400:
+            logger.info("API [%s %s] request time: %.4f sec, request_id: %s", method, path, time.monotonic() - started, request_id)
+
+    def finish(self, request: NeutralRequest, response: NeutralResponse, request_id: str, started: float) -> NeutralResponse:
+        """What Flask and werkzeug do after a view: defaults, common headers, HEAD without a body."""
+        response.complete()
+        for name, value in self.common_headers(request_id):
+            response.headers.set(name, value)
+        if request.method == "HEAD":
+            response.body = b""  # Content-Length keeps the GET body's size, as werkzeug does
+        self.log_response(request.method, request.path, response.status, started, request_id)
+        return response

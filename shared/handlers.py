@@ -1,0 +1,167 @@
+"""Route handlers: one method per endpoint of the route table, NeutralRequest in, NeutralResponse out.
+`PredictionHandlers` serve a loaded model; `ErrorServerHandlers` answer 513 when loading failed."""
+from __future__ import annotations
+
+from werkzeug.datastructures import Headers
+
+from shared import __version__
+from shared.errors import MODEL_LOAD_FAILED_STATUS, unprocessable
+from shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, json_response
+from shared.model.config import read_model_metadata
+from shared.model.python_model import PythonModel
+from shared.model.target_types import TargetType
+from shared.payloads import (
+    fetch_input,
+    fetch_sparse_colnames,
+    content_type_parts,
+    is_supported_mimetype,
+    multipart_form,
+    parse_body,
+    predictions_json,
+    transform_response_parts,
+    unsupported_payload_message,
+)
+from shared.resources import ResourceMonitor
+
+OK = {"message": "OK"}
+CAPABILITIES = {"supported_methods": {"chat": False}, "supported_payload_formats": {"csv": None, "mtx": None}}
+NO_TIMINGS = {"run_predictor_total": {"avg": None, "max": None, "min": None, "total": None}}
+UNSTRUCTURED_TARGETS = (TargetType.UNSTRUCTURED, TargetType.TEXT_GENERATION)
+
+
+def _is_text_mimetype(mimetype: str) -> bool:
+    return mimetype.startswith("text/") or mimetype == JSON_MIMETYPE
+
+
+class PredictionHandlers:
+    def __init__(self, model: PythonModel, server_name: str, monitor: ResourceMonitor | None = None) -> None:
+        self.model = model
+        self.server_name = server_name
+        self.monitor = monitor or ResourceMonitor()
+
+    @property
+    def target_type(self) -> TargetType:
+        return self.model.config.target_type
+
+    # -- health and information ----------------------------------------------------------------------
+    def ping(self, request: NeutralRequest) -> NeutralResponse:
+        return json_response(OK)
+
+    health = livez = readyz = startupz = ping
+
+    def info(self, request: NeutralRequest) -> NeutralResponse:
+        config = self.model.config
+        info = {
+            "targetType": config.target_type.value,
+            "codeDir": config.code_dir,
+            "language": "python",
+            "drumVersion": __version__,
+            "drumServer": self.server_name,
+            "modelMetadata": read_model_metadata(config.code_dir),
+            "predictor": self.model.predictor_name,
+        }
+        if config.target_type == TargetType.BINARY:
+            info["positiveClassLabel"] = config.positive_class_label
+            info["negativeClassLabel"] = config.negative_class_label
+        elif config.target_type == TargetType.MULTICLASS:
+            info["classLabels"] = list(config.class_labels)
+        return json_response(info)
+
+    def capabilities(self, request: NeutralRequest) -> NeutralResponse:
+        return json_response(CAPABILITIES)
+
+    def stats(self, request: NeutralRequest) -> NeutralResponse:
+        return json_response({**self.monitor.collect(), "time_info": NO_TIMINGS})
+
+    # -- model routes --------------------------------------------------------------------------------
+    def _unsupported(self, mimetype: str | None) -> NeutralResponse | None:
+        if is_supported_mimetype(mimetype) or self.model.has_read_input_data_hook:
+            return None
+        return unprocessable(unsupported_payload_message(mimetype))
+
+    def predict(self, request: NeutralRequest) -> NeutralResponse:
+        if self.target_type == TargetType.TRANSFORM:
+            return unprocessable("This model has target type 'transform', use the /transform/ endpoint.")
+        if self.target_type == TargetType.UNSTRUCTURED:
+            return unprocessable(
+                "This model has target type 'unstructured', use the /predictUnstructured/ or /predictionsUnstructured/ endpoint."
+            )
+        body = parse_body(request)
+        try:
+            features = fetch_input(request, body, "X")
+            colnames = fetch_sparse_colnames(body)
+        except ValueError as exc:
+            return unprocessable(str(exc))
+        rejected = self._unsupported(features.mimetype)
+        if rejected is not None:
+            return rejected
+        result = self.model.predict(features.binary_data, features.mimetype, features.charset, colnames)
+        payload = predictions_json(result.predictions, result.extra_model_output)
+        return NeutralResponse(200, payload, Headers([("Content-Type", JSON_MIMETYPE)]))
+
+    def transform(self, request: NeutralRequest) -> NeutralResponse:
+        if self.target_type != TargetType.TRANSFORM:
+            endpoint = "/predictUnstructured/" if self.target_type == TargetType.UNSTRUCTURED else "/predict/"
+            return unprocessable(f"This model has target type {self.target_type}, use the {endpoint} endpoint.")
+        body = parse_body(request)
+        try:
+            features = fetch_input(request, body, "X")
+            colnames = fetch_sparse_colnames(body)
+            target = fetch_input(request, body, "y") if "y" in body.files else None
+        except ValueError as exc:
+            return unprocessable(str(exc))
+        for part in (features, target):
+            rejected = self._unsupported(part.mimetype) if part is not None else None
+            if rejected is not None:
+                return rejected
+        output, output_target = self.model.transform(
+            (features.binary_data, features.mimetype, colnames),
+            (target.binary_data, target.mimetype) if target is not None else None,
+        )
+        payload, content_type = multipart_form(transform_response_parts(output, output_target))
+        return NeutralResponse(200, payload, Headers([("Content-Type", content_type)]))
+
+    def predict_unstructured(self, request: NeutralRequest) -> NeutralResponse:
+        if self.target_type not in UNSTRUCTURED_TARGETS:
+            return unprocessable(
+                f"This model has target type {self.target_type}, use either /predict/ or /predictions/ endpoint."
+            )
+        mimetype, charset = content_type_parts(request.content_type)
+        mimetype = mimetype or "text/plain"
+        data: str | bytes = request.body
+        if _is_text_mimetype(mimetype):
+            charset = charset or "utf-8"
+            data = request.body.decode(charset)
+        kwargs = {"mimetype": mimetype}
+        if charset is not None:
+            kwargs["charset"] = charset
+        kwargs.update(query=request.args, headers=dict(request.headers))
+        body, options = self.model.predict_unstructured(data, **kwargs)
+        options = options or {}
+        if isinstance(body, (str, type(None))):
+            out_mimetype = options.get("mimetype", "text/plain")
+            out_charset = options.get("charset", "utf-8")
+            body = body.encode(out_charset) if body is not None else b""
+        else:
+            out_mimetype = options.get("mimetype", "application/octet-stream")
+            out_charset = options.get("charset")
+        headers = Headers()
+        if out_mimetype is not None:
+            headers.set("Content-Type", out_mimetype + (f"; charset={out_charset}" if out_charset is not None else ""))
+        return NeutralResponse(200, body, headers)
+
+
+class ErrorServerHandlers:
+    """DRUM's error server: every route answers 513 with the load failure, so it can be read remotely."""
+
+    def __init__(self, load_error: str) -> None:
+        self.load_error = load_error
+
+    def _failed(self, request: NeutralRequest) -> NeutralResponse:
+        return json_response({"message": f"ERROR: {self.load_error}"}, MODEL_LOAD_FAILED_STATUS)
+
+    ping = health = readyz = startupz = predict = transform = predict_unstructured = _failed
+
+    def livez(self, request: NeutralRequest) -> NeutralResponse:
+        # the process is alive and reporting its failure; restarting it would not help
+        return json_response(OK)

@@ -1,0 +1,91 @@
+"""Neutral request and response values that both web stacks translate to and from.
+
+A request is what a WSGI server would hand Flask; a response is a status, a header list and body bytes."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.request import Request as SansIORequest
+
+JSON_MIMETYPE = "application/json"
+HTML_MIMETYPE = "text/html; charset=utf-8"
+
+
+class NeutralRequest(SansIORequest):
+    """werkzeug's sans-I/O request (args, mimetype, host... exactly as Flask sees them) plus the body."""
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: Headers | None = None,
+        query_string: bytes = b"",
+        scheme: str = "http",
+        server: tuple[str, int | None] | None = None,
+        root_path: str = "",
+        remote_addr: str | None = None,
+    ) -> None:
+        super().__init__(
+            method=method,
+            scheme=scheme,
+            server=server,
+            root_path=root_path,
+            path=path,
+            query_string=query_string,
+            headers=headers if headers is not None else Headers(),
+            remote_addr=remote_addr,
+        )
+        self.body = body
+
+
+def wsgi_style_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """Request headers as a WSGI server presents them: names Title-Cased the way werkzeug derives
+    them from CGI keys, repeated names joined with ",", and names containing "_" dropped (gunicorn's
+    default header_map and werkzeug's server both drop them, so a client cannot smuggle X_Request_ID)."""
+    merged: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1")
+        if "_" in name:
+            continue
+        key = name.title()
+        value = raw_value.decode("latin-1")
+        merged[key] = f"{merged[key]},{value}" if key in merged else value
+    return Headers(list(merged.items()))
+
+
+@dataclass
+class NeutralResponse:
+    status: int
+    body: bytes = b""
+    headers: Headers = field(default_factory=Headers)
+
+    def complete(self) -> "NeutralResponse":
+        """Add what Flask adds to every response: a default Content-Type and the Content-Length."""
+        if "Content-Type" not in self.headers:
+            self.headers.set("Content-Type", HTML_MIMETYPE)
+        self.headers.set("Content-Length", str(len(self.body)))
+        return self
+
+
+def flask_json_dumps(payload: Any) -> bytes:
+    """Flask's default JSON provider outside debug mode: sorted keys, compact, ASCII, trailing newline."""
+    text = json.dumps(payload, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+    return (text + "\n").encode("ascii")
+
+
+def json_response(payload: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> NeutralResponse:
+    response_headers = Headers([("Content-Type", JSON_MIMETYPE)])
+    response_headers.extend(headers)
+    return NeutralResponse(status, flask_json_dumps(payload), response_headers)
+
+
+def response_from_http_exception(exc: HTTPException) -> NeutralResponse:
+    """werkzeug's own rendering of a routing or HTTP error (HTML body, Allow or Location header)."""
+    rendered = exc.get_response()
+    return NeutralResponse(rendered.status_code, rendered.get_data(), Headers(rendered.headers))

@@ -1,0 +1,30 @@
+"""The per-request id: chosen from the client's X-Request-ID when safe, carried in a ContextVar
+so every log line written while the request runs (model threads included) names it."""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from contextvars import ContextVar
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+current_request_id: ContextVar[str | None] = ContextVar("drum_compat_request_id", default=None)
+
+
+def choose_request_id(incoming: str | None) -> str:
+    """Reuse the client's id only if it cannot inject anything into headers or logs."""
+    if incoming is not None and _SAFE_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return str(uuid.uuid4())
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Adds `context_data` (DRUM's log field) and `request_id` to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = current_request_id.get()
+        record.request_id = request_id or "-"
+        record.context_data = {"request_id": request_id} if request_id else ""
+        return True

@@ -1,0 +1,113 @@
+"""THE route table: every DRUM route once, with its endpoint name, methods and slash rule.
+
+The Flask blueprint is generated from it, and the FastAPI side routes through `resolve`, which uses
+werkzeug's Map (Flask's own router), so 308/404/405/HEAD/OPTIONS are decided the same way on both."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+
+from shared.http import NeutralRequest, NeutralResponse, response_from_http_exception
+
+
+@dataclass(frozen=True)
+class Route:
+    rule: str
+    endpoint: str  # Flask endpoint inside the `model_api` blueprint; custom_flask.py hooks match on it
+    methods: tuple[str, ...] = ("GET",)
+    strict_slashes: bool = True
+    runs_model: bool = False  # calls model code: runs in the model executor, never on an event loop
+
+
+POST = ("POST",)
+
+PREDICTION_ROUTES: tuple[Route, ...] = (
+    Route("/", "ping"),
+    Route("/ping/", "ping", strict_slashes=False),
+    Route("/health/", "health"),
+    Route("/livez", "livez"),
+    Route("/readyz", "readyz"),
+    Route("/startupz", "startupz"),
+    Route("/info/", "info"),
+    Route("/capabilities/", "capabilities"),
+    Route("/stats/", "stats"),
+    Route("/predict/", "predict", POST, runs_model=True),
+    Route("/predictions/", "predict", POST, runs_model=True),
+    Route("/invocations", "predict", POST, runs_model=True),
+    Route("/transform/", "transform", POST, runs_model=True),
+    Route("/predictUnstructured/", "predict_unstructured", POST, runs_model=True),
+    Route("/predictionsUnstructured/", "predict_unstructured", POST, runs_model=True),
+)
+
+# DRUM's error server (contract 1.7): what answers when the model failed to load.
+ERROR_SERVER_ROUTES: tuple[Route, ...] = (
+    Route("/", "ping"),
+    Route("/ping/", "ping", strict_slashes=False),
+    Route("/health/", "health"),
+    Route("/livez", "livez"),
+    Route("/readyz", "readyz"),
+    Route("/startupz", "startupz"),
+    Route("/predict/", "predict", POST),
+    Route("/predictions/", "predict", POST),
+    Route("/invocations", "predict", POST),
+    Route("/transform/", "transform", POST),
+    Route("/predictUnstructured/", "predict_unstructured", POST),
+    Route("/predictionsUnstructured/", "predict_unstructured", POST),
+)
+
+
+def prefixed(rule: str, url_prefix: str) -> str:
+    """The rule as Flask's blueprint registration writes it under `url_prefix`."""
+    if not url_prefix:
+        return rule
+    return "/".join((url_prefix.rstrip("/"), rule.lstrip("/"))) if rule else url_prefix
+
+
+def flask_methods(route: Route) -> set[str]:
+    # Flask adds OPTIONS to every rule (automatic OPTIONS); werkzeug's Rule adds HEAD to GET rules.
+    return set(route.methods) | {"OPTIONS"}
+
+
+def build_url_map(routes: tuple[Route, ...], url_prefix: str = "") -> Map:
+    return Map(
+        [
+            Rule(
+                prefixed(route.rule, url_prefix),
+                endpoint=route.endpoint,
+                methods=flask_methods(route),
+                strict_slashes=route.strict_slashes,
+            )
+            for route in routes
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    endpoint: str
+    view_args: dict
+    runs_model: bool
+
+
+def resolve(url_map: Map, routes_by_endpoint: dict[str, Route], request: NeutralRequest) -> RouteMatch | NeutralResponse:
+    """Match like Flask does (bind to the request's host, scheme and root path)."""
+    adapter = url_map.bind(
+        request.host.lower(),
+        script_name=request.root_path or None,
+        subdomain="",
+        url_scheme=request.scheme,
+        path_info=request.path,
+        query_args=request.query_string.decode("latin-1"),
+    )
+    try:
+        endpoint, view_args = adapter.match(method=request.method)
+    except HTTPException as exc:  # RequestRedirect (308), NotFound, MethodNotAllowed
+        return response_from_http_exception(exc)
+    route = routes_by_endpoint[endpoint]
+    if request.method == "OPTIONS" and "OPTIONS" not in route.methods:
+        response = NeutralResponse(200)
+        response.headers.set("Allow", ", ".join(adapter.allowed_methods()))
+        return response
+    return RouteMatch(endpoint, view_args, route.runs_model)
