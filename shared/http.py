@@ -85,7 +85,20 @@ def json_response(payload: Any, status: int = 200, headers: Iterable[tuple[str, 
     return NeutralResponse(status, flask_json_dumps(payload), response_headers)
 
 
+# werkzeug builds Allow from a set, so its order follows the process's hash seed; one fixed order
+# (which reproduces DRUM's documented `HEAD, GET, OPTIONS` and `POST, OPTIONS`) for every process.
+METHOD_ORDER = ("HEAD", "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def canonical_allow(methods) -> str:
+    rank = {method: index for index, method in enumerate(METHOD_ORDER)}
+    return ", ".join(sorted(methods, key=lambda method: (rank.get(method, len(rank)), method)))
+
+
 def response_from_http_exception(exc: HTTPException) -> NeutralResponse:
     """werkzeug's own rendering of a routing or HTTP error (HTML body, Allow or Location header)."""
     rendered = exc.get_response()
-    return NeutralResponse(rendered.status_code, rendered.get_data(), Headers(rendered.headers))
+    headers = Headers(rendered.headers)
+    if "Allow" in headers:
+        headers.set("Allow", canonical_allow(rendered.allow))
+    return NeutralResponse(rendered.status_code, rendered.get_data(), headers)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
-from shared.http import NeutralRequest, NeutralResponse, response_from_http_exception
+from shared.http import NeutralRequest, NeutralResponse, canonical_allow, response_from_http_exception
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,8 @@ def resolve(url_map: Map, routes_by_endpoint: dict[str, Route], request: Neutral
     route = routes_by_endpoint[endpoint]
     if request.method == "OPTIONS" and "OPTIONS" not in route.methods:
         response = NeutralResponse(200)
-        response.headers.set("Allow", ", ".join(adapter.allowed_methods()))
+        allowed = adapter.allowed_methods()
+        if allowed:  # Flask leaves an empty Allow set out (werkzeug finds none for non-strict /ping)
+            response.headers.set("Allow", canonical_allow(allowed))
         return response
     return RouteMatch(endpoint, view_args, route.runs_model)

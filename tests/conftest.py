@@ -1,0 +1,121 @@
+"""Fixtures: model directories, both stacks built in-process around the same loaded model, and
+helpers that send one request to both and normalise only what legitimately differs."""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from fastapi_backend.app import create_fastapi_app
+from flask_backend.app import create_flask_app
+from flask_backend.extensions import load_flask_extensions
+from shared.app import AppSettings, DrumApp
+from shared.model.config import resolve_model_config
+from shared.model.python_model import PythonModel
+from tests.models import MODELS, write_model
+
+# Headers whose values legitimately differ between two responses (request ids are random).
+VOLATILE_HEADERS = {"date", "server", "connection"}
+REQUEST_ID_HEADERS = {"x_request_id", "x-request-id"}
+BOUNDARY = re.compile(rb"[0-9a-f]{32}")
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: list[tuple[str, str]]  # lowercased names, sorted, volatile values masked
+    body: bytes
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        return next((value for key, value in self.headers if key == name.lower()), None)
+
+
+def normalise(status: int, raw_headers, body: bytes) -> Answer:
+    headers = []
+    boundary = None
+    for name, value in raw_headers:
+        key = name.lower()
+        if key in VOLATILE_HEADERS:
+            continue
+        if key in REQUEST_ID_HEADERS:
+            value = "<request-id>"
+        if key == "content-type" and "boundary=" in value:
+            boundary = value.split("boundary=")[1].encode()
+            value = value.replace(boundary.decode(), "<boundary>")
+        headers.append((key, value))
+    if boundary:
+        body = body.replace(boundary, b"<boundary>")
+    return Answer(status, sorted(headers), body)
+
+
+class Stacks:
+    """The same loaded model behind the Flask app and the FastAPI app."""
+
+    def __init__(self, model: PythonModel | None, load_error: str | None = None, url_prefix: str = "", extensions_dir=None):
+        def core(server_name):
+            settings = AppSettings(server_name=server_name, url_prefix=url_prefix)
+            return DrumApp.for_model(model, settings) if model else DrumApp.for_load_error(load_error, settings)
+
+        self.flask_app = create_flask_app(core("flask"))
+        if extensions_dir is not None:
+            load_flask_extensions(self.flask_app, extensions_dir)
+        self.flask_client = self.flask_app.test_client()
+        self.fastapi_app = create_fastapi_app(core("fastapi"))
+
+    def flask(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Answer:
+        response = self.flask_client.open(path, method=method, data=body, headers=headers or {})
+        return normalise(response.status_code, response.headers.items(), response.get_data())
+
+    def fastapi(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Answer:
+        async def send():
+            transport = httpx.ASGITransport(app=self.fastapi_app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+                return await client.request(method, path, content=body, headers=headers or {})
+
+        response = asyncio.run(send())
+        return normalise(response.status_code, response.headers.multi_items(), response.content)
+
+    def both(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Answer:
+        """Send to both stacks, assert they answered alike, return the (shared) answer."""
+        flask_answer = self.flask(method, path, body, headers)
+        fastapi_answer = self.fastapi(method, path, body, headers)
+        assert fastapi_answer.status == flask_answer.status, (method, path, flask_answer.body, fastapi_answer.body)
+        assert fastapi_answer.headers == flask_answer.headers, (method, path)
+        assert fastapi_answer.body == flask_answer.body, (method, path)
+        return flask_answer
+
+
+def load_model(root, name: str) -> PythonModel:
+    code_dir, options = write_model(root, name)
+    return PythonModel.load(resolve_model_config(str(code_dir), **options))
+
+
+@pytest.fixture(scope="session")
+def model_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def stacks_for(model_root):
+    cache: dict = {}
+
+    def get(name: str, url_prefix: str = "") -> Stacks:
+        key = (name, url_prefix)
+        if key not in cache:
+            cache[key] = Stacks(load_model(model_root, name), url_prefix=url_prefix)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def model_names():
+    return sorted(MODELS)

@@ -1,0 +1,72 @@
+"""Start `drum-compat server` for real on a free loopback port, wait until it answers, stop it by pid."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+DRUM_COMPAT = str(Path(sys.executable).with_name("drum-compat"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RunningServer:
+    def __init__(self, code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0, ready_path: str = "/"):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_"))}
+        environ.update({"DRUM_SERVER_TYPE": server_type, **(env or {})})
+        self.process = subprocess.Popen(
+            [DRUM_COMPAT, "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{self.port}", *args],
+            env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self._wait_ready(timeout, ready_path)
+
+    def _wait_ready(self, timeout: float, ready_path: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.process.stdout.read()}")
+            try:
+                if httpx.get(f"{self.base_url}{ready_path}", timeout=1.0).status_code in (200, 513):
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"server on port {self.port} not ready after {timeout}s")
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.stdout.read()
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def run_to_exit(code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """For startups that must fail: run until the process exits by itself."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_"))}
+    environ.update({"DRUM_SERVER_TYPE": server_type, **(env or {})})
+    return subprocess.run(
+        [DRUM_COMPAT, "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{free_port()}", *args],
+        env=environ, capture_output=True, text=True, timeout=timeout,
+    )

@@ -1,0 +1,128 @@
+"""`drum-compat server` started for real per server type: same answers over HTTP, DRUM_SERVER_TYPE
+selection, startup failures, the error server, and the FastAPI refusal of custom_flask.py."""
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.models import AUTH_CUSTOM_FLASK, write_model, write_sklearn_model
+from tests.servers import RunningServer, run_to_exit
+
+pytestmark = pytest.mark.servers
+SERVER_TYPES = ["gunicorn", "fastapi", "flask"]
+CSV = b"x,y\n1,2\n3,4\n"
+
+
+def exchange(base_url: str) -> list:
+    """A fixed corpus; only volatile header values are dropped."""
+    answers = []
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for method, path, body, headers in [
+            ("POST", "/predictions/", CSV, {"Content-Type": "text/csv"}),
+            ("POST", "/predict/", b"x\n" + b"\n".join(str(i).encode() for i in range(10_000)) + b"\n", {"Content-Type": "text/csv"}),
+            ("POST", "/invocations", (b"x,y\n1,2\n" for _ in range(1)), {"Content-Type": "text/csv"}),  # chunked
+            ("POST", "/predict/", b"", {}),
+            ("POST", "/predict", CSV, {"Content-Type": "text/csv"}),
+            ("GET", "/invocations", None, {}),
+            ("GET", "/invocations/", None, {}),
+            ("GET", "/nope", None, {}),
+            ("GET", "/ping", None, {}),
+            ("GET", "/capabilities/", None, {}),
+            ("GET", "/readyz", None, {}),
+        ]:
+            response = client.request(method, path, content=body, headers=headers)
+            kept = sorted(
+                (name.lower(), value.replace(base_url, "<base>")) for name, value in response.headers.items()
+                if name.lower() not in ("date", "server", "connection", "x_request_id", "x-request-id", "transfer-encoding")
+            )
+            port = base_url.rsplit(":", 1)[1].encode()
+            answers.append((method, path, response.status_code, kept, response.content.replace(port, b"<port>")))
+    return answers
+
+
+def test_server_types_answer_alike_over_http(tmp_path):
+    code_dir, _ = write_model(tmp_path, "regression")
+    results = {}
+    for server_type in SERVER_TYPES:
+        with RunningServer(code_dir, server_type, "--target-type", "regression") as server:
+            results[server_type] = exchange(server.base_url)
+            info = httpx.get(f"{server.base_url}/info/").json()
+            assert info["drumServer"] == ("fastapi" if server_type == "fastapi" else "flask")
+    assert results["gunicorn"][0][2:] == (200, [("content-length", "25"), ("content-type", "application/json"), ("x-drum-version", "0.1.0")], b'{"predictions":[2.0,6.0]}')
+    for server_type in ("fastapi", "flask"):
+        for expected, actual in zip(results["gunicorn"], results[server_type]):
+            assert actual == expected, (server_type, expected[:2])
+
+
+def test_request_id_over_the_wire(tmp_path):
+    code_dir, _ = write_model(tmp_path, "regression")
+    for server_type in ("gunicorn", "fastapi"):
+        with RunningServer(code_dir, server_type, "--target-type", "regression") as server:
+            response = httpx.get(f"{server.base_url}/info/", headers={"X-Request-ID": "req-42", "X_Request_ID": "spoofed"})
+            assert response.headers["X_Request_ID"] == response.headers["X-Request-ID"] == "req-42"
+
+
+def test_runtime_parameter_selects_fastapi_and_sklearn_artifact(tmp_path):
+    code_dir = write_sklearn_model(tmp_path)
+    param = json.dumps({"type": "string", "payload": "FastAPI"})
+    with RunningServer(code_dir, "gunicorn", "--target-type", "binary", "--positive-class-label", "yes",
+                       "--negative-class-label", "no", env={"MLOPS_RUNTIME_PARAM_DRUM_SERVER_TYPE": param}) as server:
+        info = httpx.get(f"{server.base_url}/info/").json()
+        assert (info["drumServer"], info["predictor"], info["positiveClassLabel"]) == ("fastapi", "scikit-learn", "yes")
+        predictions = httpx.post(f"{server.base_url}/predict/", content=b"f\n0\n3\n", headers={"Content-Type": "text/csv"}).json()
+        assert [sorted(row) for row in predictions["predictions"]] == [["no", "yes"], ["no", "yes"]]
+        assert predictions["predictions"][0]["no"] > 0.5 > predictions["predictions"][1]["no"]
+
+
+@pytest.mark.parametrize("server_type", ["gunicorn", "fastapi"])
+def test_env_equivalents_of_options(tmp_path, server_type):
+    code_dir, _ = write_model(tmp_path, "multiclass")
+    env = {"TARGET_TYPE": "multiclass", "CLASS_LABELS": "cat dog horse", "URL_PREFIX": "/m"}
+    with RunningServer(code_dir, server_type, env=env, ready_path="/m/") as server:
+        assert httpx.get(f"{server.base_url}/").status_code == 404
+        info = httpx.get(f"{server.base_url}/m/info/").json()
+        assert (info["targetType"], info["classLabels"]) == ("multiclass", ["cat", "dog", "horse"])
+        answer = httpx.post(f"{server.base_url}/m/predict/", content=b"x\n1\n", headers={"Content-Type": "text/csv"})
+        assert answer.json()["predictions"] == [{"dog": 0.7, "cat": 0.1, "horse": 0.2}]
+
+
+def test_unknown_server_type_exits_2(tmp_path):
+    code_dir, _ = write_model(tmp_path, "regression")
+    result = run_to_exit(code_dir, "tornado", "--target-type", "regression")
+    assert result.returncode == 2
+    assert "valid values: gunicorn, flask, werkzeug, fastapi, uvicorn" in result.stderr
+
+
+@pytest.mark.parametrize("server_type", SERVER_TYPES)
+def test_load_failure_exits_non_zero_with_cause(tmp_path, server_type):
+    code_dir, _ = write_model(tmp_path, "broken")
+    result = run_to_exit(code_dir, server_type, "--target-type", "regression")
+    assert result.returncode != 0
+    assert "weights are corrupt" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("server_type", SERVER_TYPES)
+def test_with_error_server_answers_513(tmp_path, server_type):
+    code_dir, _ = write_model(tmp_path, "broken")
+    with RunningServer(code_dir, server_type, "--target-type", "regression", env={"WITH_ERROR_SERVER": "1"}) as server:
+        response = httpx.post(f"{server.base_url}/predict/", content=CSV)
+        assert response.status_code == 513
+        assert "'load_model' hook failed to load the model. Exception: RuntimeError('weights are corrupt')" in response.json()["message"]
+        assert httpx.get(f"{server.base_url}/ping").status_code == 513
+
+
+def test_fastapi_refuses_custom_flask_and_gunicorn_applies_it(tmp_path):
+    code_dir, _ = write_model(tmp_path, "unstructured")
+    (code_dir / "custom_flask.py").write_text(AUTH_CUSTOM_FLASK)
+    refused = run_to_exit(code_dir, "fastapi", "--target-type", "unstructured")
+    assert refused.returncode == 2 and "custom_flask.py" in refused.stderr and "Refusing to start" in refused.stderr
+    with RunningServer(code_dir, "gunicorn", "--target-type", "unstructured") as server:
+        assert httpx.get(f"{server.base_url}/ping/").status_code == 200
+        missing = httpx.get(f"{server.base_url}/info/")
+        assert (missing.status_code, missing.json()) == (401, {"message": "Missing X-Auth header"})
+        assert "X_Request_ID" in missing.headers
+        assert httpx.get(f"{server.base_url}/info/", headers={"X-Auth": "nope"}).json() == {"message": "Auth token is invalid"}
+        good = httpx.get(f"{server.base_url}/info/", headers={"X-Auth": "t0k3n"})
+        assert good.status_code == 200 and good.json()["drumServer"] == "flask"
