@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,9 +27,11 @@ class RunningServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_"))}
         environ.update({"DRUM_SERVER_TYPE": server_type, **(env or {})})
+        # a file, not a pipe: an unread pipe fills with access-log lines and blocks the server
+        self.output = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             [DRUM_COMPAT, "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{self.port}", *args],
-            env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=environ, stdout=self.output, stderr=subprocess.STDOUT, text=True,
         )
         self._wait_ready(timeout, ready_path)
 
@@ -36,7 +39,7 @@ class RunningServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.process.stdout.read()}")
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.read_output()}")
             try:
                 if httpx.get(f"{self.base_url}{ready_path}", timeout=1.0).status_code in (200, 513):
                     return
@@ -44,6 +47,10 @@ class RunningServer:
                 time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"server on port {self.port} not ready after {timeout}s")
+
+    def read_output(self) -> str:
+        self.output.seek(0)
+        return self.output.read()
 
     def stop(self) -> str:
         if self.process.poll() is None:
@@ -53,7 +60,7 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        return self.process.stdout.read()
+        return self.read_output()
 
     def __enter__(self) -> "RunningServer":
         return self

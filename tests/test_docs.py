@@ -1,0 +1,69 @@
+"""The examples users copy from README.md and migration_guide.md, executed against real servers,
+and the option tables checked against the declarations they document."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from compat.options import SERVER_OPTIONS
+from compat.server_types import SERVER_TYPES
+from tests.servers import RunningServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+GUIDE = (ROOT / "migration_guide.md").read_text()
+
+
+def blocks_after(text: str, marker: str) -> list[str]:
+    """The fenced code blocks that follow an `<!-- marker -->` comment."""
+    tail = text.split(f"<!-- {marker} -->", 1)[1]
+    return re.findall(r"```\w*\n(.*?)```", tail, re.S)
+
+
+@pytest.mark.servers
+def test_readme_prediction_example():
+    command, expected = blocks_after(README, "readme-example: predictions")[:2]
+    with RunningServer(ROOT / "examples/models/regression", "gunicorn") as server:
+        command = command.replace("127.0.0.1:8080", f"127.0.0.1:{server.port}")
+        output = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert output.strip() == expected.strip()
+
+
+@pytest.mark.servers
+def test_guide_switch_example():
+    command = blocks_after(GUIDE, "guide-example: switch")[0].strip()
+    port = free_port()
+    command = command.replace("drum-compat", str(Path(sys.executable).with_name("drum-compat")), 1)
+    command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_"))}
+    process = subprocess.Popen(command, shell=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        for _ in range(200):
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/info/", timeout=1).json()
+                break
+            except httpx.TransportError:
+                process.poll()
+                assert process.returncode is None, "server exited"
+                time.sleep(0.1)
+        assert info["drumServer"] == "fastapi"
+    finally:
+        os.killpg(process.pid, 15)  # the shell's own process group: the server it started, nothing else
+        process.wait(timeout=15)
+
+
+def test_readme_documents_every_option_and_server_type():
+    for option in SERVER_OPTIONS:
+        assert f"`{option.flag}`" in README, option.flag
+        if option.env:
+            assert f"`{option.env}" in README, option.env
+    for server_type in SERVER_TYPES:
+        assert f"`{server_type}`" in README, server_type
