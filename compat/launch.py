@@ -12,7 +12,7 @@ def _worker_environ(options: ServerOptions) -> dict[str, str]:
     return {**os.environ, **options.to_environ()}
 
 
-def gunicorn_argv(options: ServerOptions) -> list[str]:
+def gunicorn_argv() -> list[str]:
     return [sys.executable, "-m", "gunicorn", "-c", "python:flask_backend.gunicorn_conf", "flask_backend.wsgi:app_from_environment()"]
 
 
@@ -44,7 +44,7 @@ def run_werkzeug(options: ServerOptions) -> None:
 
 def launch(options: ServerOptions) -> None:
     if options.server_type == "gunicorn":
-        exec_server(gunicorn_argv(options), options)
+        exec_server(gunicorn_argv(), options)
     elif options.server_type in ("fastapi", "uvicorn"):
         exec_server(uvicorn_argv(options), options)
     else:

@@ -3,7 +3,6 @@ response payloads out (predictions JSON as pandas writes it, the transform multi
 from __future__ import annotations
 
 import io
-import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -17,8 +16,6 @@ from werkzeug.http import parse_options_header
 
 from shared.errors import DrumError
 from shared.http import NeutralRequest
-
-logger = logging.getLogger("drum_compat")
 
 MTX_MIMETYPE = "text/mtx"
 CSV_MIMETYPES = frozenset({None, "", "text/csv", "text/plain"})

@@ -4,7 +4,7 @@ The Flask blueprint is generated from it, and the FastAPI side routes through `r
 werkzeug's Map (Flask's own router), so 308/404/405/HEAD/OPTIONS are decided the same way on both."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
@@ -23,16 +23,20 @@ class Route:
 
 POST = ("POST",)
 
-PREDICTION_ROUTES: tuple[Route, ...] = (
+PROBE_ROUTES: tuple[Route, ...] = (
     Route("/", "ping"),
     Route("/ping/", "ping", strict_slashes=False),
     Route("/health/", "health"),
     Route("/livez", "livez"),
     Route("/readyz", "readyz"),
     Route("/startupz", "startupz"),
+)
+INFO_ROUTES: tuple[Route, ...] = (
     Route("/info/", "info"),
     Route("/capabilities/", "capabilities"),
     Route("/stats/", "stats"),
+)
+MODEL_ROUTES: tuple[Route, ...] = (
     Route("/predict/", "predict", POST, runs_model=True),
     Route("/predictions/", "predict", POST, runs_model=True),
     Route("/invocations", "predict", POST, runs_model=True),
@@ -41,21 +45,10 @@ PREDICTION_ROUTES: tuple[Route, ...] = (
     Route("/predictionsUnstructured/", "predict_unstructured", POST, runs_model=True),
 )
 
-# DRUM's error server (contract 1.7): what answers when the model failed to load.
-ERROR_SERVER_ROUTES: tuple[Route, ...] = (
-    Route("/", "ping"),
-    Route("/ping/", "ping", strict_slashes=False),
-    Route("/health/", "health"),
-    Route("/livez", "livez"),
-    Route("/readyz", "readyz"),
-    Route("/startupz", "startupz"),
-    Route("/predict/", "predict", POST),
-    Route("/predictions/", "predict", POST),
-    Route("/invocations", "predict", POST),
-    Route("/transform/", "transform", POST),
-    Route("/predictUnstructured/", "predict_unstructured", POST),
-    Route("/predictionsUnstructured/", "predict_unstructured", POST),
-)
+PREDICTION_ROUTES = PROBE_ROUTES + INFO_ROUTES + MODEL_ROUTES
+# DRUM's error server (contract 1.7): probes and model routes answer the load failure (no model
+# code runs); the information routes do not exist there.
+ERROR_SERVER_ROUTES = PROBE_ROUTES + tuple(replace(route, runs_model=False) for route in MODEL_ROUTES)
 
 
 def prefixed(rule: str, url_prefix: str) -> str:

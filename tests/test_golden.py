@@ -173,8 +173,6 @@ def test_unstructured_hook_arguments(stacks_for):
 
 
 def test_transform_response_matches_requests_toolbelt(stacks_for):
-    from email.parser import BytesParser
-
     body, headers = multipart({"X": ("X.csv", b"a,b\n1,2\n3,4\n", "text/csv"), "y": ("y.csv", b"t\n1\n0\n", "text/csv")})
     answer = stacks_for("transform").both("POST", "/transform/", body, headers)
     expected = MultipartEncoder(

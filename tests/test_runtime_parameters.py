@@ -62,9 +62,10 @@ def test_model_code_imports_drum_api(tmp_path, monkeypatch):
 
     install_datarobot_drum_module()
     import datarobot_drum
-    from datarobot_drum.custom_task_interfaces import BinaryEstimatorInterface  # noqa: F401
+    from datarobot_drum.custom_task_interfaces import BinaryEstimatorInterface
 
     monkeypatch.setenv("MLOPS_RUNTIME_PARAM_TOKEN", '{"type": "string", "payload": "s3cr3t"}')
     assert datarobot_drum.RuntimeParameters.get("TOKEN") == "s3cr3t"
     error = datarobot_drum.CustomHTTPError("nope", status_code=409)
     assert (str(error), error.status_code) == ("nope", 409)
+    assert issubclass(BinaryEstimatorInterface, datarobot_drum.custom_task_interfaces.CustomTaskInterface)
