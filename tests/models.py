@@ -238,3 +238,16 @@ def write_sklearn_model(root: Path) -> Path:
     with open(code_dir / "model.pkl", "wb") as fp:
         pickle.dump(model, fp)
     return code_dir
+
+LOGGING = '''
+import logging
+import pandas as pd
+
+def load_model(code_dir):
+    return "m"
+
+def score(data, model, **kwargs):
+    logging.getLogger("user.model").warning("scoring %d rows", len(data))
+    return pd.DataFrame({"Predictions": [1.0] * len(data)})
+'''
+MODELS["logging"] = ({"custom.py": LOGGING}, {"target_type": "regression"})
