@@ -3,13 +3,15 @@ environment variables), checks everything it can before any model code runs, the
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Mapping, Sequence
 
-from compat.bootstrap import flask_extension_refusal, model_config
+from compat.bootstrap import configure_logging, flask_extension_refusal, model_config
 from compat.options import ServerOptions, add_server_arguments
 from compat.server_types import SERVER_TYPES, UnknownServerType, resolve_server_type, stack_of
+from compat.settings import SETTINGS, SettingError, resolve_settings, server_kwargs
 from shared import __version__
 from shared.model.config import ModelConfigError
 
@@ -27,10 +29,47 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         description=f"Serve a model directory with DRUM's HTTP API. DRUM_SERVER_TYPE picks the stack ({server_types}).",
     )
     add_server_arguments(server, environ)
+    config = commands.add_parser(
+        "config", help="Show the effective server settings, where each comes from, and every warning."
+    )
+    config.add_argument("--server-type", choices=list(SERVER_TYPES), help="default: DRUM_SERVER_TYPE, else gunicorn")
+    config.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
+def effective_settings(server_type: str, environ: Mapping[str, str]):
+    resolution = resolve_settings(stack_of(server_type), environ)
+    server = "gunicorn" if server_type == "gunicorn" else "uvicorn" if stack_of(server_type) == "fastapi" else None
+    return resolution, server_kwargs(resolution, server) if server else {}
+
+
+def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    server_type = args.server_type or resolve_server_type(environ)
+    resolution, _ = effective_settings(server_type, environ)
+    rows = [
+        {"setting": setting.names.get(resolution.stack), "value": resolution.values[setting.key].value,
+         "source": resolution.values[setting.key].source}
+        for setting in SETTINGS
+        if setting.names.get(resolution.stack)
+    ]
+    if args.json:
+        print(json.dumps({"server_type": server_type, "settings": rows, "warnings": resolution.warnings}, indent=2))
+        return 0
+    print(f"DRUM_SERVER_TYPE={server_type} ({SERVER_TYPES[server_type][1]})")
+    width = max(len(row["setting"]) for row in rows)
+    for row in rows:
+        shown = "(server default)" if row["value"] is None else repr(row["value"])
+        print(f"  {row['setting']:<{width}}  {shown:<18} {row['source']}")
+    for message in resolution.warnings:
+        print(f"warning: {message}")
+    return 0
+
+
 def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> ServerOptions:
+    server_type = resolve_server_type(environ)
+    resolution, settings = effective_settings(server_type, environ)
+    if "workers" in settings and resolution.values["workers"].source == "default" and args.max_workers > 0:
+        settings["workers"] = args.max_workers  # DRUM: the CUSTOM_MODEL_WORKERS parameter beats --max-workers
     if not args.code_dir:
         raise ValueError("--code-dir (or env CODE_DIR) is required")
     if not args.address:
@@ -49,9 +88,10 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
         logging_level=args.logging_level,
         with_error_server=args.with_error_server,
         max_workers=args.max_workers,
-        url_prefix=environ.get("URL_PREFIX", ""),
+        url_prefix=resolution.value("url_prefix"),
         target_name=environ.get("TARGET_NAME") or None,
-        server_type=resolve_server_type(environ),
+        server_type=server_type,
+        server_settings=settings,
     )
 
 
@@ -63,14 +103,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     args = parser.parse_args(argv)
+    configure_logging("warning")
     try:
+        if args.command == "config":
+            return show_config(args, environ)
         options = server_options(args, environ)
         model_config(options)  # reads model-metadata.yaml only: the model itself loads in the workers
         if stack_of(options.server_type) == "fastapi":
             refusal = flask_extension_refusal(options.code_dir)
             if refusal:
                 raise ValueError(refusal)
-    except (ValueError, UnknownServerType, ModelConfigError) as exc:
+    except (ValueError, UnknownServerType, ModelConfigError, SettingError) as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     from compat.launch import launch

@@ -16,15 +16,10 @@ def gunicorn_argv() -> list[str]:
     return [sys.executable, "-m", "gunicorn", "-c", "python:flask_backend.gunicorn_conf", "flask_backend.wsgi:app_from_environment()"]
 
 
-def uvicorn_argv(options: ServerOptions) -> list[str]:
-    return [
-        sys.executable, "-m", "uvicorn", "fastapi_backend.asgi:app_from_environment", "--factory",
-        "--host", options.host, "--port", str(options.port), "--workers", str(options.workers),
-        # uvloop + httptools: on the asyncio loop the pre-bound socket of a multi-worker server
-        # never gets TCP_NODELAY and every response waits ~40 ms (see DESIGN.md)
-        "--loop", "uvloop", "--http", "httptools",
-        "--log-level", "info" if options.logging_level in ("noset", "debug") else options.logging_level,
-    ]
+def uvicorn_argv() -> list[str]:
+    # uvicorn runs in-process from fastapi_backend.serve, so no setting (a TLS key password
+    # included) ever appears on a command line
+    return [sys.executable, "-m", "fastapi_backend.serve"]
 
 
 def exec_server(argv: list[str], options: ServerOptions) -> None:
@@ -39,13 +34,13 @@ def run_werkzeug(options: ServerOptions) -> None:
     from flask_backend.wsgi import build_app
 
     app = build_app(options)
-    app.run(host=options.host, port=options.port, threaded=False, processes=options.workers)
+    app.run(host=options.host, port=options.port, threaded=False, processes=max(options.max_workers, 1))
 
 
 def launch(options: ServerOptions) -> None:
     if options.server_type == "gunicorn":
         exec_server(gunicorn_argv(), options)
     elif options.server_type in ("fastapi", "uvicorn"):
-        exec_server(uvicorn_argv(options), options)
+        exec_server(uvicorn_argv(), options)
     else:
         run_werkzeug(options)

@@ -66,6 +66,7 @@ class ServerOptions:
     url_prefix: str = ""
     target_name: str | None = None
     server_type: str = "gunicorn"
+    server_settings: dict | None = None  # gunicorn or uvicorn settings, resolved from compat.settings
 
     @property
     def host(self) -> str:
@@ -74,10 +75,6 @@ class ServerOptions:
     @property
     def port(self) -> int:
         return int(self.address.rpartition(":")[2]) if ":" in self.address else 8080
-
-    @property
-    def workers(self) -> int:
-        return self.max_workers if self.max_workers > 0 else 1
 
     def to_environ(self) -> dict[str, str]:
         return {WORKER_OPTIONS_ENV: json.dumps(asdict(self))}

@@ -1,0 +1,205 @@
+"""The server settings table: every parameter declared once with type, default, range, the stacks
+it applies to, the gunicorn/uvicorn setting it feeds, deprecated names and help. Validation,
+`drum-compat config`, the docs table and both server configurations are derived from it."""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from shared.runtime_parameters import PREFIX, RuntimeParameterException, RuntimeParameters
+
+logger = logging.getLogger("drum_compat.settings")
+STACKS = ("flask", "fastapi")
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    kind: type  # int or str
+    default: Any  # None: the server's own default
+    help: str
+    names: Mapping[str, str]  # stack -> the parameter name read there
+    deprecated: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # stack -> old names still read, with a warning
+    gunicorn: str | None = None
+    uvicorn: str | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+    env_fallback: str | None = None  # a plain env var read last (DRUM: MAX_WORKERS)
+    zero_is_off: bool = False  # 0 means "feature off": left out of the server's configuration
+
+    def accepted(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.minimum is not None:
+            return f"{self.minimum}..{self.maximum}"
+        return "any string"
+
+
+def _both(name: str) -> dict[str, str]:
+    return {"flask": name, "fastapi": name}
+
+
+def _renamed(gunicorn_name: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """DRUM_GUNICORN_X keeps working under fastapi as a deprecated name of DRUM_UVICORN_X."""
+    uvicorn_name = gunicorn_name.replace("DRUM_GUNICORN_", "DRUM_UVICORN_")
+    return {"flask": gunicorn_name, "fastapi": uvicorn_name}, {"fastapi": (gunicorn_name,)}
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("workers", int, 1, "Worker processes; each loads its own copy of the model.",
+            _both("CUSTOM_MODEL_WORKERS"), gunicorn="workers", uvicorn="workers", minimum=1, maximum=199, env_fallback="MAX_WORKERS"),
+    Setting("backlog", int, 2048, "Connections the listening socket queues.",
+            _both("DRUM_WEBSERVER_BACKLOG"), gunicorn="backlog", uvicorn="backlog", minimum=1, maximum=10000),
+    Setting("timeout", int, 120, "gunicorn: seconds before a silent worker is killed and replaced (0: never).",
+            {"flask": "DRUM_CLIENT_REQUEST_TIMEOUT"}, gunicorn="timeout", minimum=0, maximum=3600),
+    Setting("keep_alive", int, None, "Seconds an idle keep-alive connection stays open (gunicorn 2, uvicorn 5 by default).",
+            *_renamed("DRUM_GUNICORN_KEEP_ALIVE"), gunicorn="keepalive", uvicorn="timeout_keep_alive", minimum=1, maximum=3600),
+    Setting("max_requests", int, 0, "Recycle a worker after this many requests (0: never).",
+            *_renamed("DRUM_GUNICORN_MAX_REQUESTS"), gunicorn="max_requests", uvicorn="limit_max_requests", minimum=0, maximum=10000, zero_is_off=True),
+    Setting("max_requests_jitter", int, 0, "gunicorn: add 0..N to max_requests per worker so workers do not recycle together.",
+            {"flask": "DRUM_GUNICORN_MAX_REQUESTS_JITTER"}, gunicorn="max_requests_jitter", minimum=0, maximum=10000),
+    Setting("graceful_timeout", int, 299, "Seconds in-flight requests get to finish after SIGTERM.",
+            *_renamed("DRUM_GUNICORN_GRACEFUL_TIMEOUT"), gunicorn="graceful_timeout", uvicorn="timeout_graceful_shutdown", minimum=1, maximum=3600),
+    Setting("log_level", str, "info", "Server log level.",
+            *_renamed("DRUM_GUNICORN_LOG_LEVEL"), gunicorn="loglevel", uvicorn="log_level", choices=LOG_LEVELS),
+    Setting("worker_class", str, "gevent", "gunicorn worker class.",
+            {"flask": "DRUM_GUNICORN_WORKER_CLASS"}, gunicorn="worker_class", choices=("gevent", "sync")),
+    Setting("worker_connections", int, 1000, "gevent workers: concurrent connections per worker.",
+            {"flask": "DRUM_WORKER_CONNECTIONS"}, gunicorn="worker_connections", minimum=1, maximum=10000),
+    Setting("loop", str, "uvloop", "uvicorn event loop (uvloop avoids asyncio's 40 ms multi-worker stall).",
+            {"fastapi": "DRUM_UVICORN_LOOP"}, uvicorn="loop", choices=("uvloop", "asyncio", "auto")),
+    Setting("limit_concurrency", int, None, "uvicorn: connections beyond this get 503 at once.",
+            {"fastapi": "DRUM_UVICORN_LIMIT_CONCURRENCY"}, uvicorn="limit_concurrency", minimum=1, maximum=100000),
+    Setting("url_prefix", str, "", "Serve every route under this prefix.", _both("URL_PREFIX")),
+)
+SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
+
+
+class SettingError(ValueError):
+    """A value that cannot be parsed: startup stops with this message."""
+
+
+@dataclass
+class Resolved:
+    value: Any
+    source: str  # "default", "env NAME", "runtime parameter NAME", "... (deprecated, use NAME)"
+
+
+@dataclass
+class Resolution:
+    stack: str
+    values: dict[str, Resolved]
+    warnings: list[str]
+
+    def value(self, key: str) -> Any:
+        return self.values[key].value
+
+
+def _raw(name: str, environ: Mapping[str, str]) -> tuple[Any, str] | None:
+    """(raw value, where it came from): the runtime parameter wins over the plain env var."""
+    if RuntimeParameters.has(name, environ):
+        try:
+            return RuntimeParameters.get(name, environ), f"runtime parameter {PREFIX}{name}"
+        except RuntimeParameterException as exc:
+            raise SettingError(f"{PREFIX}{name}: {exc}") from None
+    if environ.get(name, "") != "":
+        return environ[name], f"env {name}"
+    return None
+
+
+def _parse(setting: Setting, name: str, raw: Any) -> Any:
+    if setting.kind is int:
+        try:
+            # DRUM converts with int(): a float payload truncates, a non-integer string is an error
+            return int(raw) if not isinstance(raw, str) else int(raw.strip())
+        except (TypeError, ValueError):
+            raise SettingError(f"{name}={raw!r} is not an integer; accepted: {setting.accepted()}") from None
+    value = str(raw).strip()
+    return value.lower() if setting.choices else value
+
+
+def _in_range(setting: Setting, value: Any) -> bool:
+    if setting.choices:
+        return value in setting.choices
+    if setting.minimum is not None:
+        return setting.minimum <= value <= setting.maximum
+    return True
+
+
+def _deprecation(message: str) -> str:
+    warnings.warn(message, DeprecationWarning, stacklevel=3)
+    return message
+
+
+def resolve_settings(stack: str, environ: Mapping[str, str]) -> Resolution:
+    """Effective values for one stack, with every warning the operator should read."""
+    found_warnings: list[str] = []
+    values: dict[str, Resolved] = {}
+    for setting in SETTINGS:
+        name = setting.names.get(stack)
+        readable = [name, *setting.deprecated.get(stack, ())] if name is not None else []
+        present = [(candidate, found) for candidate in readable if (found := _raw(candidate, environ)) is not None]
+        if not present and readable and setting.env_fallback and environ.get(setting.env_fallback, "") != "":
+            present = [(setting.env_fallback, (environ[setting.env_fallback], f"env {setting.env_fallback}"))]
+        resolved = Resolved(setting.default, "default")
+        if present:
+            candidate, (raw, source) = present[0]
+            for ignored, _ in present[1:]:
+                found_warnings.append(_deprecation(f"{ignored} is deprecated and was ignored: {name} is set and wins."))
+            is_old = candidate in setting.deprecated.get(stack, ())
+            if is_old:
+                found_warnings.append(_deprecation(f"{candidate} is deprecated with the {stack} stack; use {name} instead (applied this time)."))
+            value = _parse(setting, candidate, raw)
+            if _in_range(setting, value):
+                resolved = Resolved(value, source + (f" (deprecated, use {name})" if is_old else ""))
+            else:
+                found_warnings.append(
+                    f"{candidate}={raw!r} is outside the accepted range ({setting.accepted()}); keeping the default {setting.default!r}."
+                )
+        values[setting.key] = resolved
+        for other_name in set(setting.names.values()) - set(readable):
+            if _raw(other_name, environ) is not None:
+                found_warnings.append(f"{other_name} has no effect with the {stack} stack.")
+    for message in found_warnings:
+        logger.warning(message)
+    return Resolution(stack, values, list(dict.fromkeys(found_warnings)))
+
+
+def server_kwargs(resolution: Resolution, server: str) -> dict[str, Any]:
+    """{gunicorn or uvicorn setting name: value} for every setting that feeds that server."""
+    kwargs = {}
+    for setting in SETTINGS:
+        target = getattr(setting, server)
+        value = resolution.values[setting.key].value
+        if setting.zero_is_off and value == 0:
+            continue
+        if target is not None and setting.names.get(resolution.stack) is not None and value is not None:
+            kwargs[target] = value
+    return kwargs
+
+
+def settings_markdown() -> str:
+    """The settings table of migration_guide.md (a test keeps the guide equal to this)."""
+    lines = [
+        "| Setting | With gunicorn / flask | With fastapi / uvicorn | Default | Accepted | Feeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for setting in SETTINGS:
+        fastapi = setting.names.get("fastapi", "no effect")
+        old = setting.deprecated.get("fastapi", ())
+        if old:
+            fastapi += f" (deprecated: {', '.join(old)})"
+        if setting.env_fallback:
+            fastapi += f", env {setting.env_fallback}"
+        feeds = ", ".join(f"{server} `{getattr(setting, server)}`" for server in ("gunicorn", "uvicorn") if getattr(setting, server))
+        default = "server default" if setting.default is None else f"`{setting.default!r}`"
+        lines.append(
+            f"| {setting.help} | {setting.names.get('flask', 'no effect')}{', env ' + setting.env_fallback if setting.env_fallback else ''} "
+            f"| {fastapi} | {default} | {setting.accepted()} | {feeds or 'drum-compat'} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,108 @@
+"""The settings table: DRUM's parse and range rules, deprecated names per stack, `drum-compat config`,
+and the guide's table kept equal to the declarations."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compat.settings import SETTINGS, SettingError, resolve_settings, server_kwargs, settings_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+DRUM_COMPAT = str(Path(sys.executable).with_name("drum-compat"))
+
+
+def rp(payload, kind="numeric"):
+    return json.dumps({"type": kind, "payload": payload})
+
+
+def test_defaults_feed_each_server():
+    gunicorn = server_kwargs(resolve_settings("flask", {}), "gunicorn")
+    assert gunicorn == {"workers": 1, "backlog": 2048, "timeout": 120, "max_requests_jitter": 0, "graceful_timeout": 299,
+                        "loglevel": "info", "worker_class": "gevent", "worker_connections": 1000}
+    uvicorn = server_kwargs(resolve_settings("fastapi", {}), "uvicorn")
+    assert uvicorn == {"workers": 1, "backlog": 2048, "timeout_graceful_shutdown": 299, "log_level": "info", "loop": "uvloop"}
+
+
+def test_runtime_parameter_wins_over_env_and_int_truncates():
+    resolution = resolve_settings("flask", {"MLOPS_RUNTIME_PARAM_DRUM_WEBSERVER_BACKLOG": rp(64.9), "DRUM_WEBSERVER_BACKLOG": "10"})
+    assert (resolution.value("backlog"), resolution.values["backlog"].source) == (64, "runtime parameter MLOPS_RUNTIME_PARAM_DRUM_WEBSERVER_BACKLOG")
+
+
+@pytest.mark.parametrize("environ,message", [
+    ({"DRUM_WEBSERVER_BACKLOG": "lots"}, "DRUM_WEBSERVER_BACKLOG='lots' is not an integer; accepted: 1..10000"),
+    ({"MLOPS_RUNTIME_PARAM_CUSTOM_MODEL_WORKERS": rp("2.5")}, "CUSTOM_MODEL_WORKERS='2.5' is not an integer; accepted: 1..199"),
+    ({"MLOPS_RUNTIME_PARAM_CUSTOM_MODEL_WORKERS": "{oops"}, "Invalid runtime parameter json payload"),
+])
+def test_unparsable_values_stop_startup(environ, message):
+    with pytest.raises(SettingError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        resolve_settings("flask", environ)
+
+
+def test_out_of_range_keeps_default_and_does_not_fall_back(caplog):
+    resolution = resolve_settings("flask", {"CUSTOM_MODEL_WORKERS": "500", "MAX_WORKERS": "3", "DRUM_GUNICORN_WORKER_CLASS": "eventlet"})
+    assert resolution.value("workers") == 1 and resolution.value("worker_class") == "gevent"
+    assert "CUSTOM_MODEL_WORKERS='500' is outside the accepted range (1..199); keeping the default 1." in caplog.text
+    assert "DRUM_GUNICORN_WORKER_CLASS='eventlet' is outside the accepted range (one of gevent, sync)" in caplog.text
+    assert resolve_settings("flask", {"MAX_WORKERS": "3"}).value("workers") == 3
+
+
+def test_gunicorn_names_are_deprecated_under_fastapi(caplog):
+    environ = {"DRUM_GUNICORN_MAX_REQUESTS": "50", "DRUM_GUNICORN_KEEP_ALIVE": "10", "DRUM_UVICORN_KEEP_ALIVE": "7"}
+    with pytest.warns(DeprecationWarning) as caught:
+        resolution = resolve_settings("fastapi", environ)
+    messages = sorted(str(warning.message) for warning in caught)
+    assert messages == [
+        "DRUM_GUNICORN_KEEP_ALIVE is deprecated and was ignored: DRUM_UVICORN_KEEP_ALIVE is set and wins.",
+        "DRUM_GUNICORN_MAX_REQUESTS is deprecated with the fastapi stack; use DRUM_UVICORN_MAX_REQUESTS instead (applied this time).",
+    ]
+    assert resolution.value("max_requests") == 50 and resolution.value("keep_alive") == 7
+    # exactly one WARNING line per old name
+    assert sorted(record.getMessage() for record in caplog.records if record.levelname == "WARNING") == messages
+    assert server_kwargs(resolution, "uvicorn")["limit_max_requests"] == 50
+
+
+def test_names_of_the_other_stack_have_no_effect(caplog):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecation here: these are simply not read
+        resolve_settings("fastapi", {"DRUM_WORKER_CONNECTIONS": "5", "DRUM_GUNICORN_WORKER_CLASS": "sync"})
+        resolve_settings("flask", {"DRUM_UVICORN_LOOP": "asyncio"})
+    assert "DRUM_WORKER_CONNECTIONS has no effect with the fastapi stack." in caplog.text
+    assert "DRUM_GUNICORN_WORKER_CLASS has no effect with the fastapi stack." in caplog.text
+    assert "DRUM_UVICORN_LOOP has no effect with the flask stack." in caplog.text
+
+
+def test_zero_max_requests_is_off_for_uvicorn():
+    assert "limit_max_requests" not in server_kwargs(resolve_settings("fastapi", {"DRUM_UVICORN_MAX_REQUESTS": "0"}), "uvicorn")
+
+
+def test_operator_story_one_warning_per_old_name():
+    """The gunicorn-tuned parameters of a deployment bring up an equivalent uvicorn one."""
+    environ = {f"MLOPS_RUNTIME_PARAM_{name}": rp(value) for name, value in {
+        "DRUM_GUNICORN_MAX_REQUESTS": 1000, "DRUM_GUNICORN_GRACEFUL_TIMEOUT": 30, "DRUM_GUNICORN_KEEP_ALIVE": 15,
+        "CUSTOM_MODEL_WORKERS": 2}.items()}
+    environ["MLOPS_RUNTIME_PARAM_DRUM_GUNICORN_LOG_LEVEL"] = rp("WARNING", "string")
+    result = subprocess.run([DRUM_COMPAT, "config", "--server-type", "fastapi", "--json"], env=environ, capture_output=True, text=True, check=True)
+    shown = json.loads(result.stdout)
+    values = {row["setting"]: row["value"] for row in shown["settings"]}
+    assert (values["DRUM_UVICORN_MAX_REQUESTS"], values["DRUM_UVICORN_GRACEFUL_TIMEOUT"], values["DRUM_UVICORN_KEEP_ALIVE"],
+            values["DRUM_UVICORN_LOG_LEVEL"], values["CUSTOM_MODEL_WORKERS"]) == (1000, 30, 15, "warning", 2)
+    assert len(shown["warnings"]) == 4 and all("deprecated" in warning for warning in shown["warnings"])
+    assert result.stderr.count("WARNING") == 4
+
+
+def test_guide_table_is_generated_from_the_declarations():
+    guide = (ROOT / "migration_guide.md").read_text()
+    assert settings_markdown() in guide
+    assert len(settings_markdown().splitlines()) == len(SETTINGS) + 2
+
+
+def test_guide_config_example_runs():
+    from tests.test_docs import GUIDE, blocks_after
+
+    command = blocks_after(GUIDE, "guide-example: config")[0].strip().replace("drum-compat", DRUM_COMPAT)
+    output = subprocess.run(command, shell=True, capture_output=True, text=True, check=True, env={})
+    assert "DRUM_UVICORN_KEEP_ALIVE         10" in output.stdout and "deprecated" in output.stdout
