@@ -9,7 +9,7 @@ from werkzeug.datastructures import Headers
 
 from shared.app import DrumApp
 from shared.errors import error_response
-from shared.http import NeutralRequest, NeutralResponse, canonical_allow
+from shared.http import NeutralRequest, NeutralResponse
 from shared.request_id import REQUEST_ID_HEADER, choose_request_id, current_request_id
 
 BLUEPRINT_NAME = "model_api"
@@ -67,10 +67,7 @@ def create_flask_app(core: DrumApp) -> Flask:
     @app.after_request
     def finish_request(response: Response) -> Response:
         request_id = g.get("drum_request_id") or choose_request_id(None)
-        for name, value in core.common_headers(request_id):
-            response.headers[name] = value
-        if response.allow:  # Flask's own 405/OPTIONS answers: the core's fixed method order
-            response.headers["Allow"] = canonical_allow(response.allow)
+        core.stamp(response.headers, request_id)
         core.log_response(request.method, request.path, response.status_code, g.get("drum_started", time.monotonic()), request_id)
         return response
 

@@ -1,15 +1,17 @@
 """The neutral application: a route table, its handlers and the headers every response carries.
-Backends call `resolve`, `call` and `finish` (Flask routes natively and uses `call`/`common_headers`)."""
+Backends call `resolve`, `call` and `finish` (Flask routes natively and uses `call`/`stamp`)."""
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
 
+from werkzeug.datastructures import Headers
+
 from shared import __version__
 from shared.errors import error_response
 from shared.handlers import ErrorServerHandlers, PredictionHandlers
-from shared.http import NeutralRequest, NeutralResponse
+from shared.http import NeutralRequest, NeutralResponse, canonical_allow
 from shared.model.config import ModelConfig
 from shared.model.python_model import PythonModel
 from shared.request_id import REQUEST_ID_HEADER, choose_request_id
@@ -71,8 +73,14 @@ class DrumApp:
             return error_response(exc)
 
     @staticmethod
-    def common_headers(request_id: str) -> list[tuple[str, str]]:
-        return [(DRUM_REQUEST_ID_HEADER, request_id), (REQUEST_ID_HEADER, request_id), (VERSION_HEADER, __version__)]
+    def stamp(headers: Headers, request_id: str) -> None:
+        """What every response carries, whichever code path produced it (views, routing errors,
+        Flask's automatic OPTIONS): the request id, the version, and a fixed Allow order."""
+        for name in (DRUM_REQUEST_ID_HEADER, REQUEST_ID_HEADER):
+            headers.set(name, request_id)
+        headers.set(VERSION_HEADER, __version__)
+        if "Allow" in headers:
+            headers.set("Allow", canonical_allow(headers["Allow"]))
 
     @staticmethod
     def log_response(method: str, path: str, status: int, started: float, request_id: str) -> None:
@@ -82,8 +90,7 @@ class DrumApp:
     def finish(self, request: NeutralRequest, response: NeutralResponse, request_id: str, started: float) -> NeutralResponse:
         """What Flask and werkzeug do after a view: defaults, common headers, HEAD without a body."""
         response.complete()
-        for name, value in self.common_headers(request_id):
-            response.headers.set(name, value)
+        self.stamp(response.headers, request_id)
         if request.method == "HEAD":
             response.body = b""  # Content-Length keeps the GET body's size, as werkzeug does
         self.log_response(request.method, request.path, response.status, started, request_id)

@@ -90,15 +90,13 @@ def json_response(payload: Any, status: int = 200, headers: Iterable[tuple[str, 
 METHOD_ORDER = ("HEAD", "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def canonical_allow(methods) -> str:
+def canonical_allow(allow: str) -> str:
     rank = {method: index for index, method in enumerate(METHOD_ORDER)}
+    methods = [method.strip() for method in allow.split(",") if method.strip()]
     return ", ".join(sorted(methods, key=lambda method: (rank.get(method, len(rank)), method)))
 
 
 def response_from_http_exception(exc: HTTPException) -> NeutralResponse:
     """werkzeug's own rendering of a routing or HTTP error (HTML body, Allow or Location header)."""
     rendered = exc.get_response()
-    headers = Headers(rendered.headers)
-    if "Allow" in headers:
-        headers.set("Allow", canonical_allow(rendered.allow))
-    return NeutralResponse(rendered.status_code, rendered.get_data(), headers)
+    return NeutralResponse(rendered.status_code, rendered.get_data(), Headers(rendered.headers))

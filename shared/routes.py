@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
-from shared.http import NeutralRequest, NeutralResponse, canonical_allow, response_from_http_exception
+from shared.http import NeutralRequest, NeutralResponse, response_from_http_exception
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,6 @@ def resolve(url_map: Map, routes_by_endpoint: dict[str, Route], request: Neutral
         response = NeutralResponse(200)
         allowed = adapter.allowed_methods()
         if allowed:  # Flask leaves an empty Allow set out (werkzeug finds none for non-strict /ping)
-            response.headers.set("Allow", canonical_allow(allowed))
+            response.headers.set("Allow", ", ".join(allowed))
         return response
     return RouteMatch(endpoint, view_args, route.runs_model)
