@@ -22,7 +22,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drum-compat", description=__doc__)
     parser.add_argument("--version", action="version", version=f"drum-compat {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    server_types = "; ".join(f"{name}: {text}" for name, (_, text) in SERVER_TYPES.items())
+    server_types = "; ".join(f"{name}: {kind.description}" for name, kind in SERVER_TYPES.items())
     server = commands.add_parser(
         "server",
         help="Serve a model directory with DRUM's HTTP API.",
@@ -39,8 +39,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
 def effective_settings(server_type: str, environ: Mapping[str, str]):
     resolution = resolve_settings(stack_of(server_type), environ)
-    server = "gunicorn" if server_type == "gunicorn" else "uvicorn" if stack_of(server_type) == "fastapi" else None
-    return resolution, server_kwargs(resolution, server) if server else {}
+    return resolution, server_kwargs(resolution, SERVER_TYPES[server_type].server)
 
 
 def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -55,7 +54,7 @@ def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.json:
         print(json.dumps({"server_type": server_type, "settings": rows, "warnings": resolution.warnings}, indent=2))
         return 0
-    print(f"DRUM_SERVER_TYPE={server_type} ({SERVER_TYPES[server_type][1]})")
+    print(f"DRUM_SERVER_TYPE={server_type} ({SERVER_TYPES[server_type].description})")
     width = max(len(row["setting"]) for row in rows)
     for row in rows:
         shown = "(server default)" if row["value"] is None else repr(row["value"])
@@ -68,8 +67,11 @@ def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> ServerOptions:
     server_type = resolve_server_type(environ)
     resolution, settings = effective_settings(server_type, environ)
-    if "workers" in settings and resolution.values["workers"].source == "default" and args.max_workers > 0:
-        settings["workers"] = args.max_workers  # DRUM: the CUSTOM_MODEL_WORKERS parameter beats --max-workers
+    workers = resolution.value("workers")
+    if resolution.values["workers"].source == "default" and args.max_workers > 0:
+        workers = args.max_workers  # DRUM: the CUSTOM_MODEL_WORKERS parameter beats --max-workers
+    if "workers" in settings:
+        settings["workers"] = workers
     if not args.code_dir:
         raise ValueError("--code-dir (or env CODE_DIR) is required")
     if not args.address:
@@ -87,7 +89,7 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
         class_labels_file=args.class_labels_file,
         logging_level=args.logging_level,
         with_error_server=args.with_error_server,
-        max_workers=args.max_workers,
+        workers=workers,
         url_prefix=resolution.value("url_prefix"),
         target_name=environ.get("TARGET_NAME") or None,
         server_type=server_type,

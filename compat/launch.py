@@ -6,6 +6,7 @@ import os
 import sys
 
 from compat.options import ServerOptions
+from compat.server_types import SERVER_TYPES
 
 
 def _worker_environ(options: ServerOptions) -> dict[str, str]:
@@ -34,13 +35,14 @@ def run_werkzeug(options: ServerOptions) -> None:
     from flask_backend.wsgi import build_app
 
     app = build_app(options)
-    app.run(host=options.host, port=options.port, threaded=False, processes=max(options.max_workers, 1))
+    app.run(host=options.host, port=options.port, threaded=False, processes=options.workers)
 
 
 def launch(options: ServerOptions) -> None:
-    if options.server_type == "gunicorn":
+    server = SERVER_TYPES[options.server_type].server
+    if server == "gunicorn":
         exec_server(gunicorn_argv(), options)
-    elif options.server_type in ("fastapi", "uvicorn"):
+    elif server == "uvicorn":
         exec_server(uvicorn_argv(), options)
     else:
         run_werkzeug(options)

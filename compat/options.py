@@ -62,7 +62,7 @@ class ServerOptions:
     class_labels_file: str | None = None
     logging_level: str = "warning"
     with_error_server: bool = False
-    max_workers: int = 0
+    workers: int = 1  # effective: CUSTOM_MODEL_WORKERS, else --max-workers, else MAX_WORKERS, else 1
     url_prefix: str = ""
     target_name: str | None = None
     server_type: str = "gunicorn"

@@ -2,6 +2,7 @@
 (`MLOPS_RUNTIME_PARAM_DRUM_SERVER_TYPE`) wins over the plain environment variable."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 from shared.runtime_parameters import RuntimeParameters
@@ -9,13 +10,19 @@ from shared.runtime_parameters import RuntimeParameters
 SERVER_TYPE_PARAM = "DRUM_SERVER_TYPE"
 DEFAULT_SERVER_TYPE = "gunicorn"
 
-# server type -> (stack reported as drumServer, what runs it)
-SERVER_TYPES: dict[str, tuple[str, str]] = {
-    "gunicorn": ("flask", "Flask app on gunicorn (gevent workers); the default"),
-    "flask": ("flask", "Flask's own werkzeug server, for debugging"),
-    "werkzeug": ("flask", "same as flask"),
-    "fastapi": ("fastapi", "FastAPI app on uvicorn"),
-    "uvicorn": ("fastapi", "same as fastapi"),
+@dataclass(frozen=True)
+class ServerType:
+    stack: str  # the app, and what /info/ reports as drumServer
+    server: str  # what runs it: gunicorn, werkzeug or uvicorn
+    description: str
+
+
+SERVER_TYPES: dict[str, ServerType] = {
+    "gunicorn": ServerType("flask", "gunicorn", "Flask app on gunicorn (gevent workers); the default"),
+    "flask": ServerType("flask", "werkzeug", "Flask's own werkzeug server, for debugging"),
+    "werkzeug": ServerType("flask", "werkzeug", "same as flask"),
+    "fastapi": ServerType("fastapi", "uvicorn", "FastAPI app on uvicorn"),
+    "uvicorn": ServerType("fastapi", "uvicorn", "same as fastapi"),
 }
 
 
@@ -39,4 +46,4 @@ def resolve_server_type(environ: Mapping[str, str]) -> str:
 
 
 def stack_of(server_type: str) -> str:
-    return SERVER_TYPES[server_type][0]
+    return SERVER_TYPES[server_type].stack

@@ -11,7 +11,6 @@ from typing import Any, Mapping
 from shared.runtime_parameters import PREFIX, RuntimeParameterException, RuntimeParameters
 
 logger = logging.getLogger("drum_compat.settings")
-STACKS = ("flask", "fastapi")
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,6 @@ SETTINGS: tuple[Setting, ...] = (
             {"fastapi": "DRUM_UVICORN_LIMIT_CONCURRENCY"}, uvicorn="limit_concurrency", minimum=1, maximum=100000),
     Setting("url_prefix", str, "", "Serve every route under this prefix.", _both("URL_PREFIX")),
 )
-SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 
 
 class SettingError(ValueError):
@@ -174,7 +172,7 @@ def server_kwargs(resolution: Resolution, server: str) -> dict[str, Any]:
     """{gunicorn or uvicorn setting name: value} for every setting that feeds that server."""
     kwargs = {}
     for setting in SETTINGS:
-        target = getattr(setting, server)
+        target = getattr(setting, server, None)
         value = resolution.values[setting.key].value
         if setting.zero_is_off and value == 0:
             continue

@@ -106,3 +106,21 @@ def test_guide_config_example_runs():
     command = blocks_after(GUIDE, "guide-example: config")[0].strip().replace("drum-compat", DRUM_COMPAT)
     output = subprocess.run(command, shell=True, capture_output=True, text=True, check=True, env={})
     assert "DRUM_UVICORN_KEEP_ALIVE         10" in output.stdout and "deprecated" in output.stdout
+
+
+@pytest.mark.parametrize("argv,environ,server_type,expected", [
+    ([], {}, "gunicorn", 1),
+    (["--max-workers", "3"], {}, "flask", 3),
+    (["--max-workers", "3"], {"CUSTOM_MODEL_WORKERS": "2"}, "flask", 2),
+    ([], {"MLOPS_RUNTIME_PARAM_CUSTOM_MODEL_WORKERS": rp(4)}, "fastapi", 4),
+    ([], {"MAX_WORKERS": "5"}, "gunicorn", 5),
+])
+def test_worker_count_is_decided_once(tmp_path, argv, environ, server_type, expected):
+    """CUSTOM_MODEL_WORKERS beats --max-workers beats MAX_WORKERS, for every server type."""
+    from compat.cli import build_parser, server_options
+
+    environ = {**environ, "DRUM_SERVER_TYPE": server_type}
+    args = build_parser(environ).parse_args(["server", "--code-dir", str(tmp_path), "--address", "127.0.0.1:1", *argv])
+    options = server_options(args, environ)
+    assert options.workers == expected
+    assert (options.server_settings or {}).get("workers", expected) == expected
