@@ -11,7 +11,8 @@ from typing import Mapping, Sequence
 from compat.bootstrap import configure_logging, flask_extension_refusal, model_config
 from compat.options import ServerOptions, add_server_arguments
 from compat.server_types import SERVER_TYPES, UnknownServerType, resolve_server_type, stack_of
-from compat.settings import SETTINGS, SettingError, resolve_settings, server_kwargs
+from compat.settings import SECRET_SHOWN_AS, SETTINGS, SettingError, resolve_settings, server_kwargs
+from compat.tls import TlsConfigError, check_tls
 from shared import __version__
 from shared.model.config import ModelConfigError
 
@@ -42,11 +43,15 @@ def effective_settings(server_type: str, environ: Mapping[str, str]):
     return resolution, server_kwargs(resolution, SERVER_TYPES[server_type].server)
 
 
+def _shown(setting, value):
+    return SECRET_SHOWN_AS if setting.secret and value is not None else value
+
+
 def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     server_type = args.server_type or resolve_server_type(environ)
     resolution, _ = effective_settings(server_type, environ)
     rows = [
-        {"setting": setting.names.get(resolution.stack), "value": resolution.values[setting.key].value,
+        {"setting": setting.names.get(resolution.stack), "value": _shown(setting, resolution.values[setting.key].value),
          "source": resolution.values[setting.key].source}
         for setting in SETTINGS
         if setting.names.get(resolution.stack)
@@ -57,7 +62,7 @@ def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     print(f"DRUM_SERVER_TYPE={server_type} ({SERVER_TYPES[server_type].description})")
     width = max(len(row["setting"]) for row in rows)
     for row in rows:
-        shown = "(server default)" if row["value"] is None else repr(row["value"])
+        shown = "(not set)" if row["value"] is None else repr(row["value"])
         print(f"  {row['setting']:<{width}}  {shown:<18} {row['source']}")
     for message in resolution.warnings:
         print(f"warning: {message}")
@@ -67,6 +72,9 @@ def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> ServerOptions:
     server_type = resolve_server_type(environ)
     resolution, settings = effective_settings(server_type, environ)
+    if check_tls(resolution, environ) and SERVER_TYPES[server_type].server == "werkzeug":
+        raise ValueError(f"DRUM_SSL_CERTFILE is set, but DRUM_SERVER_TYPE={server_type} (Flask's debugging server) "
+                         "serves plain HTTP only; use gunicorn or fastapi for TLS.")
     workers = resolution.value("workers")
     if resolution.values["workers"].source == "default" and args.max_workers > 0:
         workers = args.max_workers  # DRUM: the CUSTOM_MODEL_WORKERS parameter beats --max-workers
@@ -115,7 +123,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             refusal = flask_extension_refusal(options.code_dir)
             if refusal:
                 raise ValueError(refusal)
-    except (ValueError, UnknownServerType, ModelConfigError, SettingError) as exc:
+    except (ValueError, UnknownServerType, ModelConfigError, SettingError, TlsConfigError) as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     from compat.launch import launch

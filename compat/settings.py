@@ -28,8 +28,12 @@ class Setting:
     choices: tuple[str, ...] = ()
     env_fallback: str | None = None  # a plain env var read last (DRUM: MAX_WORKERS)
     zero_is_off: bool = False  # 0 means "feature off": left out of the server's configuration
+    secret: bool = False  # never shown, logged or handed on: each server process reads it itself (compat.tls)
+    accepts: str | None = None  # what a free-form string must be, for help and messages
 
     def accepted(self) -> str:
+        if self.accepts:
+            return self.accepts
         if self.choices:
             return "one of " + ", ".join(self.choices)
         if self.minimum is not None:
@@ -48,6 +52,7 @@ def _renamed(gunicorn_name: str) -> tuple[dict[str, str], dict[str, tuple[str, .
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+PEM_FILE = "path to a readable PEM file"
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("workers", int, 1, "Worker processes; each loads its own copy of the model.",
@@ -60,8 +65,8 @@ SETTINGS: tuple[Setting, ...] = (
             *_renamed("DRUM_GUNICORN_KEEP_ALIVE"), gunicorn="keepalive", uvicorn="timeout_keep_alive", minimum=1, maximum=3600),
     Setting("max_requests", int, 0, "Recycle a worker after this many requests (0: never).",
             *_renamed("DRUM_GUNICORN_MAX_REQUESTS"), gunicorn="max_requests", uvicorn="limit_max_requests", minimum=0, maximum=10000, zero_is_off=True),
-    Setting("max_requests_jitter", int, 0, "gunicorn: add 0..N to max_requests per worker so workers do not recycle together.",
-            {"flask": "DRUM_GUNICORN_MAX_REQUESTS_JITTER"}, gunicorn="max_requests_jitter", minimum=0, maximum=10000),
+    Setting("max_requests_jitter", int, 0, "Add 0..N to max_requests per worker so workers do not recycle together.",
+            *_renamed("DRUM_GUNICORN_MAX_REQUESTS_JITTER"), gunicorn="max_requests_jitter", uvicorn="limit_max_requests_jitter", minimum=0, maximum=10000),
     Setting("graceful_timeout", int, 299, "Seconds in-flight requests get to finish after SIGTERM.",
             *_renamed("DRUM_GUNICORN_GRACEFUL_TIMEOUT"), gunicorn="graceful_timeout", uvicorn="timeout_graceful_shutdown", minimum=1, maximum=3600),
     Setting("log_level", str, "info", "Server log level.",
@@ -75,7 +80,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limit_concurrency", int, None, "uvicorn: connections beyond this get 503 at once.",
             {"fastapi": "DRUM_UVICORN_LIMIT_CONCURRENCY"}, uvicorn="limit_concurrency", minimum=1, maximum=100000),
     Setting("url_prefix", str, "", "Serve every route under this prefix.", _both("URL_PREFIX")),
+    Setting("tls_certfile", str, None, "TLS: the server certificate (PEM, chain included); turns HTTPS on.",
+            _both("DRUM_SSL_CERTFILE"), gunicorn="certfile", uvicorn="ssl_certfile", accepts=PEM_FILE),
+    Setting("tls_keyfile", str, None, "TLS: the private key (PEM), if not in the certificate file.",
+            _both("DRUM_SSL_KEYFILE"), gunicorn="keyfile", uvicorn="ssl_keyfile", accepts=PEM_FILE),
+    Setting("tls_keyfile_password", str, None, "TLS: the password of an encrypted private key; each server process reads it "
+            "itself, so it is never shown, logged or put on a command line.",
+            _both("DRUM_SSL_KEYFILE_PASSWORD"), secret=True, accepts="any string"),
+    Setting("tls_ca_certs", str, None, "TLS: CA certificates (PEM) that client certificates are checked against.",
+            _both("DRUM_SSL_CA_CERTS"), gunicorn="ca_certs", uvicorn="ssl_ca_certs", accepts=PEM_FILE),
+    Setting("tls_cert_reqs", int, 0, "TLS: client certificates: 0 not asked, 1 checked if sent, 2 required.",
+            _both("DRUM_SSL_CERT_REQS"), gunicorn="cert_reqs", uvicorn="ssl_cert_reqs", minimum=0, maximum=2),
+    Setting("tls_ciphers", str, None, "TLS: OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's).",
+            _both("DRUM_SSL_CIPHERS"), gunicorn="ciphers", uvicorn="ssl_ciphers", accepts="an OpenSSL cipher string"),
 )
+SECRET_SHOWN_AS = "(set, not shown)"
 
 
 class SettingError(ValueError):
@@ -134,38 +153,52 @@ def _deprecation(message: str) -> str:
     return message
 
 
+def _resolve(setting: Setting, stack: str, environ: Mapping[str, str]) -> tuple[Resolved, list[str]]:
+    """One setting's effective value for one stack, and what the operator should be warned about."""
+    found_warnings: list[str] = []
+    name = setting.names.get(stack)
+    readable = [name, *setting.deprecated.get(stack, ())] if name is not None else []
+    present = [(candidate, found) for candidate in readable if (found := _raw(candidate, environ)) is not None]
+    if not present and readable and setting.env_fallback and environ.get(setting.env_fallback, "") != "":
+        present = [(setting.env_fallback, (environ[setting.env_fallback], f"env {setting.env_fallback}"))]
+    resolved = Resolved(setting.default, "default")
+    if present:
+        candidate, (raw, source) = present[0]
+        for ignored, _ in present[1:]:
+            found_warnings.append(_deprecation(f"{ignored} is deprecated and was ignored: {name} is set and wins."))
+        is_old = candidate in setting.deprecated.get(stack, ())
+        if is_old:
+            found_warnings.append(_deprecation(f"{candidate} is deprecated with the {stack} stack; use {name} instead (applied this time)."))
+        value = _parse(setting, candidate, raw)
+        if _in_range(setting, value):
+            resolved = Resolved(value, source + (f" (deprecated, use {name})" if is_old else ""))
+        else:
+            found_warnings.append(
+                f"{candidate}={raw!r} is outside the accepted range ({setting.accepted()}); keeping the default {setting.default!r}."
+            )
+    for other_name in set(setting.names.values()) - set(readable):
+        if _raw(other_name, environ) is not None:
+            found_warnings.append(f"{other_name} has no effect with the {stack} stack.")
+    return resolved, found_warnings
+
+
 def resolve_settings(stack: str, environ: Mapping[str, str]) -> Resolution:
     """Effective values for one stack, with every warning the operator should read."""
     found_warnings: list[str] = []
     values: dict[str, Resolved] = {}
     for setting in SETTINGS:
-        name = setting.names.get(stack)
-        readable = [name, *setting.deprecated.get(stack, ())] if name is not None else []
-        present = [(candidate, found) for candidate in readable if (found := _raw(candidate, environ)) is not None]
-        if not present and readable and setting.env_fallback and environ.get(setting.env_fallback, "") != "":
-            present = [(setting.env_fallback, (environ[setting.env_fallback], f"env {setting.env_fallback}"))]
-        resolved = Resolved(setting.default, "default")
-        if present:
-            candidate, (raw, source) = present[0]
-            for ignored, _ in present[1:]:
-                found_warnings.append(_deprecation(f"{ignored} is deprecated and was ignored: {name} is set and wins."))
-            is_old = candidate in setting.deprecated.get(stack, ())
-            if is_old:
-                found_warnings.append(_deprecation(f"{candidate} is deprecated with the {stack} stack; use {name} instead (applied this time)."))
-            value = _parse(setting, candidate, raw)
-            if _in_range(setting, value):
-                resolved = Resolved(value, source + (f" (deprecated, use {name})" if is_old else ""))
-            else:
-                found_warnings.append(
-                    f"{candidate}={raw!r} is outside the accepted range ({setting.accepted()}); keeping the default {setting.default!r}."
-                )
-        values[setting.key] = resolved
-        for other_name in set(setting.names.values()) - set(readable):
-            if _raw(other_name, environ) is not None:
-                found_warnings.append(f"{other_name} has no effect with the {stack} stack.")
+        values[setting.key], messages = _resolve(setting, stack, environ)
+        found_warnings.extend(messages)
     for message in found_warnings:
         logger.warning(message)
     return Resolution(stack, values, list(dict.fromkeys(found_warnings)))
+
+
+def read_secret(key: str, stack: str, environ: Mapping[str, str]) -> str | None:
+    """A secret setting, read inside the process that uses it from the operator's own variable, so
+    it never travels on a command line or in the options the launcher hands on."""
+    setting = next(setting for setting in SETTINGS if setting.key == key and setting.secret)
+    return _resolve(setting, stack, environ)[0].value
 
 
 def server_kwargs(resolution: Resolution, server: str) -> dict[str, Any]:
@@ -176,7 +209,7 @@ def server_kwargs(resolution: Resolution, server: str) -> dict[str, Any]:
         value = resolution.values[setting.key].value
         if setting.zero_is_off and value == 0:
             continue
-        if target is not None and setting.names.get(resolution.stack) is not None and value is not None:
+        if target is not None and not setting.secret and setting.names.get(resolution.stack) is not None and value is not None:
             kwargs[target] = value
     return kwargs
 

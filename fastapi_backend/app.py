@@ -15,11 +15,12 @@ MODEL_THREADS = 1  # DRUM never ran a model concurrently inside one process
 
 def create_fastapi_app(core: DrumApp) -> FastAPI:
     executor = ThreadPoolExecutor(max_workers=MODEL_THREADS, thread_name_prefix="drum-model")
+    core.on_close(lambda: executor.shutdown(wait=True))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        executor.shutdown(wait=True)
+        core.close()  # uvicorn has stopped accepting and waited for in-flight requests
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.mount("", NeutralEndpoint(core, executor))

@@ -2,11 +2,17 @@
 `fastapi_backend.asgi:app_from_environment` (run with --factory), called in each worker."""
 from __future__ import annotations
 
+import logging
+import sys
+
 from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
 
 from compat.bootstrap import build_core, flask_extension_refusal
 from compat.options import ServerOptions
 from fastapi_backend.app import create_fastapi_app
+
+logger = logging.getLogger("drum_compat")
 
 
 class FlaskExtensionRefused(RuntimeError):
@@ -21,4 +27,10 @@ def build_app(options: ServerOptions) -> FastAPI:
 
 
 def app_from_environment() -> FastAPI:
-    return build_app(ServerOptions.from_environ())
+    try:
+        return build_app(ServerOptions.from_environ())
+    except Exception as exc:
+        # uvicorn's supervisor stops on this status instead of restarting a worker that cannot
+        # load forever (gunicorn does the same with its own worker-boot status, also 3)
+        logger.error("Worker could not start: %s", exc)
+        sys.exit(STARTUP_FAILURE)

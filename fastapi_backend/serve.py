@@ -1,22 +1,35 @@
-"""`python -m fastapi_backend.serve`: uvicorn run in-process with the settings the launcher resolved
-(compat.settings), each worker building the app from the environment after it starts."""
+"""`python -m fastapi_backend.serve`: uvicorn's supervisor with the settings the launcher resolved
+(compat.settings). Workers build the app after they start, so this master never imports model code."""
 from __future__ import annotations
 
+import sys
+
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from compat.options import ServerOptions
+from compat.tls import uvicorn_ssl_context
 
 
 def main() -> None:
     options = ServerOptions.from_environ()
-    uvicorn.run(
+    settings = dict(options.server_settings or {})
+    config = uvicorn.Config(
         "fastapi_backend.asgi:app_from_environment",
         factory=True,
         host=options.host,
         port=options.port,
         http="httptools",
-        **(options.server_settings or {}),
+        ssl_context_factory=uvicorn_ssl_context if settings.get("ssl_certfile") else None,
+        **settings,
     )
+    # Always supervised, one worker included: a worker that reaches DRUM_UVICORN_MAX_REQUESTS (or
+    # dies) is replaced while the listening socket stays open, so a recycle never ends the server.
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        sys.exit(STARTUP_FAILURE)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from shared.http import NeutralRequest, NeutralResponse
 from shared.request_id import REQUEST_ID_HEADER, choose_request_id, current_request_id
 
 BLUEPRINT_NAME = "model_api"
+CORE_EXTENSION = "drum_compat"  # app.extensions key holding the DrumApp (gunicorn's worker_exit closes it)
 
 
 def neutral_request() -> NeutralRequest:
@@ -57,6 +58,7 @@ def build_blueprint(core: DrumApp) -> Blueprint:
 def create_flask_app(core: DrumApp) -> Flask:
     # No static folder: drum-compat serves no files (DRUM's Flask app had an unused /static/ rule).
     app = Flask("drum_compat", static_folder=None)
+    app.extensions[CORE_EXTENSION] = core
 
     @app.before_request
     def start_request() -> None:

@@ -1,6 +1,7 @@
 """gunicorn settings for the Flask stack, read by `gunicorn -c python:flask_backend.gunicorn_conf`:
 bind and access log here, everything else from compat.settings as the launcher resolved it."""
 from compat.options import ServerOptions
+from compat.tls import gunicorn_ssl_context
 
 _options = ServerOptions.from_environ()
 
@@ -8,6 +9,7 @@ bind = f"{_options.host}:{_options.port}"
 accesslog = "-"
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'  # DRUM's
 globals().update(_options.server_settings or {})
+ssl_context = gunicorn_ssl_context  # used only when certfile is set
 
 
 def post_request(worker, req, environ, resp):
@@ -17,3 +19,12 @@ def post_request(worker, req, environ, resp):
         import gevent
 
         gevent.sleep(0)
+
+
+def worker_exit(server, worker):
+    # gunicorn has stopped accepting and waited for in-flight requests (graceful_timeout)
+    from flask_backend.app import CORE_EXTENSION
+
+    core = getattr(worker.wsgi, "extensions", {}).get(CORE_EXTENSION)
+    if core is not None:
+        core.close()

@@ -3,8 +3,10 @@ Backends call `resolve`, `call` and `finish` (Flask routes natively and uses `ca
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from werkzeug.datastructures import Headers
 
@@ -36,6 +38,8 @@ class DrumApp:
         self.settings = settings
         self.url_map = build_url_map(routes, settings.url_prefix)
         self._routes_by_endpoint = {route.endpoint: route for route in routes}
+        self._cleanups: list[Callable[[], None]] = []
+        self._closed = False
 
     @classmethod
     def for_model(cls, model: PythonModel, settings: AppSettings) -> "DrumApp":
@@ -56,6 +60,24 @@ class DrumApp:
             logger.exception("Model failed to load; serving the error server (513) instead")
             return cls.for_load_error(exc, settings)
         return cls.for_model(model, settings)
+
+    # -- worker lifetime ---------------------------------------------------------------------------
+    def on_close(self, cleanup: Callable[[], None]) -> None:
+        self._cleanups.append(cleanup)
+
+    def close(self) -> None:
+        """Worker cleanup, once, after the server stopped taking requests: the registered steps in
+        reverse order (as DRUM's worker context); a failing step is logged and the rest still run."""
+        if self._closed:
+            return
+        self._closed = True
+        while self._cleanups:
+            cleanup = self._cleanups.pop()
+            try:
+                cleanup()
+            except Exception:
+                logger.exception("Worker cleanup step %r failed", cleanup)
+        logger.info("Worker %d finished: cleanup done", os.getpid())
 
     # -- the pieces ------------------------------------------------------------------------------
     @staticmethod
