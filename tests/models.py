@@ -251,3 +251,22 @@ def score(data, model, **kwargs):
     return pd.DataFrame({"Predictions": [1.0] * len(data)})
 '''
 MODELS["logging"] = ({"custom.py": LOGGING}, {"target_type": "regression"})
+
+# Worker lifecycle: each load leaves loaded-<pid> in the code dir; a request body "sleep=S" leaves
+# busy-<pid> there, sleeps S seconds, and the answer is the pid that served it.
+TRACED = '''
+import os
+import time
+from pathlib import Path
+
+def load_model(code_dir):
+    Path(code_dir, f"loaded-{os.getpid()}").touch()
+    return Path(code_dir)
+
+def score_unstructured(model, data, **kwargs):
+    if data.startswith("sleep="):
+        Path(model, f"busy-{os.getpid()}").touch()
+        time.sleep(float(data.split("=", 1)[1]))
+    return str(os.getpid())
+'''
+MODELS["traced"] = ({"custom.py": TRACED}, {"target_type": "unstructured"})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import socket
 import subprocess
 import sys
@@ -22,9 +23,11 @@ def free_port() -> int:
 
 
 class RunningServer:
-    def __init__(self, code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0, ready_path: str = "/"):
+    def __init__(self, code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0,
+                 ready_path: str = "/", tls: ssl.SSLContext | None = None):
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.verify = tls or True
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_"))}
         environ.update({"DRUM_SERVER_TYPE": server_type, **(env or {})})
         # a file, not a pipe: an unread pipe fills with access-log lines and blocks the server
@@ -41,7 +44,7 @@ class RunningServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.read_output()}")
             try:
-                if httpx.get(f"{self.base_url}{ready_path}", timeout=1.0).status_code in (200, 513):
+                if httpx.get(f"{self.base_url}{ready_path}", timeout=1.0, verify=self.verify).status_code in (200, 513):
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
