@@ -12,6 +12,23 @@ from compat.options import ServerOptions
 from compat.tls import uvicorn_ssl_context
 
 
+class DrumSupervisor(Multiprocess):
+    """uvicorn's supervisor; on SIGTERM/SIGINT it also closes its own copy of the listening socket,
+    so new connections are refused while workers drain instead of queueing until the exit resets them."""
+
+    def handle_term(self) -> None:
+        self._stop_accepting()
+        super().handle_term()
+
+    def handle_int(self) -> None:
+        self._stop_accepting()
+        super().handle_int()
+
+    def _stop_accepting(self) -> None:
+        for listener in self.sockets:
+            listener.close()
+
+
 def main() -> None:
     options = ServerOptions.from_environ()
     settings = dict(options.server_settings or {})
@@ -26,7 +43,7 @@ def main() -> None:
     )
     # Always supervised, one worker included: a worker that reaches DRUM_UVICORN_MAX_REQUESTS (or
     # dies) is replaced while the listening socket stays open, so a recycle never ends the server.
-    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor = DrumSupervisor(config, sockets=[config.bind_socket()])
     supervisor.run()
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         sys.exit(STARTUP_FAILURE)

@@ -1,5 +1,7 @@
 """gunicorn settings for the Flask stack, read by `gunicorn -c python:flask_backend.gunicorn_conf`:
 bind and access log here, everything else from compat.settings as the launcher resolved it."""
+import signal
+
 from compat.options import ServerOptions
 from compat.tls import gunicorn_ssl_context
 
@@ -19,6 +21,19 @@ def post_request(worker, req, environ, resp):
         import gevent
 
         gevent.sleep(0)
+
+
+def post_worker_init(worker):
+    if worker.cfg.worker_class_str == "sync":
+        # A busy sync worker keeps its copy of the listening socket until the request ends, so
+        # connections arriving after SIGTERM would queue and then be reset at exit: refuse them now.
+        def stop_accepting_then_exit(sig, frame):
+            for listener in worker.sockets:
+                listener.close()
+            worker.handle_exit(sig, frame)
+
+        signal.signal(signal.SIGTERM, stop_accepting_then_exit)
+        signal.siginterrupt(signal.SIGTERM, False)
 
 
 def worker_exit(server, worker):
