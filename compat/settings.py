@@ -228,7 +228,8 @@ def settings_markdown() -> str:
         if setting.env_fallback:
             fastapi += f", env {setting.env_fallback}"
         feeds = ", ".join(f"{server} `{getattr(setting, server)}`" for server in ("gunicorn", "uvicorn") if getattr(setting, server))
-        default = "server default" if setting.default is None else f"`{setting.default!r}`"
+        unset = "not set" if setting.kind is str else "server default"
+        default = unset if setting.default is None else f"`{setting.default!r}`"
         lines.append(
             f"| {setting.help} | {setting.names.get('flask', 'no effect')}{', env ' + setting.env_fallback if setting.env_fallback else ''} "
             f"| {fastapi} | {default} | {setting.accepted()} | {feeds or 'drum-compat'} |"

@@ -36,28 +36,43 @@ def test_readme_prediction_example():
     assert output.strip() == expected.strip()
 
 
-@pytest.mark.servers
-def test_guide_switch_example():
-    command = blocks_after(GUIDE, "guide-example: switch")[0].strip()
-    port = free_port()
+def serve_example(command: str, url: str, verify=True) -> dict:
+    """Run a documented server command in its own shell until `url` answers; return its JSON."""
     command = command.replace("drum-compat", str(Path(sys.executable).with_name("drum-compat")), 1)
-    command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_"))}
     process = subprocess.Popen(command, shell=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     try:
-        for _ in range(200):
+        for _ in range(300):
             try:
-                info = httpx.get(f"http://127.0.0.1:{port}/info/", timeout=1).json()
-                break
+                return httpx.get(url, timeout=1, verify=verify).json()
             except httpx.TransportError:
                 process.poll()
                 assert process.returncode is None, "server exited"
                 time.sleep(0.1)
-        assert info["drumServer"] == "fastapi"
+        raise TimeoutError(command)
     finally:
         os.killpg(process.pid, 15)  # the shell's own process group: the server it started, nothing else
         process.wait(timeout=15)
+
+
+@pytest.mark.servers
+def test_guide_switch_example():
+    port = free_port()
+    command = blocks_after(GUIDE, "guide-example: switch")[0].strip().replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    assert serve_example(command, f"http://127.0.0.1:{port}/info/")["drumServer"] == "fastapi"
+
+
+@pytest.mark.servers
+def test_guide_tls_example(tmp_path):
+    from tests.test_tls import client_context, write_server_pki
+
+    ca, cert, key = write_server_pki(tmp_path, "example-password")
+    port = free_port()
+    command = blocks_after(GUIDE, "guide-example: tls")[0].strip().replace("127.0.0.1:8443", f"127.0.0.1:{port}")
+    command = command.replace("server.pem", str(cert)).replace("server.key", str(key)).replace('"..."', '"example-password"')
+    info = serve_example(command, f"https://127.0.0.1:{port}/info/", verify=client_context(ca))
+    assert info["drumServer"] == "fastapi"
 
 
 def test_readme_documents_every_option_and_server_type():

@@ -103,3 +103,18 @@ def test_recycling_every_5_requests_fails_none_of_100(tmp_path, configuration):
     assert len(workers) >= 2, (len(workers), output[-2000:])
     if configuration == "gunicorn-sync":
         assert max(served_by.count(pid) for pid in workers) <= 7
+
+
+def test_operator_story_gunicorn_tuned_parameters_bring_up_uvicorn(tmp_path):
+    """DRUM_SERVER_TYPE=fastapi with a gunicorn-tuned deployment's runtime parameters: two uvicorn
+    workers, and the startup log names each old parameter once."""
+    from tests.test_settings import GUNICORN_TUNED
+
+    code_dir, _ = write_model(tmp_path, "traced")
+    with RunningServer(code_dir, "fastapi", "--target-type", "unstructured", env=GUNICORN_TUNED) as server:
+        wait_for(lambda: len(loaded_pids(code_dir)) == 2)
+        assert httpx.post(f"{server.base_url}/predictUnstructured/", content=b"hi").status_code == 200
+        output = server.stop()
+    for old in ("MAX_REQUESTS", "MAX_REQUESTS_JITTER", "GRACEFUL_TIMEOUT", "KEEP_ALIVE", "LOG_LEVEL"):
+        assert output.count(f"DRUM_GUNICORN_{old} is deprecated with the fastapi stack; use DRUM_UVICORN_{old} instead") == 1
+    assert output.count("DRUM_GUNICORN_WORKER_CLASS has no effect with the fastapi stack.") == 1

@@ -42,18 +42,29 @@ def exchange(base_url: str) -> list:
     return answers
 
 
+# every way of running a server the corpus must see answer exactly alike
+CORPUS_RUNS = {
+    "gunicorn": ("gunicorn", {}),
+    "gunicorn-sync": ("gunicorn", {"DRUM_GUNICORN_WORKER_CLASS": "sync"}),
+    "gunicorn-2-workers": ("gunicorn", {"CUSTOM_MODEL_WORKERS": "2"}),
+    "fastapi": ("fastapi", {}),
+    "fastapi-2-workers": ("fastapi", {"CUSTOM_MODEL_WORKERS": "2"}),
+    "flask": ("flask", {}),
+}
+
+
 def test_server_types_answer_alike_over_http(tmp_path):
     code_dir, _ = write_model(tmp_path, "regression")
     results = {}
-    for server_type in SERVER_TYPES:
-        with RunningServer(code_dir, server_type, "--target-type", "regression") as server:
-            results[server_type] = exchange(server.base_url)
+    for run, (server_type, env) in CORPUS_RUNS.items():
+        with RunningServer(code_dir, server_type, "--target-type", "regression", env=env) as server:
+            results[run] = exchange(server.base_url)
             info = httpx.get(f"{server.base_url}/info/").json()
             assert info["drumServer"] == ("fastapi" if server_type == "fastapi" else "flask")
     assert results["gunicorn"][0][2:] == (200, [("content-length", "25"), ("content-type", "application/json"), ("x-drum-version", "0.1.0")], b'{"predictions":[2.0,6.0]}')
-    for server_type in ("fastapi", "flask"):
-        for expected, actual in zip(results["gunicorn"], results[server_type]):
-            assert actual == expected, (server_type, expected[:2])
+    for run in CORPUS_RUNS:
+        for expected, actual in zip(results["gunicorn"], results[run]):
+            assert actual == expected, (run, expected[:2])
 
 
 def test_request_id_over_the_wire(tmp_path):

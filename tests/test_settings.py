@@ -81,19 +81,28 @@ def test_zero_max_requests_is_off_for_uvicorn():
     assert "limit_max_requests" not in server_kwargs(resolve_settings("fastapi", {"DRUM_UVICORN_MAX_REQUESTS": "0"}), "uvicorn")
 
 
+# the runtime parameters of a gunicorn-tuned deployment
+GUNICORN_TUNED = {
+    **{f"MLOPS_RUNTIME_PARAM_{name}": rp(value) for name, value in {
+        "DRUM_GUNICORN_MAX_REQUESTS": 1000, "DRUM_GUNICORN_MAX_REQUESTS_JITTER": 50, "DRUM_GUNICORN_GRACEFUL_TIMEOUT": 30,
+        "DRUM_GUNICORN_KEEP_ALIVE": 15, "CUSTOM_MODEL_WORKERS": 2}.items()},
+    "MLOPS_RUNTIME_PARAM_DRUM_GUNICORN_LOG_LEVEL": rp("WARNING", "string"),
+    "MLOPS_RUNTIME_PARAM_DRUM_GUNICORN_WORKER_CLASS": rp("gevent", "string"),
+}
+
+
 def test_operator_story_one_warning_per_old_name():
     """The gunicorn-tuned parameters of a deployment bring up an equivalent uvicorn one."""
-    environ = {f"MLOPS_RUNTIME_PARAM_{name}": rp(value) for name, value in {
-        "DRUM_GUNICORN_MAX_REQUESTS": 1000, "DRUM_GUNICORN_GRACEFUL_TIMEOUT": 30, "DRUM_GUNICORN_KEEP_ALIVE": 15,
-        "CUSTOM_MODEL_WORKERS": 2}.items()}
-    environ["MLOPS_RUNTIME_PARAM_DRUM_GUNICORN_LOG_LEVEL"] = rp("WARNING", "string")
-    result = subprocess.run([DRUM_COMPAT, "config", "--server-type", "fastapi", "--json"], env=environ, capture_output=True, text=True, check=True)
+    result = subprocess.run([DRUM_COMPAT, "config", "--server-type", "fastapi", "--json"], env=GUNICORN_TUNED,
+                            capture_output=True, text=True, check=True)
     shown = json.loads(result.stdout)
     values = {row["setting"]: row["value"] for row in shown["settings"]}
-    assert (values["DRUM_UVICORN_MAX_REQUESTS"], values["DRUM_UVICORN_GRACEFUL_TIMEOUT"], values["DRUM_UVICORN_KEEP_ALIVE"],
-            values["DRUM_UVICORN_LOG_LEVEL"], values["CUSTOM_MODEL_WORKERS"]) == (1000, 30, 15, "warning", 2)
-    assert len(shown["warnings"]) == 4 and all("deprecated" in warning for warning in shown["warnings"])
-    assert result.stderr.count("WARNING") == 4
+    assert (values["DRUM_UVICORN_MAX_REQUESTS"], values["DRUM_UVICORN_MAX_REQUESTS_JITTER"], values["DRUM_UVICORN_GRACEFUL_TIMEOUT"],
+            values["DRUM_UVICORN_KEEP_ALIVE"], values["DRUM_UVICORN_LOG_LEVEL"], values["CUSTOM_MODEL_WORKERS"]) == (1000, 50, 30, 15, "warning", 2)
+    deprecated = [warning for warning in shown["warnings"] if "deprecated" in warning]
+    assert len(deprecated) == 5 and len({warning.split()[0] for warning in deprecated}) == 5
+    assert "DRUM_GUNICORN_WORKER_CLASS has no effect with the fastapi stack." in shown["warnings"]
+    assert len(shown["warnings"]) == 6 and result.stderr.count("WARNING") == 6
 
 
 def test_guide_table_is_generated_from_the_declarations():

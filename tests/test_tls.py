@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import threading
 import warnings
+from pathlib import Path
 
 import httpx
 import psutil
@@ -29,22 +30,24 @@ def ca():
     return trustme.CA()
 
 
-@pytest.fixture
-def pki(ca, tmp_path):
-    """Server certificate chain, its key encrypted with PASSWORD, the CA, and a client certificate."""
+def write_server_pki(directory, password: str, ca: trustme.CA | None = None) -> tuple[trustme.CA, Path, Path]:
+    """A CA, and a certificate chain for 127.0.0.1 with its key encrypted under `password`."""
+    ca = ca or trustme.CA()
     server = ca.issue_cert("127.0.0.1")
     key = serialization.load_pem_private_key(server.private_key_pem.bytes(), password=None)
-    paths = {
-        "cert": tmp_path / "server.pem",
-        "key": tmp_path / "server.key",
-        "ca": tmp_path / "ca.pem",
-    }
-    paths["cert"].write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
-    paths["key"].write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(PASSWORD.encode())
+    cert_path, key_path = directory / "server.pem", directory / "server.key"
+    cert_path.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(password.encode())
     ))
-    ca.cert_pem.write_to_path(str(paths["ca"]))
-    return paths
+    return ca, cert_path, key_path
+
+
+@pytest.fixture
+def pki(ca, tmp_path):
+    _, cert, key = write_server_pki(tmp_path, PASSWORD, ca)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    return {"cert": cert, "key": key, "ca": tmp_path / "ca.pem"}
 
 
 def tls_env(pki, **extra) -> dict:
