@@ -10,8 +10,8 @@ from typing import Mapping, Sequence
 
 from compat.bootstrap import configure_logging, flask_extension_refusal, model_config
 from compat.options import ServerOptions, add_server_arguments
-from compat.server_types import SERVER_TYPES, UnknownServerType, resolve_server_type, stack_of
-from compat.settings import SECRET_SHOWN_AS, SETTINGS, SettingError, resolve_settings, server_kwargs
+from compat.server_types import SERVER_TYPES, stack_of
+from compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, resolve_server_type, resolve_settings, server_kwargs
 from compat.tls import TlsConfigError, check_tls
 from shared import __version__
 from shared.model.config import ModelConfigError
@@ -50,6 +50,8 @@ def _shown(setting, value):
 def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     server_type = args.server_type or resolve_server_type(environ)
     resolution, _ = effective_settings(server_type, environ)
+    if args.server_type:
+        resolution.values["server_type"] = Resolved(args.server_type, "--server-type")
     rows = [
         {"setting": setting.names.get(resolution.stack), "value": _shown(setting, resolution.values[setting.key].value),
          "source": resolution.values[setting.key].source}
@@ -123,7 +125,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             refusal = flask_extension_refusal(options.code_dir)
             if refusal:
                 raise ValueError(refusal)
-    except (ValueError, UnknownServerType, ModelConfigError, SettingError, TlsConfigError) as exc:
+    except (ValueError, ModelConfigError, SettingError, TlsConfigError) as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     from compat.launch import launch

@@ -1,14 +1,9 @@
-"""DRUM_SERVER_TYPE: which web stack serves the model. A runtime parameter
-(`MLOPS_RUNTIME_PARAM_DRUM_SERVER_TYPE`) wins over the plain environment variable."""
+"""The values of DRUM_SERVER_TYPE: which app each one serves and which server runs it. The setting
+itself is read like every other one, from compat.settings."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
 
-from shared.runtime_parameters import RuntimeParameters
-
-SERVER_TYPE_PARAM = "DRUM_SERVER_TYPE"
-DEFAULT_SERVER_TYPE = "gunicorn"
 
 @dataclass(frozen=True)
 class ServerType:
@@ -24,25 +19,6 @@ SERVER_TYPES: dict[str, ServerType] = {
     "fastapi": ServerType("fastapi", "uvicorn", "FastAPI app on uvicorn"),
     "uvicorn": ServerType("fastapi", "uvicorn", "same as fastapi"),
 }
-
-
-class UnknownServerType(ValueError):
-    pass
-
-
-def resolve_server_type(environ: Mapping[str, str]) -> str:
-    if RuntimeParameters.has(SERVER_TYPE_PARAM, environ):
-        raw = RuntimeParameters.get(SERVER_TYPE_PARAM, environ)
-        source = f"runtime parameter MLOPS_RUNTIME_PARAM_{SERVER_TYPE_PARAM}"
-    else:
-        raw = environ.get(SERVER_TYPE_PARAM) or DEFAULT_SERVER_TYPE
-        source = SERVER_TYPE_PARAM
-    value = str(raw).strip().lower()
-    if value not in SERVER_TYPES:
-        raise UnknownServerType(
-            f"{source}={raw!r} is not a server type; valid values: {', '.join(SERVER_TYPES)}"
-        )
-    return value
 
 
 def stack_of(server_type: str) -> str:

@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from compat.server_types import SERVER_TYPES
 from shared.runtime_parameters import PREFIX, RuntimeParameterException, RuntimeParameters
 
 logger = logging.getLogger("drum_compat.settings")
@@ -28,6 +29,7 @@ class Setting:
     choices: tuple[str, ...] = ()
     env_fallback: str | None = None  # a plain env var read last (DRUM: MAX_WORKERS)
     zero_is_off: bool = False  # 0 means "feature off": left out of the server's configuration
+    invalid_stops_startup: bool = False  # an unaccepted value is an error, not a warning and the default
     secret: bool = False  # never shown, logged or handed on: each server process reads it itself (compat.tls)
     accepts: str | None = None  # what a free-form string must be, for help and messages
 
@@ -54,7 +56,11 @@ def _renamed(gunicorn_name: str) -> tuple[dict[str, str], dict[str, tuple[str, .
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 PEM_FILE = "path to a readable PEM file"
 
+SERVER_TYPE = Setting("server_type", str, "gunicorn", "Which stack serves the model (README: Server types).",
+                      _both("DRUM_SERVER_TYPE"), choices=tuple(SERVER_TYPES), invalid_stops_startup=True)
+
 SETTINGS: tuple[Setting, ...] = (
+    SERVER_TYPE,
     Setting("workers", int, 1, "Worker processes; each loads its own copy of the model.",
             _both("CUSTOM_MODEL_WORKERS"), gunicorn="workers", uvicorn="workers", minimum=1, maximum=199, env_fallback="MAX_WORKERS"),
     Setting("backlog", int, 2048, "Connections the listening socket queues.",
@@ -170,6 +176,8 @@ def _resolve(setting: Setting, stack: str, environ: Mapping[str, str]) -> tuple[
         if is_old:
             found_warnings.append(_deprecation(f"{candidate} is deprecated with the {stack} stack; use {name} instead (applied this time)."))
         value = _parse(setting, candidate, raw)
+        if not _in_range(setting, value) and setting.invalid_stops_startup:
+            raise SettingError(f"{candidate}={raw!r} is not accepted; valid values: {', '.join(setting.choices)}")
         if _in_range(setting, value):
             resolved = Resolved(value, source + (f" (deprecated, use {name})" if is_old else ""))
         else:
@@ -192,6 +200,11 @@ def resolve_settings(stack: str, environ: Mapping[str, str]) -> Resolution:
     for message in found_warnings:
         logger.warning(message)
     return Resolution(stack, values, list(dict.fromkeys(found_warnings)))
+
+
+def resolve_server_type(environ: Mapping[str, str]) -> str:
+    """DRUM_SERVER_TYPE, read before the stack is known (its name is the same on both)."""
+    return _resolve(SERVER_TYPE, SERVER_TYPES[SERVER_TYPE.default].stack, environ)[0].value
 
 
 def read_secret(key: str, stack: str, environ: Mapping[str, str]) -> str | None:

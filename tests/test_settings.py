@@ -135,3 +135,13 @@ def test_worker_count_is_decided_once(tmp_path, argv, environ, server_type, expe
     options = server_options(args, environ)
     assert options.workers == expected
     assert (options.server_settings or {}).get("workers", expected) == expected
+
+
+def test_server_type_is_a_setting_whose_bad_value_stops_startup():
+    from compat.settings import resolve_server_type
+
+    environ = {"DRUM_SERVER_TYPE": "gunicorn", "MLOPS_RUNTIME_PARAM_DRUM_SERVER_TYPE": rp("FastAPI", "string")}
+    assert resolve_server_type(environ) == "fastapi" and resolve_server_type({}) == "gunicorn"
+    assert resolve_settings("fastapi", environ).values["server_type"].source == "runtime parameter MLOPS_RUNTIME_PARAM_DRUM_SERVER_TYPE"
+    with pytest.raises(SettingError, match="DRUM_SERVER_TYPE='tornado' is not accepted; valid values: gunicorn, flask, werkzeug"):
+        resolve_server_type({"DRUM_SERVER_TYPE": "tornado"})
