@@ -28,6 +28,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "server",
         help="Serve a model directory with DRUM's HTTP API.",
         description=f"Serve a model directory with DRUM's HTTP API. DRUM_SERVER_TYPE picks the stack ({server_types}).",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_server_arguments(server, environ)
     config = commands.add_parser(
@@ -36,6 +38,16 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     config.add_argument("--server-type", choices=list(SERVER_TYPES), help="default: DRUM_SERVER_TYPE, else gunicorn")
     config.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def settings_help() -> str:
+    """The settings table as `server --help` shows it: read from env vars or runtime parameters."""
+    lines = ["server settings (environment variable or MLOPS_RUNTIME_PARAM_<NAME>; see `drum-compat config`):"]
+    for setting in SETTINGS:
+        names = " / ".join(dict.fromkeys(setting.names[stack] for stack in ("flask", "fastapi") if stack in setting.names))
+        default = "" if setting.default is None else f"; default {setting.default!r}"
+        lines.append(f"  {names}: {setting.help} ({setting.accepted()}{default})")
+    return "\n".join(lines)
 
 
 def effective_settings(server_type: str, environ: Mapping[str, str]):

@@ -145,3 +145,11 @@ def test_server_type_is_a_setting_whose_bad_value_stops_startup():
     assert resolve_settings("fastapi", environ).values["server_type"].source == "runtime parameter MLOPS_RUNTIME_PARAM_DRUM_SERVER_TYPE"
     with pytest.raises(SettingError, match="DRUM_SERVER_TYPE='tornado' is not accepted; valid values: gunicorn, flask, werkzeug"):
         resolve_server_type({"DRUM_SERVER_TYPE": "tornado"})
+
+
+def test_server_help_lists_every_setting_from_the_table():
+    result = subprocess.run([DRUM_COMPAT, "server", "--help"], capture_output=True, text=True, check=True, env={"COLUMNS": "400"})
+    for setting in SETTINGS:
+        for name in setting.names.values():
+            assert f"{name}" in result.stdout, name
+        assert setting.help in result.stdout
