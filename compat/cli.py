@@ -12,7 +12,7 @@ from compat.bootstrap import configure_logging, flask_extension_refusal, model_c
 from compat.options import ServerOptions, add_server_arguments
 from compat.server_types import SERVER_TYPES, stack_of
 from compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, resolve_server_type, resolve_settings, server_kwargs
-from compat.tls import TlsConfigError, check_tls
+from compat.tls import CERTFILE, TlsConfigError, check_tls
 from shared import __version__
 from shared.model.config import ModelConfigError
 
@@ -87,7 +87,7 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
     server_type = resolve_server_type(environ)
     resolution, settings = effective_settings(server_type, environ)
     if check_tls(resolution, environ) and SERVER_TYPES[server_type].server == "werkzeug":
-        raise ValueError(f"DRUM_SSL_CERTFILE is set, but DRUM_SERVER_TYPE={server_type} (Flask's debugging server) "
+        raise ValueError(f"{CERTFILE} is set, but DRUM_SERVER_TYPE={server_type} (Flask's debugging server) "
                          "serves plain HTTP only; use gunicorn or fastapi for TLS.")
     workers = resolution.value("workers")
     if resolution.values["workers"].source == "default" and args.max_workers > 0:

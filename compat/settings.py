@@ -100,6 +100,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tls_ciphers", str, None, "TLS: OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's).",
             _both("DRUM_SSL_CIPHERS"), gunicorn="ciphers", uvicorn="ssl_ciphers", accepts="an OpenSSL cipher string"),
 )
+SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 SECRET_SHOWN_AS = "(set, not shown)"
 
 
@@ -176,10 +177,10 @@ def _resolve(setting: Setting, stack: str, environ: Mapping[str, str]) -> tuple[
         if is_old:
             found_warnings.append(_deprecation(f"{candidate} is deprecated with the {stack} stack; use {name} instead (applied this time)."))
         value = _parse(setting, candidate, raw)
-        if not _in_range(setting, value) and setting.invalid_stops_startup:
-            raise SettingError(f"{candidate}={raw!r} is not accepted; valid values: {', '.join(setting.choices)}")
         if _in_range(setting, value):
             resolved = Resolved(value, source + (f" (deprecated, use {name})" if is_old else ""))
+        elif setting.invalid_stops_startup:
+            raise SettingError(f"{candidate}={raw!r} is not accepted; valid values: {', '.join(setting.choices)}")
         else:
             found_warnings.append(
                 f"{candidate}={raw!r} is outside the accepted range ({setting.accepted()}); keeping the default {setting.default!r}."
@@ -210,8 +211,7 @@ def resolve_server_type(environ: Mapping[str, str]) -> str:
 def read_secret(key: str, stack: str, environ: Mapping[str, str]) -> str | None:
     """A secret setting, read inside the process that uses it from the operator's own variable, so
     it never travels on a command line or in the options the launcher hands on."""
-    setting = next(setting for setting in SETTINGS if setting.key == key and setting.secret)
-    return _resolve(setting, stack, environ)[0].value
+    return _resolve(SETTINGS_BY_KEY[key], stack, environ)[0].value
 
 
 def server_kwargs(resolution: Resolution, server: str) -> dict[str, Any]:

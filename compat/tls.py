@@ -7,10 +7,15 @@ import ssl
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from compat.settings import Resolution, read_secret
+from compat.settings import SETTINGS_BY_KEY, Resolution, read_secret
 
 MINIMUM_TLS_VERSION = ssl.TLSVersion.TLSv1_2
 PASSWORD_KEY = "tls_keyfile_password"
+# the DRUM_SSL_* names, as the settings table declares them (the same on both stacks)
+CERTFILE, KEYFILE, PASSWORD, CA_CERTS, CERT_REQS, CIPHERS = (
+    SETTINGS_BY_KEY[key].names["flask"]
+    for key in ("tls_certfile", "tls_keyfile", PASSWORD_KEY, "tls_ca_certs", "tls_cert_reqs", "tls_ciphers")
+)
 
 
 class TlsConfigError(ValueError):
@@ -27,10 +32,10 @@ class TlsFiles:
 
     @classmethod
     def from_resolution(cls, resolution: Resolution) -> "TlsFiles | None":
-        """None when TLS is off (no DRUM_SSL_CERTFILE)."""
+        """None when TLS is off (no certificate file)."""
         if resolution.value("tls_certfile") is None:
             if resolution.value("tls_keyfile") is not None:
-                raise TlsConfigError("DRUM_SSL_KEYFILE is set but DRUM_SSL_CERTFILE is not: set both to serve HTTPS.")
+                raise TlsConfigError(f"{KEYFILE} is set but {CERTFILE} is not: set both to serve HTTPS.")
             return None
         return cls(
             certfile=resolution.value("tls_certfile"),
@@ -49,31 +54,31 @@ def _check_readable(name: str, path: str | None) -> None:
 
 def server_ssl_context(files: TlsFiles, password: str | None) -> ssl.SSLContext:
     """The server context; every failure is a TlsConfigError naming the setting at fault."""
-    _check_readable("DRUM_SSL_CERTFILE", files.certfile)
-    _check_readable("DRUM_SSL_KEYFILE", files.keyfile)
-    _check_readable("DRUM_SSL_CA_CERTS", files.ca_certs)
+    _check_readable(CERTFILE, files.certfile)
+    _check_readable(KEYFILE, files.keyfile)
+    _check_readable(CA_CERTS, files.ca_certs)
     if files.cert_reqs != ssl.CERT_NONE and files.ca_certs is None:
-        raise TlsConfigError(f"DRUM_SSL_CERT_REQS={files.cert_reqs} asks for client certificates but DRUM_SSL_CA_CERTS is not set.")
+        raise TlsConfigError(f"{CERT_REQS}={files.cert_reqs} asks for client certificates but {CA_CERTS} is not set.")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = MINIMUM_TLS_VERSION  # explicit: never left to the OpenSSL build's policy
     try:
         context.load_cert_chain(files.certfile, files.keyfile, password=password or "")
     except ssl.SSLError as exc:
         raise TlsConfigError(
-            f"DRUM_SSL_CERTFILE/DRUM_SSL_KEYFILE could not be loaded ({exc.reason or exc}): the key must match the "
-            "certificate, and an encrypted key needs DRUM_SSL_KEYFILE_PASSWORD."
+            f"{CERTFILE}/{KEYFILE} could not be loaded ({exc.reason or exc}): the key must match the "
+            f"certificate, and an encrypted key needs {PASSWORD}."
         ) from None
     if files.ca_certs is not None:
         try:
             context.load_verify_locations(cafile=files.ca_certs)
         except ssl.SSLError as exc:
-            raise TlsConfigError(f"DRUM_SSL_CA_CERTS={files.ca_certs!r} holds no usable certificate ({exc.reason or exc}).") from None
+            raise TlsConfigError(f"{CA_CERTS}={files.ca_certs!r} holds no usable certificate ({exc.reason or exc}).") from None
     context.verify_mode = ssl.VerifyMode(files.cert_reqs)
     if files.ciphers:
         try:
             context.set_ciphers(files.ciphers)
         except ssl.SSLError:
-            raise TlsConfigError(f"DRUM_SSL_CIPHERS={files.ciphers!r} selects no cipher OpenSSL knows.") from None
+            raise TlsConfigError(f"{CIPHERS}={files.ciphers!r} selects no cipher OpenSSL knows.") from None
     context.set_alpn_protocols(["http/1.1"])
     return context
 
