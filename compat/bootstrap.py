@@ -7,6 +7,7 @@ import sys
 
 from compat.options import ServerOptions
 from shared.app import AppSettings, DrumApp
+from shared.guards.security import CorsPolicy, parse_origins
 from shared.model.config import ModelConfig, read_class_labels_file, resolve_model_config
 from shared.model.python_model import find_code_file
 from shared.request_id import RequestIdLogFilter
@@ -52,7 +53,8 @@ def flask_extension_refusal(code_dir: str) -> str | None:
 
 def build_core(options: ServerOptions, server_name: str) -> DrumApp:
     configure_logging(options.logging_level)
-    settings = AppSettings(server_name=server_name, url_prefix=options.url_prefix)
+    settings = AppSettings(server_name=server_name, url_prefix=options.url_prefix,
+                           cors=CorsPolicy(parse_origins(options.cors_origins)))
     try:
         return DrumApp.load(model_config(options), settings, options.with_error_server)
     except Exception as exc:

@@ -113,6 +113,7 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
         with_error_server=args.with_error_server,
         workers=workers,
         url_prefix=resolution.value("url_prefix"),
+        cors_origins=resolution.value("cors_origins"),
         target_name=environ.get("TARGET_NAME") or None,
         server_type=server_type,
         server_settings=settings,

@@ -32,10 +32,16 @@ def exec_server(argv: list[str], options: ServerOptions) -> None:
 def run_werkzeug(options: ServerOptions) -> None:
     """Flask's own server, as DRUM's werkzeug mode: model loaded first, one request at a time
     (or N forked processes with --max-workers N)."""
+    from werkzeug.serving import WSGIRequestHandler
+
     from flask_backend.wsgi import build_app
 
+    class UnversionedHandler(WSGIRequestHandler):
+        def version_string(self) -> str:
+            return "Werkzeug"  # like gunicorn and uvicorn: no versions for scanners to match
+
     app = build_app(options)
-    app.run(host=options.host, port=options.port, threaded=False, processes=options.workers)
+    app.run(host=options.host, port=options.port, threaded=False, processes=options.workers, request_handler=UnversionedHandler)
 
 
 def launch(options: ServerOptions) -> None:

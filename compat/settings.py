@@ -86,6 +86,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limit_concurrency", int, None, "uvicorn: connections beyond this get 503 at once.",
             {"fastapi": "DRUM_UVICORN_LIMIT_CONCURRENCY"}, uvicorn="limit_concurrency", minimum=1, maximum=100000),
     Setting("url_prefix", str, "", "Serve every route under this prefix.", _both("URL_PREFIX")),
+    Setting("cors_origins", str, "", "CORS: origins allowed to call the API from a browser, separated by commas "
+            "(`*` for any; credentials are never allowed); empty: no CORS headers.", _both("DRUM_CORS_ORIGINS"),
+            accepts="origins like https://app.example.com, or *"),
     Setting("tls_certfile", str, None, "TLS: the server certificate (PEM, chain included); turns HTTPS on.",
             _both("DRUM_SSL_CERTFILE"), gunicorn="certfile", uvicorn="ssl_certfile", accepts=PEM_FILE),
     Setting("tls_keyfile", str, None, "TLS: the private key (PEM), if not in the certificate file.",

@@ -69,7 +69,7 @@ def create_flask_app(core: DrumApp) -> Flask:
     @app.after_request
     def finish_request(response: Response) -> Response:
         request_id = g.get("drum_request_id") or choose_request_id(None)
-        core.stamp(response.headers, request_id)
+        core.stamp(response.headers, request_id, request.method, request.headers)
         core.log_response(request.method, request.path, response.status_code, g.get("drum_started", time.monotonic()), request_id)
         return response
 

@@ -12,6 +12,7 @@ from werkzeug.datastructures import Headers
 
 from shared import __version__
 from shared.errors import error_response
+from shared.guards.security import CorsPolicy, harden
 from shared.handlers import ErrorServerHandlers, PredictionHandlers
 from shared.http import NeutralRequest, NeutralResponse, canonical_allow
 from shared.model.config import ModelConfig
@@ -29,6 +30,7 @@ VERSION_HEADER = "X-Drum-Version"
 class AppSettings:
     server_name: str  # what /info/ reports as drumServer: "flask" or "fastapi"
     url_prefix: str = ""
+    cors: CorsPolicy = CorsPolicy()
 
 
 class DrumApp:
@@ -94,15 +96,16 @@ class DrumApp:
         except Exception as exc:
             return error_response(exc)
 
-    @staticmethod
-    def stamp(headers: Headers, request_id: str) -> None:
+    def stamp(self, headers: Headers, request_id: str, method: str, request_headers) -> None:
         """What every response carries, whichever code path produced it (views, routing errors,
-        Flask's automatic OPTIONS): the request id, the version, and a fixed Allow order."""
+        Flask's automatic OPTIONS): the request id, the version, a fixed Allow order, security headers
+        and the CORS answer."""
         for name in (DRUM_REQUEST_ID_HEADER, REQUEST_ID_HEADER):
             headers.set(name, request_id)
         headers.set(VERSION_HEADER, __version__)
         if "Allow" in headers:
             headers.set("Allow", canonical_allow(headers["Allow"]))
+        harden(headers, self.settings.cors, method, request_headers)
 
     @staticmethod
     def log_response(method: str, path: str, status: int, started: float, request_id: str) -> None:
@@ -112,7 +115,7 @@ class DrumApp:
     def finish(self, request: NeutralRequest, response: NeutralResponse, request_id: str, started: float) -> NeutralResponse:
         """What Flask and werkzeug do after a view: defaults, common headers, HEAD without a body."""
         response.complete()
-        self.stamp(response.headers, request_id)
+        self.stamp(response.headers, request_id, request.method, request.headers)
         if request.method == "HEAD":
             response.body = b""  # Content-Length keeps the GET body's size, as werkzeug does
         self.log_response(request.method, request.path, response.status, started, request_id)

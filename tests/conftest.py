@@ -14,6 +14,7 @@ from fastapi_backend.app import create_fastapi_app
 from flask_backend.app import create_flask_app
 from flask_backend.extensions import load_flask_extensions
 from shared.app import AppSettings, DrumApp
+from shared.guards.security import CorsPolicy
 from shared.model.config import resolve_model_config
 from shared.model.python_model import PythonModel
 from tests.models import MODELS, write_model
@@ -59,9 +60,10 @@ def normalise(status: int, raw_headers, body: bytes) -> Answer:
 class Stacks:
     """The same loaded model behind the Flask app and the FastAPI app."""
 
-    def __init__(self, model: PythonModel | None, load_error: str | None = None, url_prefix: str = "", extensions_dir=None):
+    def __init__(self, model: PythonModel | None, load_error: str | None = None, url_prefix: str = "", extensions_dir=None,
+                 cors: CorsPolicy = CorsPolicy()):
         def core(server_name):
-            settings = AppSettings(server_name=server_name, url_prefix=url_prefix)
+            settings = AppSettings(server_name=server_name, url_prefix=url_prefix, cors=cors)
             return DrumApp.for_model(model, settings) if model else DrumApp.for_load_error(load_error, settings)
 
         self.flask_app = create_flask_app(core("flask"))
