@@ -10,6 +10,7 @@ from uvicorn.supervisors import Multiprocess
 
 from compat.options import ServerOptions
 from compat.tls import uvicorn_ssl_context
+from fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER
 
 
 class DrumSupervisor(Multiprocess):
@@ -31,7 +32,8 @@ class DrumSupervisor(Multiprocess):
 
 def main() -> None:
     options = ServerOptions.from_environ()
-    settings = dict(options.server_settings or {})
+    # recycling is applied by each worker's app (fastapi_backend.recycling), not by uvicorn's limit
+    settings = {name: value for name, value in (options.server_settings or {}).items() if name not in (RECYCLE_AFTER, RECYCLE_JITTER)}
     config = uvicorn.Config(
         "fastapi_backend.asgi:app_from_environment",
         factory=True,

@@ -61,7 +61,9 @@ def test_server_types_answer_alike_over_http(tmp_path):
             results[run] = exchange(server.base_url)
             info = httpx.get(f"{server.base_url}/info/").json()
             assert info["drumServer"] == ("fastapi" if server_type == "fastapi" else "flask")
-    assert results["gunicorn"][0][2:] == (200, [("content-length", "25"), ("content-type", "application/json"), ("x-drum-version", "0.1.0")], b'{"predictions":[2.0,6.0]}')
+    assert results["gunicorn"][0][2:] == (200, [
+        ("content-length", "25"), ("content-type", "application/json"), ("referrer-policy", "no-referrer"),
+        ("x-content-type-options", "nosniff"), ("x-drum-version", "0.1.0"), ("x-frame-options", "DENY")], b'{"predictions":[2.0,6.0]}')
     for run in CORPUS_RUNS:
         for expected, actual in zip(results["gunicorn"], results[run]):
             assert actual == expected, (run, expected[:2])
