@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any, Mapping
 
 from compat.options import ServerOptions
+from compat.settings import SETTINGS_BY_KEY
 from shared.app import AppSettings, DrumApp
+from shared.guards.admission import AdmissionLimits
 from shared.guards.security import CorsPolicy, parse_origins
 from shared.model.config import ModelConfig, read_class_labels_file, resolve_model_config
 from shared.model.python_model import find_code_file
@@ -51,10 +54,25 @@ def flask_extension_refusal(code_dir: str) -> str | None:
     )
 
 
+def app_settings(server_name: str, core: Mapping[str, Any]) -> AppSettings:
+    """The core's settings from the resolved table (compat.settings.core_settings); a missing key
+    keeps the table's default."""
+    def value(key: str) -> Any:
+        return core.get(key, SETTINGS_BY_KEY[key].default)
+
+    admission = AdmissionLimits(
+        threads=value("executor_workers"),
+        queue_depth=value("executor_queue_depth"),
+        queue_timeout=value("executor_queue_timeout"),
+        deadline=value("request_timeout"),
+    )
+    return AppSettings(server_name=server_name, url_prefix=value("url_prefix"),
+                       cors=CorsPolicy(parse_origins(value("cors_origins"))), admission=admission)
+
+
 def build_core(options: ServerOptions, server_name: str) -> DrumApp:
     configure_logging(options.logging_level)
-    settings = AppSettings(server_name=server_name, url_prefix=options.url_prefix,
-                           cors=CorsPolicy(parse_origins(options.cors_origins)))
+    settings = app_settings(server_name, options.core_settings or {})
     try:
         return DrumApp.load(model_config(options), settings, options.with_error_server)
     except Exception as exc:

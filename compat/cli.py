@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 from compat.bootstrap import configure_logging, flask_extension_refusal, model_config
 from compat.options import ServerOptions, add_server_arguments
 from compat.server_types import SERVER_TYPES, stack_of
-from compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, resolve_server_type, resolve_settings, server_kwargs
+from compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
 from compat.tls import CERTFILE, TlsConfigError, check_tls
 from shared import __version__
 from shared.model.config import ModelConfigError
@@ -112,11 +112,10 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
         logging_level=args.logging_level,
         with_error_server=args.with_error_server,
         workers=workers,
-        url_prefix=resolution.value("url_prefix"),
-        cors_origins=resolution.value("cors_origins"),
         target_name=environ.get("TARGET_NAME") or None,
         server_type=server_type,
         server_settings=settings,
+        core_settings=core_settings(resolution),
     )
 
 

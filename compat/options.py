@@ -63,11 +63,10 @@ class ServerOptions:
     logging_level: str = "warning"
     with_error_server: bool = False
     workers: int = 1  # effective: CUSTOM_MODEL_WORKERS, else --max-workers, else MAX_WORKERS, else 1
-    url_prefix: str = ""
-    cors_origins: str = ""
     target_name: str | None = None
     server_type: str = "gunicorn"
     server_settings: dict | None = None  # gunicorn or uvicorn settings, resolved from compat.settings
+    core_settings: dict | None = None  # what drum-compat applies in each worker (compat.settings.core_settings)
 
     @property
     def host(self) -> str:

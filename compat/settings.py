@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from compat.options import parse_bool
 from compat.server_types import SERVER_TYPES
 from shared.runtime_parameters import PREFIX, RuntimeParameterException, RuntimeParameters
 
@@ -17,7 +18,7 @@ logger = logging.getLogger("drum_compat.settings")
 @dataclass(frozen=True)
 class Setting:
     key: str
-    kind: type  # int or str
+    kind: type  # int, str or bool
     default: Any  # None: the server's own default
     help: str
     names: Mapping[str, str]  # stack -> the parameter name read there
@@ -32,10 +33,14 @@ class Setting:
     invalid_stops_startup: bool = False  # an unaccepted value is an error, not a warning and the default
     secret: bool = False  # never shown, logged or handed on: each server process reads it itself (compat.tls)
     accepts: str | None = None  # what a free-form string must be, for help and messages
+    core: bool = False  # applied by drum-compat itself in each worker (ServerOptions.core_settings)
+    default_text: str | None = None  # how the docs show a default that is derived, not fixed
 
     def accepted(self) -> str:
         if self.accepts:
             return self.accepts
+        if self.kind is bool:
+            return "true or false"
         if self.choices:
             return "one of " + ", ".join(self.choices)
         if self.minimum is not None:
@@ -53,6 +58,12 @@ def _renamed(gunicorn_name: str) -> tuple[dict[str, str], dict[str, tuple[str, .
     return {"flask": gunicorn_name, "fastapi": uvicorn_name}, {"fastapi": (gunicorn_name,)}
 
 
+def _fastapi_alias(name: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
+    """One name on both stacks; the DRUM_FASTAPI_ spelling of DRUM's FastAPI plans still read there."""
+    return _both(name), {"fastapi": (name.replace("DRUM_", "DRUM_FASTAPI_", 1),)}
+
+
+MIB = 1024 * 1024
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 PEM_FILE = "path to a readable PEM file"
 
@@ -65,8 +76,30 @@ SETTINGS: tuple[Setting, ...] = (
             _both("CUSTOM_MODEL_WORKERS"), gunicorn="workers", uvicorn="workers", minimum=1, maximum=199, env_fallback="MAX_WORKERS"),
     Setting("backlog", int, 2048, "Connections the listening socket queues.",
             _both("DRUM_WEBSERVER_BACKLOG"), gunicorn="backlog", uvicorn="backlog", minimum=1, maximum=10000),
-    Setting("timeout", int, 120, "gunicorn: seconds before a silent worker is killed and replaced (0: never).",
-            {"flask": "DRUM_CLIENT_REQUEST_TIMEOUT"}, gunicorn="timeout", minimum=0, maximum=3600),
+    Setting("request_timeout", int, 120, "Seconds from a request's arrival (queueing included) to its 504 answer; gunicorn "
+            "also replaces a worker whose heartbeat stops 30 s longer than that (0: neither).",
+            _both("DRUM_CLIENT_REQUEST_TIMEOUT"), gunicorn="timeout", minimum=0, maximum=3600, core=True),
+    Setting("executor_workers", int, 1, "Model threads per worker: model hooks run there, never on the event loop or gevent hub.",
+            *_fastapi_alias("DRUM_EXECUTOR_WORKERS"), minimum=1, maximum=64, core=True),
+    Setting("executor_queue_depth", int, None, "Model requests that may wait for a model thread; beyond that: 503.",
+            *_fastapi_alias("DRUM_EXECUTOR_QUEUE_DEPTH"), minimum=0, maximum=10000, core=True, default_text="4 x DRUM_EXECUTOR_WORKERS"),
+    Setting("executor_queue_timeout", int, 30, "Seconds a model request waits for a thread before its 503.",
+            *_fastapi_alias("DRUM_EXECUTOR_QUEUE_TIMEOUT"), minimum=1, maximum=3600, core=True),
+    Setting("max_upload_size", int, 100 * MIB, "Largest request body in bytes; a larger one gets 413 (even chunked or mislabelled).",
+            *_fastapi_alias("DRUM_MAX_UPLOAD_SIZE"), minimum=1, maximum=1 << 40, core=True),
+    Setting("rate_limit_enabled", bool, False, "Rate limit model and other requests per client address (429 beyond it).",
+            _both("DRUM_RATE_LIMIT_ENABLED"), core=True),
+    Setting("rate_limit_rpm", int, 600, "Rate limit: requests per minute per client (token bucket refill).",
+            _both("DRUM_RATE_LIMIT_RPM"), minimum=1, maximum=1_000_000, core=True),
+    Setting("rate_limit_burst", int, 20, "Rate limit: requests a client may send at once (bucket size).",
+            _both("DRUM_RATE_LIMIT_BURST"), minimum=1, maximum=100_000, core=True),
+    Setting("trusted_proxies", str, "", "Proxies (CIDR list) whose X-Forwarded-For names the client; empty: the peer is the client.",
+            _both("DRUM_TRUSTED_PROXIES"), core=True, accepts="addresses or CIDR blocks separated by commas"),
+    Setting("rate_limit_redis_url", str, None, "Rate limit state in this Redis, shared by every worker and replica; "
+            "unset: per worker. Read by each worker itself (it may hold a password).",
+            _both("DRUM_RATE_LIMIT_REDIS_URL"), secret=True, accepts="redis://[:password@]host:port/db"),
+    Setting("rate_limit_fail_open", bool, True, "Redis unreachable: true lets requests through (with a WARNING), false answers 503.",
+            _both("DRUM_RATE_LIMIT_FAIL_OPEN"), core=True),
     Setting("keep_alive", int, None, "Seconds an idle keep-alive connection stays open (gunicorn 2, uvicorn 5 by default).",
             *_renamed("DRUM_GUNICORN_KEEP_ALIVE"), gunicorn="keepalive", uvicorn="timeout_keep_alive", minimum=1, maximum=3600),
     Setting("max_requests", int, 0, "Recycle a worker after this many requests (0: never).",
@@ -85,10 +118,10 @@ SETTINGS: tuple[Setting, ...] = (
             {"fastapi": "DRUM_UVICORN_LOOP"}, uvicorn="loop", choices=("uvloop", "asyncio", "auto")),
     Setting("limit_concurrency", int, None, "uvicorn: connections beyond this get 503 at once.",
             {"fastapi": "DRUM_UVICORN_LIMIT_CONCURRENCY"}, uvicorn="limit_concurrency", minimum=1, maximum=100000),
-    Setting("url_prefix", str, "", "Serve every route under this prefix.", _both("URL_PREFIX")),
+    Setting("url_prefix", str, "", "Serve every route under this prefix.", _both("URL_PREFIX"), core=True),
     Setting("cors_origins", str, "", "CORS: origins allowed to call the API from a browser, separated by commas "
             "(`*` for any; credentials are never allowed); empty: no CORS headers.", _both("DRUM_CORS_ORIGINS"),
-            accepts="origins like https://app.example.com, or *"),
+            accepts="origins like https://app.example.com, or *", core=True),
     Setting("tls_certfile", str, None, "TLS: the server certificate (PEM, chain included); turns HTTPS on.",
             _both("DRUM_SSL_CERTFILE"), gunicorn="certfile", uvicorn="ssl_certfile", accepts=PEM_FILE),
     Setting("tls_keyfile", str, None, "TLS: the private key (PEM), if not in the certificate file.",
@@ -140,6 +173,13 @@ def _raw(name: str, environ: Mapping[str, str]) -> tuple[Any, str] | None:
 
 
 def _parse(setting: Setting, name: str, raw: Any) -> Any:
+    if setting.kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        try:
+            return parse_bool(name, str(raw))
+        except ValueError as exc:
+            raise SettingError(str(exc)) from None
     if setting.kind is int:
         try:
             # DRUM converts with int(): a float payload truncates, a non-integer string is an error
@@ -230,6 +270,11 @@ def server_kwargs(resolution: Resolution, server: str) -> dict[str, Any]:
     return kwargs
 
 
+def core_settings(resolution: Resolution) -> dict[str, Any]:
+    """{key: value} of the settings drum-compat applies itself in each worker (secrets excluded)."""
+    return {setting.key: resolution.value(setting.key) for setting in SETTINGS if setting.core}
+
+
 def settings_markdown() -> str:
     """The settings table of migration_guide.md (a test keeps the guide equal to this)."""
     lines = [
@@ -243,9 +288,10 @@ def settings_markdown() -> str:
             fastapi += f" (deprecated: {', '.join(old)})"
         if setting.env_fallback:
             fastapi += f", env {setting.env_fallback}"
-        feeds = ", ".join(f"{server} `{getattr(setting, server)}`" for server in ("gunicorn", "uvicorn") if getattr(setting, server))
+        feeds = ", ".join([*(["drum-compat"] if setting.core else []),
+                           *(f"{server} `{getattr(setting, server)}`" for server in ("gunicorn", "uvicorn") if getattr(setting, server))])
         unset = "not set" if setting.kind is str else "server default"
-        default = unset if setting.default is None else f"`{setting.default!r}`"
+        default = setting.default_text or (unset if setting.default is None else f"`{setting.default!r}`")
         lines.append(
             f"| {setting.help} | {setting.names.get('flask', 'no effect')}{', env ' + setting.env_fallback if setting.env_fallback else ''} "
             f"| {fastapi} | {default} | {setting.accepted()} | {feeds or 'drum-compat'} |"

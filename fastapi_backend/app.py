@@ -2,26 +2,37 @@
 404/405 and docs routes are kept out of the way: the core answers every path."""
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from fastapi_backend.endpoint import NeutralEndpoint
+from fastapi_backend.model_pool import AsyncModelRunner
+from fastapi_backend.recycling import RecyclingMiddleware, Retirement
 from shared.app import DrumApp
+from shared.guards.admission import UNWEDGED
 
-MODEL_THREADS = 1  # DRUM never ran a model concurrently inside one process
 
+def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: int = 0) -> FastAPI:
+    retirement = Retirement()
+    loop: asyncio.AbstractEventLoop | None = None
 
-def create_fastapi_app(core: DrumApp) -> FastAPI:
-    executor = ThreadPoolExecutor(max_workers=MODEL_THREADS, thread_name_prefix="drum-model")
-    core.on_close(lambda: executor.shutdown(wait=True))
+    def recycle_from_model_thread() -> None:
+        if loop is not None:
+            loop.call_soon_threadsafe(retirement.begin, UNWEDGED)
+
+    model_runner = AsyncModelRunner(core.gate, recycle_from_model_thread)
+    core.on_close(lambda: model_runner.executor.shutdown(wait=True))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        nonlocal loop
+        loop = asyncio.get_running_loop()
         yield
         core.close()  # uvicorn has stopped accepting and waited for in-flight requests
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.mount("", NeutralEndpoint(core, executor))
+    app.mount("", NeutralEndpoint(core, model_runner))
+    app.add_middleware(RecyclingMiddleware, retirement=retirement, max_requests=recycle_after, jitter=recycle_jitter)
     return app

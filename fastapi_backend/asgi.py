@@ -11,7 +11,7 @@ from uvicorn.config import STARTUP_FAILURE
 from compat.bootstrap import build_core, flask_extension_refusal
 from compat.options import ServerOptions
 from fastapi_backend.app import create_fastapi_app
-from fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER, RecycleAfterRequests
+from fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER
 
 logger = logging.getLogger("drum_compat")
 
@@ -24,11 +24,8 @@ def build_app(options: ServerOptions) -> FastAPI:
     refusal = flask_extension_refusal(options.code_dir)
     if refusal:
         raise FlaskExtensionRefused(refusal)
-    app = create_fastapi_app(build_core(options, "fastapi"))
     settings = options.server_settings or {}
-    if settings.get(RECYCLE_AFTER):
-        app.add_middleware(RecycleAfterRequests, max_requests=settings[RECYCLE_AFTER], jitter=settings.get(RECYCLE_JITTER, 0))
-    return app
+    return create_fastapi_app(build_core(options, "fastapi"), settings.get(RECYCLE_AFTER, 0), settings.get(RECYCLE_JITTER, 0))
 
 
 def app_from_environment() -> FastAPI:

@@ -2,11 +2,10 @@
 Model routes run in the worker's model executor so the event loop keeps answering probes."""
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import time
-from concurrent.futures import Executor
+from functools import partial
 
+from fastapi_backend.model_pool import AsyncModelRunner
 from shared.app import DrumApp
 from shared.http import NeutralRequest, NeutralResponse, wsgi_style_headers
 from shared.request_id import current_request_id
@@ -54,9 +53,9 @@ async def send_response(send, response: NeutralResponse) -> None:
 
 
 class NeutralEndpoint:
-    def __init__(self, core: DrumApp, model_executor: Executor) -> None:
+    def __init__(self, core: DrumApp, model_runner: AsyncModelRunner) -> None:
         self.core = core
-        self.model_executor = model_executor
+        self.model_runner = model_runner
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -75,10 +74,7 @@ class NeutralEndpoint:
             if isinstance(matched, NeutralResponse):
                 response = matched
             elif matched.runs_model:
-                context = contextvars.copy_context()  # request id (and tracing) follow into the model thread
-                response = await asyncio.get_running_loop().run_in_executor(
-                    self.model_executor, context.run, self.core.call, matched.endpoint, request
-                )
+                response = await self.model_runner.run(partial(self.core.call, matched.endpoint, request), started)
             else:
                 response = self.core.call(matched.endpoint, request)
             response = self.core.finish(request, response, request_id, started)

@@ -1,10 +1,12 @@
-"""Worker recycling for uvicorn, done the way gunicorn does it: after DRUM_UVICORN_MAX_REQUESTS plus
-0..jitter requests the worker stops accepting at once (its socket stays open in the supervisor, so new
-connections wait for the replacement), answers what it has with `Connection: close`, then exits.
-uvicorn's own limit instead closes connections that a client may be reusing, which resets requests."""
+"""Worker recycling for uvicorn, done the way gunicorn does it: the worker stops accepting at once (its
+socket stays open in the supervisor, so new connections wait for the replacement), answers what it has
+with `Connection: close`, then exits. Triggers: DRUM_UVICORN_MAX_REQUESTS plus 0..jitter requests, or
+the end of work that had held every model thread past its deadline. uvicorn's own request limit
+instead closes connections that a client may be reusing, which resets requests."""
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 
@@ -22,10 +24,31 @@ def running_uvicorn_server() -> Server | None:
     return server if isinstance(server, Server) else None
 
 
-class RecycleAfterRequests:
-    def __init__(self, app, max_requests: int, jitter: int = 0) -> None:
+class Retirement:
+    """This worker's retirement; call `begin` on the event loop."""
+
+    def __init__(self) -> None:
+        self.begun = False
+
+    def begin(self, why: str) -> None:
+        if self.begun:
+            return
+        server = running_uvicorn_server()
+        if server is None:
+            logger.warning("Worker should be recycled (%s) but is not run by uvicorn's Server", why)
+            return
+        self.begun = True
+        logger.info("Worker %d recycled: %s", os.getpid(), why)
+        for listener in server.servers:
+            listener.close()  # stop accepting now; in-flight requests finish before the exit
+        server.should_exit = True
+
+
+class RecyclingMiddleware:
+    def __init__(self, app, retirement: Retirement, max_requests: int = 0, jitter: int = 0) -> None:
         self.app = app
-        self.budget = max_requests + random.randint(0, jitter)
+        self.retirement = retirement
+        self.budget = max_requests + random.randint(0, jitter) if max_requests else 0
         self.requests = 0  # this worker's HTTP requests, counted as they arrive
 
     async def __call__(self, scope, receive, send) -> None:
@@ -33,11 +56,11 @@ class RecycleAfterRequests:
             await self.app(scope, receive, send)
             return
         self.requests += 1
-        if self.requests < self.budget:
+        if self.requests == self.budget:
+            self.retirement.begin(f"after {self.budget} requests")
+        if not self.retirement.begun:
             await self.app(scope, receive, send)
             return
-        if self.requests == self.budget:
-            self._retire()
 
         async def send_closing(message) -> None:
             if message["type"] == "http.response.start":
@@ -45,13 +68,3 @@ class RecycleAfterRequests:
             await send(message)
 
         await self.app(scope, receive, send_closing)
-
-    def _retire(self) -> None:
-        server = running_uvicorn_server()
-        if server is None:
-            logger.warning("Worker reached %d requests but is not run by uvicorn's Server: not recycled", self.budget)
-            return
-        logger.info("Worker recycled after %d requests", self.budget)
-        for listener in server.servers:
-            listener.close()  # stop accepting now; in-flight requests finish before the exit
-        server.should_exit = True

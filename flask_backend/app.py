@@ -2,17 +2,23 @@
 endpoint names), every view and error goes through the core, and responses leave byte for byte."""
 from __future__ import annotations
 
+import logging
 import time
+from functools import partial
+from typing import Callable
 
 from flask import Blueprint, Flask, Response, g, request
 from werkzeug.datastructures import Headers
 
+from flask_backend.model_pool import BlockingModelRunner
 from shared.app import DrumApp
 from shared.errors import error_response
+from shared.guards.admission import UNWEDGED
 from shared.http import NeutralRequest, NeutralResponse
 from shared.request_id import REQUEST_ID_HEADER, choose_request_id, current_request_id
 
 BLUEPRINT_NAME = "model_api"
+logger = logging.getLogger("drum_compat")
 CORE_EXTENSION = "drum_compat"  # app.extensions key holding the DrumApp (gunicorn's worker_exit closes it)
 
 
@@ -34,19 +40,22 @@ def flask_response(response: NeutralResponse) -> Response:
     return Response(response.body, status=response.status, headers=list(response.headers.items()))
 
 
-def _view(core: DrumApp, endpoint: str):
+def _view(core: DrumApp, endpoint: str, model_runner: BlockingModelRunner | None):
     def view(**view_args):
-        return flask_response(core.call(endpoint, neutral_request()))
+        request = neutral_request()
+        if model_runner is None:
+            return flask_response(core.call(endpoint, request))
+        return flask_response(model_runner.run(partial(core.call, endpoint, request), g.drum_started))
 
     view.__name__ = endpoint
     return view
 
 
-def build_blueprint(core: DrumApp) -> Blueprint:
+def build_blueprint(core: DrumApp, model_runner: BlockingModelRunner) -> Blueprint:
     blueprint = Blueprint(BLUEPRINT_NAME, __name__)
     views = {}
     for route in core.routes:
-        view = views.setdefault(route.endpoint, _view(core, route.endpoint))
+        view = views.setdefault(route.endpoint, _view(core, route.endpoint, model_runner if route.runs_model else None))
         blueprint.add_url_rule(
             route.rule, endpoint=route.endpoint, view_func=view, methods=list(route.methods), strict_slashes=route.strict_slashes
         )
@@ -55,7 +64,11 @@ def build_blueprint(core: DrumApp) -> Blueprint:
     return blueprint
 
 
-def create_flask_app(core: DrumApp) -> Flask:
+def log_only(why: str) -> None:
+    logger.warning("Worker should be recycled (%s) but is not run by gunicorn: carrying on", why)
+
+
+def create_flask_app(core: DrumApp, recycle: Callable[[str], None] = log_only) -> Flask:
     # No static folder: drum-compat serves no files (DRUM's Flask app had an unused /static/ rule).
     app = Flask("drum_compat", static_folder=None)
     app.extensions[CORE_EXTENSION] = core
@@ -79,5 +92,7 @@ def create_flask_app(core: DrumApp) -> Flask:
         if token is not None:
             current_request_id.reset(token)
 
-    app.register_blueprint(build_blueprint(core), url_prefix=core.settings.url_prefix)
+    model_runner = BlockingModelRunner(core.gate, partial(recycle, UNWEDGED))
+    core.on_close(lambda: model_runner.executor.shutdown(wait=True))
+    app.register_blueprint(build_blueprint(core, model_runner), url_prefix=core.settings.url_prefix)
     return app

@@ -6,11 +6,22 @@ from compat.options import ServerOptions
 from compat.tls import gunicorn_ssl_context
 
 _options = ServerOptions.from_environ()
+LAST_RESORT_MARGIN = 30  # seconds
 
 bind = f"{_options.host}:{_options.port}"
 accesslog = "-"
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'  # DRUM's
 globals().update(_options.server_settings or {})
+if globals().get("timeout"):
+    # DRUM_CLIENT_REQUEST_TIMEOUT answers 504 itself; gunicorn's kill is the last resort for a worker
+    # whose heartbeat stopped, later than the 504 (gevent beats only once a second)
+    timeout += LAST_RESORT_MARGIN
+if globals().get("worker_class") == "sync":
+    # gunicorn's sync worker cannot accept while a request runs, so probes would wait behind the model
+    # and overload would queue unseen in the kernel. gthread is sync's no-monkey-patching twin that
+    # keeps accepting: each connection gets a thread; drum-compat's admission bounds the model work.
+    worker_class = "gthread"
+    threads = globals().get("worker_connections", 1000)
 ssl_context = gunicorn_ssl_context  # used only when certfile is set
 
 
@@ -24,9 +35,9 @@ def post_request(worker, req, environ, resp):
 
 
 def post_worker_init(worker):
-    if worker.cfg.worker_class_str == "sync":
-        # A busy sync worker keeps its copy of the listening socket until the request ends, so
-        # connections arriving after SIGTERM would queue and then be reset at exit: refuse them now.
+    if worker.cfg.worker_class_str == "gthread":
+        # A gthread worker checks for SIGTERM once a second and keeps its copy of the listening socket
+        # until then, so connections arriving meanwhile would be accepted late: refuse them now.
         def stop_accepting_then_exit(sig, frame):
             for listener in worker.sockets:
                 listener.close()

@@ -12,6 +12,7 @@ from werkzeug.datastructures import Headers
 
 from shared import __version__
 from shared.errors import error_response
+from shared.guards.admission import AdmissionGate, AdmissionLimits
 from shared.guards.security import CorsPolicy, harden
 from shared.handlers import ErrorServerHandlers, PredictionHandlers
 from shared.http import NeutralRequest, NeutralResponse, canonical_allow
@@ -31,11 +32,13 @@ class AppSettings:
     server_name: str  # what /info/ reports as drumServer: "flask" or "fastapi"
     url_prefix: str = ""
     cors: CorsPolicy = CorsPolicy()
+    admission: AdmissionLimits = AdmissionLimits()
 
 
 class DrumApp:
-    def __init__(self, handlers, routes: tuple[Route, ...], settings: AppSettings) -> None:
+    def __init__(self, handlers, routes: tuple[Route, ...], settings: AppSettings, gate: AdmissionGate | None = None) -> None:
         self.handlers = handlers
+        self.gate = gate or AdmissionGate(settings.admission)
         self.routes = routes
         self.settings = settings
         self.url_map = build_url_map(routes, settings.url_prefix)
@@ -45,7 +48,8 @@ class DrumApp:
 
     @classmethod
     def for_model(cls, model: PythonModel, settings: AppSettings) -> "DrumApp":
-        return cls(PredictionHandlers(model, settings.server_name), PREDICTION_ROUTES, settings)
+        gate = AdmissionGate(settings.admission)
+        return cls(PredictionHandlers(model, settings.server_name, gate), PREDICTION_ROUTES, settings, gate)
 
     @classmethod
     def for_load_error(cls, load_error: BaseException | str, settings: AppSettings) -> "DrumApp":

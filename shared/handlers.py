@@ -5,6 +5,7 @@ from __future__ import annotations
 from werkzeug.datastructures import Headers
 
 from shared import __version__
+from shared.guards.admission import AdmissionGate
 from shared.errors import MODEL_LOAD_FAILED_STATUS, unprocessable
 from shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, json_response
 from shared.model.config import read_model_metadata
@@ -26,6 +27,8 @@ from shared.resources import ResourceMonitor
 OK = {"message": "OK"}
 CAPABILITIES = {"supported_methods": {"chat": False}, "supported_payload_formats": {"csv": None, "mtx": None}}
 NO_TIMINGS = {"run_predictor_total": {"avg": None, "max": None, "min": None, "total": None}}
+NOT_READY_WEDGED = ("ERROR: every model thread is held by a request that passed DRUM_CLIENT_REQUEST_TIMEOUT; "
+                    "this worker is recycled once that work ends")
 UNSTRUCTURED_TARGETS = (TargetType.UNSTRUCTURED, TargetType.TEXT_GENERATION)
 
 
@@ -34,9 +37,10 @@ def _is_text_mimetype(mimetype: str) -> bool:
 
 
 class PredictionHandlers:
-    def __init__(self, model: PythonModel, server_name: str, monitor: ResourceMonitor | None = None) -> None:
+    def __init__(self, model: PythonModel, server_name: str, admission: AdmissionGate, monitor: ResourceMonitor | None = None) -> None:
         self.model = model
         self.server_name = server_name
+        self.admission = admission
         self.monitor = monitor or ResourceMonitor()
 
     @property
@@ -47,7 +51,12 @@ class PredictionHandlers:
     def ping(self, request: NeutralRequest) -> NeutralResponse:
         return json_response(OK)
 
-    health = livez = readyz = startupz = ping
+    health = livez = startupz = ping
+
+    def readyz(self, request: NeutralRequest) -> NeutralResponse:
+        if self.admission.wedged:
+            return json_response({"message": NOT_READY_WEDGED}, 503)
+        return json_response(OK)
 
     def info(self, request: NeutralRequest) -> NeutralResponse:
         config = self.model.config
@@ -71,7 +80,7 @@ class PredictionHandlers:
         return json_response(CAPABILITIES)
 
     def stats(self, request: NeutralRequest) -> NeutralResponse:
-        return json_response({**self.monitor.collect(), "time_info": NO_TIMINGS})
+        return json_response({**self.monitor.collect(), "time_info": NO_TIMINGS, "admission": self.admission.snapshot()})
 
     # -- model routes --------------------------------------------------------------------------------
     def _unsupported(self, mimetype: str | None) -> NeutralResponse | None:

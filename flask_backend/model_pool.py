@@ -1,0 +1,43 @@
+"""The worker's model threads seen from a gunicorn request: admission through the core's gate, the
+wait bounded by the queue timeout and the deadline. Under gevent the threads are gevent's native pool,
+so model code never runs on (or blocks) the hub; the waiting greenlet yields while it waits."""
+from __future__ import annotations
+
+import contextvars
+from concurrent.futures import Executor, ThreadPoolExecutor, TimeoutError
+from typing import Callable
+
+from gevent import monkey
+
+from shared.guards.admission import QUEUE_FULL, AdmissionGate
+from shared.http import NeutralResponse
+
+
+def model_executor(threads: int) -> Executor:
+    if monkey.is_module_patched("threading"):  # gunicorn's gevent worker
+        from gevent.threadpool import ThreadPoolExecutor as NativeThreadPoolExecutor
+
+        return NativeThreadPoolExecutor(max_workers=threads)
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drum-model")
+
+
+class BlockingModelRunner:
+    def __init__(self, gate: AdmissionGate, on_unwedged: Callable[[], None]) -> None:
+        self.gate = gate
+        self.on_unwedged = on_unwedged
+        self.executor = model_executor(gate.limits.threads)
+
+    def run(self, call: Callable[[], NeutralResponse], arrived: float) -> NeutralResponse:
+        gate = self.gate
+        ticket = gate.admit(arrived)
+        if ticket is None:
+            return gate.rejection(QUEUE_FULL)
+        job = gate.job(ticket, call, self.on_unwedged)
+        done = self.executor.submit(contextvars.copy_context().run, job)
+        while True:
+            try:
+                return done.result(timeout=gate.next_wait(ticket))
+            except TimeoutError:
+                reason = gate.expire(ticket)
+                if reason:
+                    return gate.rejection(reason)

@@ -1,0 +1,175 @@
+"""Admission to the model threads and the request deadline, as plain bookkeeping: who runs, who waits,
+who gave up; each stack supplies only the thread pool and the blocking or async wait (see `waits`)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from shared.http import NeutralResponse, json_response
+
+QUEUE_FULL, QUEUE_TIMEOUT, DEADLINE = "queue_full", "queue_timeout", "deadline"
+UNWEDGED = "the work that held every model thread past its deadline has ended"
+RETRY_AFTER = "1"  # seconds: a busy worker frees a slot or another worker takes the retry
+
+
+def native_lock():
+    """An OS lock even where gevent patched `threading`: the gate is shared by the gevent hub and
+    real model threads, and a gevent lock cannot be taken from a native thread."""
+    from gevent.monkey import get_original
+
+    return get_original("_thread", "allocate_lock")()
+
+
+@dataclass(frozen=True)
+class AdmissionLimits:
+    threads: int = 1  # DRUM_EXECUTOR_WORKERS
+    queue_depth: int | None = None  # DRUM_EXECUTOR_QUEUE_DEPTH; None: 4 x threads
+    queue_timeout: float = 30.0  # DRUM_EXECUTOR_QUEUE_TIMEOUT
+    deadline: float = 0.0  # DRUM_CLIENT_REQUEST_TIMEOUT; 0: none
+
+    @property
+    def depth(self) -> int:
+        return 4 * self.threads if self.queue_depth is None else self.queue_depth
+
+
+@dataclass(eq=False)
+class Ticket:
+    arrived: float
+    state: str = "waiting"  # waiting -> running -> done, or waiting -> abandoned (never runs)
+    timed_out: bool = False  # the requester got its 504 while the model still ran
+
+
+@dataclass
+class AdmissionFigures:
+    """Cumulative counters for /stats/ (the live ones are read from the gate)."""
+    admitted: int = 0
+    completed: int = 0
+    rejected: dict = field(default_factory=lambda: {QUEUE_FULL: 0, QUEUE_TIMEOUT: 0, DEADLINE: 0})
+
+
+class AdmissionGate:
+    """At most `threads` requests run model code and `depth` more wait; a waiter leaves after
+    queue_timeout (503), anyone after the deadline (504). A timed-out request keeps its thread until
+    the thread really ends; when every thread is held like that the worker is not ready."""
+
+    def __init__(self, limits: AdmissionLimits, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.clock = clock
+        self._lock = native_lock()
+        self.running = 0
+        self.waiting = 0
+        self.stuck = 0  # running, but their requester already had its 504
+        self.figures = AdmissionFigures()
+
+    # -- requester side ------------------------------------------------------------------------------
+    def admit(self, arrived: float) -> Ticket | None:
+        """A ticket to hand to the pool, or None: the queue is full (answer `rejection(QUEUE_FULL)`)."""
+        with self._lock:
+            if self.running + self.waiting >= self.limits.threads + self.limits.depth:
+                self.figures.rejected[QUEUE_FULL] += 1
+                return None
+            self.waiting += 1
+            self.figures.admitted += 1
+            return Ticket(arrived)
+
+    def next_wait(self, ticket: Ticket) -> float | None:
+        """How long the requester may wait before calling `expire` (None: as long as it takes)."""
+        limits = self.limits
+        ends = []
+        if limits.deadline:
+            ends.append(ticket.arrived + limits.deadline)
+        if ticket.state == "waiting":
+            ends.append(ticket.arrived + limits.queue_timeout)
+        return max(min(ends) - self.clock(), 0.0) if ends else None
+
+    def expire(self, ticket: Ticket) -> str | None:
+        """The wait ran out: the reason to answer with, or None if the work has meanwhile started
+        (then wait again for `next_wait`)."""
+        now = self.clock()
+        with self._lock:
+            past_deadline = bool(self.limits.deadline) and now >= ticket.arrived + self.limits.deadline
+            if ticket.state == "waiting":
+                if not past_deadline and now < ticket.arrived + self.limits.queue_timeout:
+                    return None
+                ticket.state = "abandoned"
+                self.waiting -= 1
+                reason = DEADLINE if past_deadline else QUEUE_TIMEOUT
+            elif ticket.state == "running" and past_deadline:
+                ticket.timed_out = True
+                self.stuck += 1
+                reason = DEADLINE
+            else:
+                return None
+            self.figures.rejected[reason] += 1
+            return reason
+
+    # -- model thread side ---------------------------------------------------------------------------
+    def start(self, ticket: Ticket) -> bool:
+        """Called by the model thread that picked the ticket: False if its requester already left."""
+        with self._lock:
+            if ticket.state != "waiting":
+                return False
+            ticket.state = "running"
+            self.waiting -= 1
+            self.running += 1
+            return True
+
+    def finish(self, ticket: Ticket) -> bool:
+        """The model thread is free again. True when this ends a state where every thread was held
+        by a timed-out request: the worker should then be recycled."""
+        with self._lock:
+            was_wedged = self.wedged
+            ticket.state = "done"
+            self.running -= 1
+            self.figures.completed += 1
+            if ticket.timed_out:
+                self.stuck -= 1
+            return was_wedged and not self.wedged
+
+    # -- state -----------------------------------------------------------------------------------------
+    @property
+    def wedged(self) -> bool:
+        return self.stuck >= self.limits.threads
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {
+                "threads": self.limits.threads,
+                "queue_depth": self.limits.depth,
+                "queue_timeout": self.limits.queue_timeout,
+                "request_timeout": self.limits.deadline,
+                "running": self.running,
+                "waiting": self.waiting,
+                "stuck": self.stuck,
+                "admitted": self.figures.admitted,
+                "completed": self.figures.completed,
+                "rejected": dict(self.figures.rejected),
+            }
+
+    def rejection(self, reason: str) -> NeutralResponse:
+        limits = self.limits
+        if reason == DEADLINE:
+            return json_response(
+                {"message": f"ERROR: Request timed out after {limits.deadline:g} s (DRUM_CLIENT_REQUEST_TIMEOUT)"}, 504
+            )
+        if reason == QUEUE_FULL:
+            text = (f"all {limits.threads} model thread(s) are busy and {limits.depth} request(s) already wait "
+                    "(DRUM_EXECUTOR_WORKERS, DRUM_EXECUTOR_QUEUE_DEPTH)")
+        else:
+            text = f"no model thread became free within {limits.queue_timeout:g} s (DRUM_EXECUTOR_QUEUE_TIMEOUT)"
+        return json_response({"message": f"ERROR: Server busy: {text}; retry later"}, 503, [("Retry-After", RETRY_AFTER)])
+
+    def job(self, ticket: Ticket, call: Callable[[], NeutralResponse], on_unwedged: Callable[[], None]):
+        """What the pool runs for a ticket: nothing if its requester left while it waited; the slot
+        is released only when the model call really returns."""
+        def run() -> NeutralResponse | None:
+            if not self.start(ticket):
+                return None
+            try:
+                return call()
+            finally:
+                if self.finish(ticket):
+                    on_unwedged()
+
+        return run
