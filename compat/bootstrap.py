@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, Mapping
 
 from compat.options import ServerOptions
-from compat.settings import SETTINGS_BY_KEY
+from compat.settings import SETTINGS_BY_KEY, read_secret
 from shared.app import AppSettings, DrumApp
 from shared.guards.admission import AdmissionLimits
+from shared.guards.front_door import FrontDoorSettings
+from shared.guards.rate_limit import RateLimitPolicy, parse_networks
 from shared.guards.security import CorsPolicy, parse_origins
+from shared.guards.access_log import configure_access_log
 from shared.model.config import ModelConfig, read_class_labels_file, resolve_model_config
 from shared.model.python_model import find_code_file
 from shared.request_id import RequestIdLogFilter
@@ -26,6 +30,7 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.NOTSET if level == "noset" else level.upper())
+    configure_access_log()
 
 
 def model_config(options: ServerOptions) -> ModelConfig:
@@ -54,11 +59,22 @@ def flask_extension_refusal(code_dir: str) -> str | None:
     )
 
 
-def app_settings(server_name: str, core: Mapping[str, Any]) -> AppSettings:
+def app_settings(server_name: str, core: Mapping[str, Any], server_type: str = "",
+                 environ: Mapping[str, str] | None = None) -> AppSettings:
     """The core's settings from the resolved table (compat.settings.core_settings); a missing key
-    keeps the table's default."""
+    keeps the table's default. The Redis URL, a secret, is read here from the operator's variable."""
     def value(key: str) -> Any:
         return core.get(key, SETTINGS_BY_KEY[key].default)
+
+    rate_limit = None
+    if value("rate_limit_enabled"):
+        rate_limit = RateLimitPolicy(value("rate_limit_rpm"), value("rate_limit_burst"),
+                                     parse_networks(value("trusted_proxies")), value("rate_limit_fail_open"))
+    stack = "fastapi" if server_name == "fastapi" else "flask"
+    front_door = FrontDoorSettings(
+        max_upload_size=value("max_upload_size"), rate_limit=rate_limit,
+        redis_url=read_secret("rate_limit_redis_url", stack, os.environ if environ is None else environ) if rate_limit else None,
+    )
 
     admission = AdmissionLimits(
         threads=value("executor_workers"),
@@ -67,12 +83,13 @@ def app_settings(server_name: str, core: Mapping[str, Any]) -> AppSettings:
         deadline=value("request_timeout"),
     )
     return AppSettings(server_name=server_name, url_prefix=value("url_prefix"),
-                       cors=CorsPolicy(parse_origins(value("cors_origins"))), admission=admission)
+                       cors=CorsPolicy(parse_origins(value("cors_origins"))), admission=admission,
+                       front_door=front_door, server_type=server_type)
 
 
 def build_core(options: ServerOptions, server_name: str) -> DrumApp:
     configure_logging(options.logging_level)
-    settings = app_settings(server_name, options.core_settings or {})
+    settings = app_settings(server_name, options.core_settings or {}, options.server_type)
     try:
         return DrumApp.load(model_config(options), settings, options.with_error_server)
     except Exception as exc:

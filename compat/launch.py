@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import sys
 
+from compat.metrics_dir import prepare_metrics_dir
 from compat.options import ServerOptions
 from compat.server_types import SERVER_TYPES
 
 
 def _worker_environ(options: ServerOptions) -> dict[str, str]:
-    return {**os.environ, **options.to_environ()}
+    return {**os.environ, **options.to_environ(), **prepare_metrics_dir(os.environ)}
 
 
 def gunicorn_argv() -> list[str]:

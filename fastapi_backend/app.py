@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 
+import redis.asyncio
 from fastapi import FastAPI
 
 from fastapi_backend.endpoint import NeutralEndpoint
+from fastapi_backend.guards import GuardMiddleware
 from fastapi_backend.model_pool import AsyncModelRunner
 from fastapi_backend.recycling import RecyclingMiddleware, Retirement
 from shared.app import DrumApp
 from shared.guards.admission import UNWEDGED
+from shared.guards.front_door import FrontDoor
+from shared.guards.rate_limit import make_buckets
 
 
 def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: int = 0) -> FastAPI:
@@ -34,5 +38,9 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.mount("", NeutralEndpoint(core, model_runner))
+    front_door = core.settings.front_door
+    app.add_middleware(GuardMiddleware, front_door=FrontDoor(core),
+                       buckets=make_buckets(front_door.rate_limit, front_door.redis_url, redis.asyncio.from_url))
+    # added last, so outermost: a retiring worker's every answer says Connection: close
     app.add_middleware(RecyclingMiddleware, retirement=retirement, max_requests=recycle_after, jitter=recycle_jitter)
     return app

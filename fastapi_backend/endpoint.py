@@ -2,31 +2,23 @@
 Model routes run in the worker's model executor so the event loop keeps answering probes."""
 from __future__ import annotations
 
-import time
 from functools import partial
 
 from fastapi_backend.model_pool import AsyncModelRunner
 from shared.app import DrumApp
-from shared.http import NeutralRequest, NeutralResponse, wsgi_style_headers
+from shared.http import BodySource, NeutralRequest, NeutralResponse, wsgi_style_headers
 from shared.request_id import current_request_id
+
+
+BODY_KEY = "drum_compat.body"  # scope: the RequestBody fastapi_backend.guards received
+ARRIVED_KEY = "drum_compat.arrived"  # scope: time.monotonic() at arrival, where deadlines count from
 
 
 class ClientDisconnected(Exception):
     pass
 
 
-async def read_body(receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def neutral_request(scope: dict, body: bytes) -> NeutralRequest:
+def neutral_request(scope: dict, body: "bytes | BodySource") -> NeutralRequest:
     root_path = scope.get("root_path", "")
     path = scope["path"]
     if root_path and path.startswith(root_path):
@@ -61,12 +53,9 @@ class NeutralEndpoint:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1000})
             return
-        started = time.monotonic()
-        try:
-            body = await read_body(receive)
-        except ClientDisconnected:
-            return  # nobody is left to answer
-        request = neutral_request(scope, body)
+        # fastapi_backend.guards received the body (bounded, spooled) and noted the arrival
+        started = scope[ARRIVED_KEY]
+        request = neutral_request(scope, scope[BODY_KEY])
         request_id = self.core.request_id_for(request)
         token = current_request_id.set(request_id)
         try:

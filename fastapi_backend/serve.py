@@ -8,6 +8,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from compat.metrics_dir import remove_metrics_dir
 from compat.options import ServerOptions
 from compat.tls import uvicorn_ssl_context
 from fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER
@@ -40,13 +41,17 @@ def main() -> None:
         host=options.host,
         port=options.port,
         http="httptools",
+        access_log=False,  # drum-compat writes one access line per request, the same on both stacks
         ssl_context_factory=uvicorn_ssl_context if settings.get("ssl_certfile") else None,
         **settings,
     )
     # Always supervised, one worker included: a worker that reaches DRUM_UVICORN_MAX_REQUESTS (or
     # dies) is replaced while the listening socket stays open, so a recycle never ends the server.
     supervisor = DrumSupervisor(config, sockets=[config.bind_socket()])
-    supervisor.run()
+    try:
+        supervisor.run()
+    finally:
+        remove_metrics_dir()
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         sys.exit(STARTUP_FAILURE)
 

@@ -7,13 +7,17 @@ import time
 from functools import partial
 from typing import Callable
 
+from redis import Redis
 from flask import Blueprint, Flask, Response, g, request
 from werkzeug.datastructures import Headers
 
+from flask_backend.guards import ARRIVED_KEY, BODY_KEY, GuardMiddleware
 from flask_backend.model_pool import BlockingModelRunner
 from shared.app import DrumApp
 from shared.errors import error_response
 from shared.guards.admission import UNWEDGED
+from shared.guards.front_door import FrontDoor
+from shared.guards.rate_limit import make_buckets
 from shared.http import NeutralRequest, NeutralResponse
 from shared.request_id import REQUEST_ID_HEADER, choose_request_id, current_request_id
 
@@ -26,7 +30,7 @@ def neutral_request() -> NeutralRequest:
     return NeutralRequest(
         method=request.method,
         path=request.path,
-        body=request.get_data(),
+        body=request.environ[BODY_KEY] if BODY_KEY in request.environ else request.get_data(),
         headers=Headers(list(request.headers.items())),
         query_string=request.query_string,
         scheme=request.scheme,
@@ -75,7 +79,7 @@ def create_flask_app(core: DrumApp, recycle: Callable[[str], None] = log_only) -
 
     @app.before_request
     def start_request() -> None:
-        g.drum_started = time.monotonic()
+        g.drum_started = request.environ[ARRIVED_KEY]
         g.drum_request_id = choose_request_id(request.headers.get(REQUEST_ID_HEADER))
         g.drum_request_id_token = current_request_id.set(g.drum_request_id)
 
@@ -95,4 +99,6 @@ def create_flask_app(core: DrumApp, recycle: Callable[[str], None] = log_only) -
     model_runner = BlockingModelRunner(core.gate, partial(recycle, UNWEDGED))
     core.on_close(lambda: model_runner.executor.shutdown(wait=True))
     app.register_blueprint(build_blueprint(core, model_runner), url_prefix=core.settings.url_prefix)
+    front_door = core.settings.front_door
+    app.wsgi_app = GuardMiddleware(app.wsgi_app, FrontDoor(core), make_buckets(front_door.rate_limit, front_door.redis_url, Redis.from_url))
     return app

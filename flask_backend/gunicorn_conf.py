@@ -1,7 +1,13 @@
 """gunicorn settings for the Flask stack, read by `gunicorn -c python:flask_backend.gunicorn_conf`:
 bind and access log here, everything else from compat.settings as the launcher resolved it."""
+import logging
 import signal
 
+# Imported here, in the master before fork and before gevent patches threading, so its locks stay
+# native: model threads update metrics too, and a gevent lock cannot be shared with a native thread.
+from prometheus_client.multiprocess import mark_process_dead
+
+from compat.metrics_dir import remove_metrics_dir
 from compat.options import ServerOptions
 from compat.tls import gunicorn_ssl_context
 
@@ -9,8 +15,7 @@ _options = ServerOptions.from_environ()
 LAST_RESORT_MARGIN = 30  # seconds
 
 bind = f"{_options.host}:{_options.port}"
-accesslog = "-"
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'  # DRUM's
+accesslog = None  # drum-compat writes one access line per request, the same on both stacks
 globals().update(_options.server_settings or {})
 if globals().get("timeout"):
     # DRUM_CLIENT_REQUEST_TIMEOUT answers 504 itself; gunicorn's kill is the last resort for a worker
@@ -34,7 +39,22 @@ def post_request(worker, req, environ, resp):
         gevent.sleep(0)
 
 
+def native_logging_locks():
+    """gevent swaps logging's locks for gevent locks, which hang when a native model thread logs while
+    the hub does (found by a contention test); give logging's lock and every handler a native RLock."""
+    from gevent.monkey import get_original
+
+    native_rlock = get_original("_thread", "RLock")
+    logging._lock = native_rlock()
+    for reference in logging._handlerList:
+        handler = reference()
+        if handler is not None:
+            handler.lock = native_rlock()
+
+
 def post_worker_init(worker):
+    if worker.cfg.worker_class_str == "gevent":
+        native_logging_locks()
     if worker.cfg.worker_class_str == "gthread":
         # A gthread worker checks for SIGTERM once a second and keeps its copy of the listening socket
         # until then, so connections arriving meanwhile would be accepted late: refuse them now.
@@ -45,6 +65,14 @@ def post_worker_init(worker):
 
         signal.signal(signal.SIGTERM, stop_accepting_then_exit)
         signal.siginterrupt(signal.SIGTERM, False)
+
+
+def child_exit(server, worker):
+    mark_process_dead(worker.pid)  # its live gauges (in flight, queue) leave the sums
+
+
+def on_exit(server):
+    remove_metrics_dir()
 
 
 def worker_exit(server, worker):

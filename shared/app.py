@@ -13,9 +13,11 @@ from werkzeug.datastructures import Headers
 from shared import __version__
 from shared.errors import error_response
 from shared.guards.admission import AdmissionGate, AdmissionLimits
+from shared.guards.front_door import FrontDoorSettings
 from shared.guards.security import CorsPolicy, harden
 from shared.handlers import ErrorServerHandlers, PredictionHandlers
 from shared.http import NeutralRequest, NeutralResponse, canonical_allow
+from shared.metrics import Metrics
 from shared.model.config import ModelConfig
 from shared.model.python_model import PythonModel
 from shared.request_id import REQUEST_ID_HEADER, choose_request_id
@@ -33,23 +35,31 @@ class AppSettings:
     url_prefix: str = ""
     cors: CorsPolicy = CorsPolicy()
     admission: AdmissionLimits = AdmissionLimits()
+    front_door: FrontDoorSettings = FrontDoorSettings()
+    server_type: str = ""  # DRUM_SERVER_TYPE: the metrics' server_type label; default: server_name
+
+    @property
+    def metrics_label(self) -> str:
+        return self.server_type or self.server_name
 
 
 class DrumApp:
-    def __init__(self, handlers, routes: tuple[Route, ...], settings: AppSettings, gate: AdmissionGate | None = None) -> None:
+    def __init__(self, handlers, routes: tuple[Route, ...], settings: AppSettings, metrics: Metrics | None = None) -> None:
         self.handlers = handlers
-        self.gate = gate or AdmissionGate(settings.admission)
+        self.metrics = metrics or Metrics(settings.metrics_label)
+        self.gate = getattr(handlers, "admission", None) or AdmissionGate(settings.admission, self.metrics)
         self.routes = routes
         self.settings = settings
         self.url_map = build_url_map(routes, settings.url_prefix)
         self._routes_by_endpoint = {route.endpoint: route for route in routes}
-        self._cleanups: list[Callable[[], None]] = []
+        self._cleanups: list[Callable[[], None]] = [self.metrics.worker_stopped]
         self._closed = False
 
     @classmethod
     def for_model(cls, model: PythonModel, settings: AppSettings) -> "DrumApp":
-        gate = AdmissionGate(settings.admission)
-        return cls(PredictionHandlers(model, settings.server_name, gate), PREDICTION_ROUTES, settings, gate)
+        metrics = Metrics(settings.metrics_label)
+        handlers = PredictionHandlers(model, settings.server_name, AdmissionGate(settings.admission, metrics), metrics)
+        return cls(handlers, PREDICTION_ROUTES, settings, metrics)
 
     @classmethod
     def for_load_error(cls, load_error: BaseException | str, settings: AppSettings) -> "DrumApp":

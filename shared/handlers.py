@@ -6,6 +6,7 @@ from werkzeug.datastructures import Headers
 
 from shared import __version__
 from shared.guards.admission import AdmissionGate
+from shared.metrics import Metrics
 from shared.errors import MODEL_LOAD_FAILED_STATUS, unprocessable
 from shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, json_response
 from shared.model.config import read_model_metadata
@@ -37,10 +38,12 @@ def _is_text_mimetype(mimetype: str) -> bool:
 
 
 class PredictionHandlers:
-    def __init__(self, model: PythonModel, server_name: str, admission: AdmissionGate, monitor: ResourceMonitor | None = None) -> None:
+    def __init__(self, model: PythonModel, server_name: str, admission: AdmissionGate, metrics: Metrics,
+                 monitor: ResourceMonitor | None = None) -> None:
         self.model = model
         self.server_name = server_name
         self.admission = admission
+        self.telemetry = metrics
         self.monitor = monitor or ResourceMonitor()
 
     @property
@@ -81,6 +84,9 @@ class PredictionHandlers:
 
     def stats(self, request: NeutralRequest) -> NeutralResponse:
         return json_response({**self.monitor.collect(), "time_info": NO_TIMINGS, "admission": self.admission.snapshot()})
+
+    def metrics(self, request: NeutralRequest) -> NeutralResponse:
+        return self.telemetry.exposition()
 
     # -- model routes --------------------------------------------------------------------------------
     def _unsupported(self, mimetype: str | None) -> NeutralResponse | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
@@ -13,6 +13,10 @@ from werkzeug.sansio.request import Request as SansIORequest
 
 JSON_MIMETYPE = "application/json"
 HTML_MIMETYPE = "text/html; charset=utf-8"
+
+
+class BodySource(Protocol):
+    def read(self) -> bytes: ...
 
 
 class NeutralRequest(SansIORequest):
@@ -23,7 +27,7 @@ class NeutralRequest(SansIORequest):
         *,
         method: str,
         path: str,
-        body: bytes = b"",
+        body: "bytes | BodySource" = b"",
         headers: Headers | None = None,
         query_string: bytes = b"",
         scheme: str = "http",
@@ -41,7 +45,14 @@ class NeutralRequest(SansIORequest):
             headers=headers if headers is not None else Headers(),
             remote_addr=remote_addr,
         )
-        self.body = body
+        self._body = body
+
+    @property
+    def body(self) -> bytes:
+        """The body bytes; a body the server spooled is read only here, in the model thread."""
+        if not isinstance(self._body, bytes):
+            self._body = self._body.read()
+        return self._body
 
 
 def wsgi_style_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:

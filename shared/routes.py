@@ -35,6 +35,7 @@ INFO_ROUTES: tuple[Route, ...] = (
     Route("/info/", "info"),
     Route("/capabilities/", "capabilities"),
     Route("/stats/", "stats"),
+    Route("/metrics", "metrics"),
 )
 MODEL_ROUTES: tuple[Route, ...] = (
     Route("/predict/", "predict", POST, runs_model=True),
@@ -82,6 +83,7 @@ class RouteMatch:
     endpoint: str
     view_args: dict
     runs_model: bool
+    rule: str  # the rule as matched, URL prefix included: the metrics' route label
 
 
 def resolve(url_map: Map, routes_by_endpoint: dict[str, Route], request: NeutralRequest) -> RouteMatch | NeutralResponse:
@@ -95,14 +97,14 @@ def resolve(url_map: Map, routes_by_endpoint: dict[str, Route], request: Neutral
         query_args=request.query_string.decode("latin-1"),
     )
     try:
-        endpoint, view_args = adapter.match(method=request.method)
+        rule, view_args = adapter.match(method=request.method, return_rule=True)
     except HTTPException as exc:  # RequestRedirect (308), NotFound, MethodNotAllowed
         return response_from_http_exception(exc)
-    route = routes_by_endpoint[endpoint]
+    route = routes_by_endpoint[rule.endpoint]
     if request.method == "OPTIONS" and "OPTIONS" not in route.methods:
         response = NeutralResponse(200)
         allowed = adapter.allowed_methods()
         if allowed:  # Flask leaves an empty Allow set out (werkzeug finds none for non-strict /ping)
             response.headers.set("Allow", ", ".join(allowed))
         return response
-    return RouteMatch(endpoint, view_args, route.runs_model)
+    return RouteMatch(rule.endpoint, view_args, route.runs_model, rule.rule)

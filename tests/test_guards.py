@@ -6,6 +6,7 @@ import threading
 import time
 
 import httpx
+import psutil
 import pytest
 
 from tests.models import write_model
@@ -19,6 +20,7 @@ CONFIGURATIONS = {
 }
 BUSY = (b'{"message":"ERROR: Server busy: all 1 model thread(s) are busy and 2 request(s) already wait '
         b'(DRUM_EXECUTOR_WORKERS, DRUM_EXECUTOR_QUEUE_DEPTH); retry later"}\n')
+TOO_LARGE = b'{"message":"ERROR: Request body is larger than 1048576 bytes (DRUM_MAX_UPLOAD_SIZE)"}\n'
 TIMED_OUT = b'{"message":"ERROR: Request timed out after 1 s (DRUM_CLIENT_REQUEST_TIMEOUT)"}\n'
 
 
@@ -119,3 +121,33 @@ def test_deadline_answers_504_and_keeps_the_thread_until_the_model_returns(tmp_p
     assert b"DRUM_CLIENT_REQUEST_TIMEOUT" in readiness_while_stuck.content
     assert after.status_code == 200 and after.text == "done"
     assert not (tmp_path / "cpu" / "overlap").exists()
+
+
+def worker_rss(server: RunningServer) -> int:
+    master = psutil.Process(server.process.pid)
+    workers = [child for child in master.children(recursive=True) if child.is_running()]
+    return sum(worker.memory_info().rss for worker in workers)
+
+
+def chunks(total: int, size: int = 64 * 1024):
+    sent = 0
+    while sent < total:
+        yield b"x" * min(size, total - sent)
+        sent += size
+
+
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+def test_chunked_upload_past_the_limit_gets_413_without_growing_the_worker(tmp_path, configuration):
+    with cpu_server(tmp_path, configuration, DRUM_MAX_UPLOAD_SIZE=str(1024 * 1024)) as server:
+        url = f"{server.base_url}/predictUnstructured/"
+        assert httpx.post(url, content=b"cpu=0").status_code == 200  # warm: the worker has served once
+        before = worker_rss(server)
+        response = httpx.post(url, content=chunks(10 * 1024 * 1024), timeout=30)
+        grown = worker_rss(server) - before
+        declared = httpx.post(url, content=b"x" * (1024 * 1024 + 1))
+        within = httpx.post(url, content=b"cpu=0" + b" " * (1024 * 1024 - 5))
+    assert response.status_code == 413 and response.content == TOO_LARGE
+    assert "chunked" not in response.headers.get("transfer-encoding", "")
+    assert grown < 5 * 1024 * 1024, f"worker grew by {grown} bytes"
+    assert declared.status_code == 413 and declared.content == TOO_LARGE
+    assert within.status_code == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from shared.http import NeutralResponse, json_response
 
@@ -48,13 +48,34 @@ class AdmissionFigures:
     rejected: dict = field(default_factory=lambda: {QUEUE_FULL: 0, QUEUE_TIMEOUT: 0, DEADLINE: 0})
 
 
+class AdmissionObserver(Protocol):
+    """What the gate reports (shared.metrics.Metrics): counts after each change, each refusal, model time."""
+
+    def admission_changed(self, running: int, waiting: int) -> None: ...
+    def rejected(self, reason: str) -> None: ...
+    def model_ran(self, seconds: float) -> None: ...
+
+
+class IgnoreAdmission:
+    def admission_changed(self, running: int, waiting: int) -> None:
+        pass
+
+    def rejected(self, reason: str) -> None:
+        pass
+
+    def model_ran(self, seconds: float) -> None:
+        pass
+
+
 class AdmissionGate:
     """At most `threads` requests run model code and `depth` more wait; a waiter leaves after
     queue_timeout (503), anyone after the deadline (504). A timed-out request keeps its thread until
     the thread really ends; when every thread is held like that the worker is not ready."""
 
-    def __init__(self, limits: AdmissionLimits, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limits: AdmissionLimits, observer: AdmissionObserver | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
+        self.observer = observer or IgnoreAdmission()
         self.clock = clock
         self._lock = native_lock()
         self.running = 0
@@ -66,12 +87,17 @@ class AdmissionGate:
     def admit(self, arrived: float) -> Ticket | None:
         """A ticket to hand to the pool, or None: the queue is full (answer `rejection(QUEUE_FULL)`)."""
         with self._lock:
-            if self.running + self.waiting >= self.limits.threads + self.limits.depth:
+            full = self.running + self.waiting >= self.limits.threads + self.limits.depth
+            if full:
                 self.figures.rejected[QUEUE_FULL] += 1
-                return None
-            self.waiting += 1
-            self.figures.admitted += 1
-            return Ticket(arrived)
+            else:
+                self.waiting += 1
+                self.figures.admitted += 1
+        if full:
+            self.observer.rejected(QUEUE_FULL)
+            return None
+        self._changed()
+        return Ticket(arrived)
 
     def next_wait(self, ticket: Ticket) -> float | None:
         """How long the requester may wait before calling `expire` (None: as long as it takes)."""
@@ -102,7 +128,9 @@ class AdmissionGate:
             else:
                 return None
             self.figures.rejected[reason] += 1
-            return reason
+        self.observer.rejected(reason)
+        self._changed()
+        return reason
 
     # -- model thread side ---------------------------------------------------------------------------
     def start(self, ticket: Ticket) -> bool:
@@ -113,7 +141,8 @@ class AdmissionGate:
             ticket.state = "running"
             self.waiting -= 1
             self.running += 1
-            return True
+        self._changed()
+        return True
 
     def finish(self, ticket: Ticket) -> bool:
         """The model thread is free again. True when this ends a state where every thread was held
@@ -125,7 +154,12 @@ class AdmissionGate:
             self.figures.completed += 1
             if ticket.timed_out:
                 self.stuck -= 1
-            return was_wedged and not self.wedged
+            unwedged = was_wedged and not self.wedged
+        self._changed()
+        return unwedged
+
+    def _changed(self) -> None:
+        self.observer.admission_changed(self.running, self.waiting)
 
     # -- state -----------------------------------------------------------------------------------------
     @property
@@ -166,9 +200,11 @@ class AdmissionGate:
         def run() -> NeutralResponse | None:
             if not self.start(ticket):
                 return None
+            began = self.clock()
             try:
                 return call()
             finally:
+                self.observer.model_ran(self.clock() - began)
                 if self.finish(ticket):
                     on_unwedged()
 

@@ -1,0 +1,86 @@
+"""The front door as pure ASGI middleware (never BaseHTTPMiddleware): rate limit, body limit (the body
+is received here, bounded, and handed on spooled in the scope), then metrics and the access line."""
+from __future__ import annotations
+
+import inspect
+import time
+
+from fastapi_backend.endpoint import ARRIVED_KEY, BODY_KEY, ClientDisconnected, neutral_request, send_response
+from shared.guards.body import RequestBody
+from shared.guards.front_door import FrontDoor
+from shared.guards.rate_limit import STORE_ERRORS
+from shared.http import NeutralRequest, NeutralResponse
+
+REQUEST_ID = b"x-request-id"
+
+
+async def receive_body(receive, body: RequestBody) -> bool:
+    """False as soon as the body crosses the limit (the rest is never received)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        if not body.feed(message.get("body", b"")):
+            return False
+        if not message.get("more_body", False):
+            return True
+
+
+class GuardMiddleware:
+    def __init__(self, app, front_door: FrontDoor, buckets) -> None:
+        self.app = app
+        self.door = front_door
+        self.buckets = buckets  # LocalBuckets, or RedisBuckets with an asyncio client
+
+    async def _refusal(self, scope, receive, request: NeutralRequest, route, body: RequestBody) -> NeutralResponse | None:
+        door = self.door
+        client = door.rate_limited_client(request, route)
+        if client is not None:
+            try:
+                decision = self.buckets.take(client)
+                refusal = door.rate_verdict(await decision if inspect.isawaitable(decision) else decision)
+            except STORE_ERRORS as exc:
+                refusal = door.store_failed(exc)
+            if refusal is not None:
+                return refusal
+        refusal = door.declared_too_large(request)
+        if refusal is None and not await receive_body(receive, body):
+            refusal = door.body_too_large()
+        return refusal
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        door = self.door
+        request = neutral_request(scope, b"")
+        route = door.route_of(request)
+        body = door.new_body()
+        answer = {"status": 0, "size": 0, "request_id": "-"}
+
+        async def observed_send(message) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                answer["request_id"] = next((value.decode("latin-1") for name, value in message.get("headers", ())
+                                             if name.lower() == REQUEST_ID), "-")
+            elif message["type"] == "http.response.body":
+                answer["size"] += len(message.get("body", b""))
+            await send(message)
+
+        door.metrics.started()
+        try:
+            refusal = await self._refusal(scope, receive, request, route, body)
+            if refusal is not None:
+                await send_response(observed_send, door.refuse(request, refusal, started))
+            else:
+                scope[BODY_KEY], scope[ARRIVED_KEY] = body, started
+                await self.app(scope, receive, observed_send)
+        except ClientDisconnected:
+            pass  # nobody is left to answer
+        finally:
+            body.close()
+            door.metrics.finished()
+            if answer["status"]:
+                door.answered(request, route, f"HTTP/{scope.get('http_version', '1.1')}", answer["status"], answer["size"],
+                              started, answer["request_id"])

@@ -1,0 +1,115 @@
+"""The front door as WSGI middleware around the Flask app: rate limit, body limit (the body is read
+here, bounded, and handed on spooled), then metrics and the access line once the response is closed."""
+from __future__ import annotations
+
+import time
+from http import HTTPStatus
+
+from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Request
+from werkzeug.wsgi import ClosingIterator
+
+from shared.guards.body import CHUNK, RequestBody
+from shared.guards.front_door import FrontDoor
+from shared.guards.rate_limit import STORE_ERRORS
+from shared.http import NeutralRequest, NeutralResponse
+from shared.request_id import REQUEST_ID_HEADER
+
+BODY_KEY = "drum_compat.body"  # environ: the RequestBody the guard read
+ARRIVED_KEY = "drum_compat.arrived"  # environ: time.monotonic() at arrival, where deadlines count from
+
+
+def head_request(environ: dict) -> NeutralRequest:
+    """The request line and headers, as Flask will see them; the body comes later."""
+    request = Request(environ, populate_request=False)
+    return NeutralRequest(
+        method=request.method, path=request.path, headers=Headers(list(request.headers.items())),
+        query_string=request.query_string, scheme=request.scheme, server=request.server,
+        root_path=request.root_path, remote_addr=request.remote_addr,
+    )
+
+
+def read_body(environ: dict, body: RequestBody) -> bool:
+    """Read wsgi.input into `body`; False as soon as it crosses the limit (the rest stays unread)."""
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH", "")
+    remaining = int(length) if length.isdigit() else None
+    if remaining is None and not environ.get("wsgi.input_terminated"):
+        return True  # no length and no terminated stream: WSGI says there is no body to read
+    while remaining is None or remaining > 0:
+        chunk = stream.read(CHUNK if remaining is None else min(CHUNK, remaining))
+        if not chunk:
+            break
+        if remaining is not None:
+            remaining -= len(chunk)
+        if not body.feed(chunk):
+            return False
+    environ["wsgi.input"] = body.file
+    environ["CONTENT_LENGTH"] = str(body.size)
+    environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body is now plain bytes of that length
+    environ["wsgi.input_terminated"] = True
+    environ[BODY_KEY] = body
+    return True
+
+
+class GuardMiddleware:
+    def __init__(self, app, front_door: FrontDoor, buckets) -> None:
+        self.app = app
+        self.door = front_door
+        self.buckets = buckets  # LocalBuckets or RedisBuckets (sync client), used when the limit is on
+
+    def _refusal(self, environ: dict, request: NeutralRequest, route, body: RequestBody) -> NeutralResponse | None:
+        door = self.door
+        client = door.rate_limited_client(request, route)
+        if client is not None:
+            try:
+                refusal = door.rate_verdict(self.buckets.take(client))
+            except STORE_ERRORS as exc:
+                refusal = door.store_failed(exc)
+            if refusal is not None:
+                return refusal
+        refusal = door.declared_too_large(request)
+        if refusal is None and not read_body(environ, body):
+            refusal = door.body_too_large()
+        return refusal
+
+    def __call__(self, environ: dict, start_response):
+        started = time.monotonic()
+        environ[ARRIVED_KEY] = started
+        door = self.door
+        request = head_request(environ)
+        route = door.route_of(request)
+        body = door.new_body()
+        answer = {"status": 0, "size": 0, "request_id": "-"}
+        door.metrics.started()
+
+        def observed_start_response(status: str, headers, exc_info=None):
+            answer["status"] = int(status.split(" ", 1)[0])
+            answer["request_id"] = Headers(headers).get(REQUEST_ID_HEADER, "-")
+            return start_response(status, headers, exc_info)
+
+        def done() -> None:
+            body.close()
+            door.metrics.finished()
+            door.answered(request, route, environ.get("SERVER_PROTOCOL", "HTTP/1.1"), answer["status"], answer["size"],
+                          started, answer["request_id"])
+
+        try:
+            refusal = self._refusal(environ, request, route, body)
+            if refusal is not None:
+                response = door.refuse(request, refusal, started)
+                observed_start_response(f"{response.status} {HTTPStatus(response.status).phrase}", list(response.headers.items()))
+                chunks, close = [response.body], None
+            else:
+                chunks = self.app(environ, observed_start_response)
+                close = getattr(chunks, "close", None)
+        except BaseException:
+            done()
+            raise
+
+        def counted():
+            for chunk in chunks:
+                answer["size"] += len(chunk)
+                yield chunk
+
+        return ClosingIterator(counted(), [callback for callback in (close, done) if callback])

@@ -1,0 +1,54 @@
+"""The request body limit and its buffer: 413 when Content-Length says too much or as soon as a streamed
+body crosses the limit (holding at most the limit plus one chunk); bodies past 10 MiB go to a temp file."""
+from __future__ import annotations
+
+import tempfile
+
+from shared.http import NeutralResponse, json_response
+
+SPOOL_ABOVE = 10 * 1024 * 1024  # bytes kept in memory before the body moves to a temporary file
+CHUNK = 64 * 1024  # how much a WSGI adapter reads at a time
+
+
+class RequestBody:
+    """A body received chunk by chunk under a limit. `feed` returns False once the limit is crossed
+    (nothing more is kept); `close` removes the temporary file, if any."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_ABOVE)
+
+    def feed(self, chunk: bytes) -> bool:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            return False
+        self._file.write(chunk)
+        return True
+
+    @property
+    def spooled(self) -> bool:
+        return self._file._rolled  # moved to a temporary file
+
+    @property
+    def file(self):
+        """The body as a file at its start (what a WSGI app reads as wsgi.input)."""
+        self._file.seek(0)
+        return self._file
+
+    def read(self) -> bytes:
+        return self.file.read()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def declared_too_large(content_length: str | None, limit: int) -> bool:
+    return content_length is not None and content_length.strip().isdigit() and int(content_length) > limit
+
+
+def too_large(limit: int) -> NeutralResponse:
+    """413 in DRUM's error format; the rest of the body is never read, so the connection closes."""
+    return json_response(
+        {"message": f"ERROR: Request body is larger than {limit} bytes (DRUM_MAX_UPLOAD_SIZE)"}, 413, [("Connection", "close")]
+    )

@@ -1,0 +1,90 @@
+"""What every request meets before the app (rate limit, then the body limit) and what is recorded once
+it is answered (metrics, access log): the logic both stacks' middleware calls, minus the I/O."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from shared.guards.access_log import ACCESS_LOGGER, access_line
+from shared.guards.body import RequestBody, declared_too_large, too_large
+from shared.guards.rate_limit import Decision, RateLimitPolicy, store_unavailable, too_many_requests
+from shared.http import NeutralRequest, NeutralResponse
+from shared.metrics import UNMATCHED_ROUTE, Metrics
+from shared.routes import RouteMatch
+
+logger = logging.getLogger("drum_compat")
+access_logger = logging.getLogger(ACCESS_LOGGER)
+STORE_WARNING_EVERY = 60.0  # seconds between two "Redis unreachable" warnings of one worker
+
+RATE_LIMITED, BODY_TOO_LARGE, RATE_STORE_DOWN = "rate_limited", "body_too_large", "rate_limit_store_unavailable"
+
+
+@dataclass(frozen=True)
+class FrontDoorSettings:
+    max_upload_size: int = 100 * 1024 * 1024
+    rate_limit: RateLimitPolicy | None = None  # None: no rate limit
+    redis_url: str | None = field(default=None, repr=False)  # rate limit state store; may hold a password
+
+
+class FrontDoor:
+    def __init__(self, core) -> None:
+        self.core = core
+        self.settings: FrontDoorSettings = core.settings.front_door
+        self.metrics: Metrics = core.metrics
+        self._store_warned_at: float | None = None
+
+    def route_of(self, request: NeutralRequest) -> RouteMatch | None:
+        matched = self.core.resolve(request)
+        return matched if isinstance(matched, RouteMatch) else None
+
+    # -- rate limit: model routes only, so probes and scrapes never count against a client --------------
+    def rate_limited_client(self, request: NeutralRequest, route: RouteMatch | None) -> str | None:
+        policy = self.settings.rate_limit
+        if policy is None or route is None or not route.runs_model:
+            return None
+        return policy.client_of(request.remote_addr, request.headers.get("X-Forwarded-For"))
+
+    def rate_verdict(self, decision: Decision) -> NeutralResponse | None:
+        if decision.allowed:
+            return None
+        self.metrics.rejected(RATE_LIMITED)
+        return too_many_requests(decision, self.settings.rate_limit)
+
+    def store_failed(self, error: Exception) -> NeutralResponse | None:
+        """Redis could not be asked: let the request through (fail-open, warned) or answer 503."""
+        now = time.monotonic()
+        if self._store_warned_at is None or now - self._store_warned_at >= STORE_WARNING_EVERY:
+            self._store_warned_at = now
+            action = "letting requests through (DRUM_RATE_LIMIT_FAIL_OPEN)" if self.settings.rate_limit.fail_open else "answering 503"
+            logger.warning("Rate limit store unreachable (%s): %s", error, action)
+        if self.settings.rate_limit.fail_open:
+            return None
+        self.metrics.rejected(RATE_STORE_DOWN)
+        return store_unavailable()
+
+    # -- body limit ----------------------------------------------------------------------------------------
+    def declared_too_large(self, request: NeutralRequest) -> NeutralResponse | None:
+        if declared_too_large(request.headers.get("Content-Length"), self.settings.max_upload_size):
+            return self.body_too_large()
+        return None
+
+    def new_body(self) -> RequestBody:
+        return RequestBody(self.settings.max_upload_size)
+
+    def body_too_large(self) -> NeutralResponse:
+        self.metrics.rejected(BODY_TOO_LARGE)
+        return too_large(self.settings.max_upload_size)
+
+    # -- answers -------------------------------------------------------------------------------------------
+    def refuse(self, request: NeutralRequest, response: NeutralResponse, started: float) -> NeutralResponse:
+        """A guard's own answer, with everything the app's answers carry."""
+        return self.core.finish(request, response, self.core.request_id_for(request), started)
+
+    def answered(self, request: NeutralRequest, route: RouteMatch | None, protocol: str, status: int,
+                 size: int, started: float, request_id: str) -> None:
+        seconds = time.monotonic() - started
+        self.metrics.answered(route.rule if route else UNMATCHED_ROUTE, request.method, status, seconds)
+        target = request.path + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
+        access_logger.info(access_line(request.remote_addr, request.method, request.root_path + target, protocol,
+                                       status, size, seconds, request_id))

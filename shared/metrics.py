@@ -1,0 +1,80 @@
+"""Prometheus metrics with the same names and labels on both stacks, summed over a server's workers
+through prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the launcher)."""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from werkzeug.datastructures import Headers
+
+from shared import __version__
+from shared.http import NeutralResponse
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED_ROUTE = "unmatched"  # 404/405/redirects: not one label per probing scanner's path
+
+
+class Metrics:
+    """This worker's metrics. Every series carries `server_type` (DRUM_SERVER_TYPE), so A/B
+    dashboards split gunicorn from uvicorn answers."""
+
+    def __init__(self, server_type: str) -> None:
+        self.server_type = server_type
+        # a private registry: nothing global, and two apps in one test process do not collide
+        self.registry = CollectorRegistry(auto_describe=True)
+        common = ["server_type"]
+        self.requests = Counter("drum_requests", "HTTP requests answered, by route template, method and status.",
+                                ["route", "method", "status", *common], registry=self.registry)
+        self.latency = Histogram("drum_request_duration_seconds", "Time from arrival to the answer.",
+                                 ["route", "method", *common], registry=self.registry)
+        self.in_flight = Gauge("drum_requests_in_flight", "Requests being answered now.", common,
+                               registry=self.registry, multiprocess_mode="livesum")
+        self.queue_depth = Gauge("drum_model_queue_depth", "Model requests waiting for a model thread.", common,
+                                 registry=self.registry, multiprocess_mode="livesum")
+        self.threads_busy = Gauge("drum_model_threads_busy", "Model threads running model code (timed-out work included).",
+                                  common, registry=self.registry, multiprocess_mode="livesum")
+        self.rejections = Counter("drum_rejections", "Requests refused by a guard, by reason.", ["reason", *common],
+                                  registry=self.registry)
+        self.model_time = Histogram("drum_model_duration_seconds", "Time model code ran per request.", common,
+                                    registry=self.registry)
+        info = Gauge("drum_server_info", "Which server answers: always 1.", ["version", *common],
+                     registry=self.registry, multiprocess_mode="max")
+        info.labels(__version__, server_type).set(1)
+
+    # -- what the guards and adapters report ---------------------------------------------------------------
+    def answered(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status), self.server_type).inc()
+        self.latency.labels(route, method, self.server_type).observe(seconds)
+
+    def started(self) -> None:
+        self.in_flight.labels(self.server_type).inc()
+
+    def finished(self) -> None:
+        self.in_flight.labels(self.server_type).dec()
+
+    def rejected(self, reason: str) -> None:
+        self.rejections.labels(reason, self.server_type).inc()
+
+    def admission_changed(self, running: int, waiting: int) -> None:
+        self.threads_busy.labels(self.server_type).set(running)
+        self.queue_depth.labels(self.server_type).set(waiting)
+
+    def model_ran(self, seconds: float) -> None:
+        self.model_time.labels(self.server_type).observe(seconds)
+
+    # -- /metrics ------------------------------------------------------------------------------------------
+    def exposition(self) -> NeutralResponse:
+        if os.environ.get(MULTIPROCESS_DIR_ENV):  # every worker's files, live gauges of dead workers dropped
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+        else:
+            registry = self.registry
+        return NeutralResponse(200, generate_latest(registry), Headers([("Content-Type", METRICS_CONTENT_TYPE)]))
+
+    @staticmethod
+    def worker_stopped() -> None:
+        """Drop this worker's live gauges (in-flight, queue) from the sums once it exits."""
+        if os.environ.get(MULTIPROCESS_DIR_ENV):
+            mark_process_dead(os.getpid())
