@@ -42,6 +42,9 @@ def main() -> None:
         port=options.port,
         http="httptools",
         access_log=False,  # drum-compat writes one access line per request, the same on both stacks
+        # uvicorn would believe X-Forwarded-For from any loopback peer; the client address is decided
+        # by drum-compat alone (DRUM_TRUSTED_PROXIES), as under gunicorn
+        proxy_headers=False,
         ssl_context_factory=uvicorn_ssl_context if settings.get("ssl_certfile") else None,
         **settings,
     )

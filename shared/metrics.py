@@ -13,6 +13,10 @@ from shared.http import NeutralResponse
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# the `reason` label of drum_rejections_total: every guard's refusal
+QUEUE_FULL, QUEUE_TIMEOUT, DEADLINE = "queue_full", "queue_timeout", "deadline"
+RATE_LIMITED, BODY_TOO_LARGE, RATE_STORE_DOWN = "rate_limited", "body_too_large", "rate_limit_store_unavailable"
+REJECTION_REASONS = (QUEUE_FULL, QUEUE_TIMEOUT, DEADLINE, RATE_LIMITED, BODY_TOO_LARGE, RATE_STORE_DOWN)
 UNMATCHED_ROUTE = "unmatched"  # 404/405/redirects: not one label per probing scanner's path
 
 
@@ -42,6 +46,9 @@ class Metrics:
         info = Gauge("drum_server_info", "Which server answers: always 1.", ["version", *common],
                      registry=self.registry, multiprocess_mode="max")
         info.labels(__version__, server_type).set(1)
+        for reason in REJECTION_REASONS:  # exported at 0 from the start, so rates and alerts see them
+            self.rejections.labels(reason, server_type)
+        self.admission_changed(0, 0)
 
     # -- what the guards and adapters report ---------------------------------------------------------------
     def answered(self, route: str, method: str, status: int, seconds: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import pytest
@@ -61,10 +61,11 @@ class Stacks:
     """The same loaded model behind the Flask app and the FastAPI app."""
 
     def __init__(self, model: PythonModel | None, load_error: str | None = None, url_prefix: str = "", extensions_dir=None,
-                 cors: CorsPolicy = CorsPolicy()):
+                 cors: CorsPolicy = CorsPolicy(), settings: AppSettings | None = None):
         def core(server_name):
-            settings = AppSettings(server_name=server_name, url_prefix=url_prefix, cors=cors)
-            return DrumApp.for_model(model, settings) if model else DrumApp.for_load_error(load_error, settings)
+            base = settings or AppSettings(server_name=server_name, url_prefix=url_prefix, cors=cors)
+            settings_for_stack = replace(base, server_name=server_name)
+            return DrumApp.for_model(model, settings_for_stack) if model else DrumApp.for_load_error(load_error, settings_for_stack)
 
         self.flask_app = create_flask_app(core("flask"))
         if extensions_dir is not None:

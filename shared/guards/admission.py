@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from shared.http import NeutralResponse, json_response
+from shared.metrics import DEADLINE, QUEUE_FULL, QUEUE_TIMEOUT
 
-QUEUE_FULL, QUEUE_TIMEOUT, DEADLINE = "queue_full", "queue_timeout", "deadline"
 UNWEDGED = "the work that held every model thread past its deadline has ended"
 RETRY_AFTER = "1"  # seconds: a busy worker frees a slot or another worker takes the retry
 

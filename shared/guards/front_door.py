@@ -10,14 +10,12 @@ from shared.guards.access_log import ACCESS_LOGGER, access_line
 from shared.guards.body import RequestBody, declared_too_large, too_large
 from shared.guards.rate_limit import Decision, RateLimitPolicy, store_unavailable, too_many_requests
 from shared.http import NeutralRequest, NeutralResponse
-from shared.metrics import UNMATCHED_ROUTE, Metrics
+from shared.metrics import BODY_TOO_LARGE, RATE_LIMITED, RATE_STORE_DOWN, UNMATCHED_ROUTE, Metrics
 from shared.routes import RouteMatch
 
 logger = logging.getLogger("drum_compat")
 access_logger = logging.getLogger(ACCESS_LOGGER)
 STORE_WARNING_EVERY = 60.0  # seconds between two "Redis unreachable" warnings of one worker
-
-RATE_LIMITED, BODY_TOO_LARGE, RATE_STORE_DOWN = "rate_limited", "body_too_large", "rate_limit_store_unavailable"
 
 
 @dataclass(frozen=True)

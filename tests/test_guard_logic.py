@@ -1,0 +1,164 @@
+"""The guards' plain logic, in-process: the admission gate on a fake clock, the token bucket, who the
+client is behind proxies, the body buffer, the guard settings, and both stacks answering guard refusals alike."""
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+import pytest
+
+from compat.bootstrap import app_settings
+from compat.metrics_dir import OWNED_ENV, prepare_metrics_dir, remove_metrics_dir
+from compat.settings import resolve_settings
+from shared.app import AppSettings, DrumApp
+from shared.guards.admission import AdmissionGate, AdmissionLimits
+from shared.guards.body import SPOOL_ABOVE, RequestBody
+from shared.guards.front_door import FrontDoorSettings
+from shared.guards.rate_limit import LocalBuckets, RateLimitPolicy, parse_networks, take_token
+from shared.metrics import DEADLINE, MULTIPROCESS_DIR_ENV, QUEUE_FULL, QUEUE_TIMEOUT
+from tests.conftest import Stacks, load_model
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gate(**limits) -> tuple[AdmissionGate, Clock]:
+    clock = Clock()
+    return AdmissionGate(AdmissionLimits(**limits), clock=clock), clock
+
+
+def test_gate_admits_threads_plus_queue_then_refuses():
+    admission, clock = gate(threads=1, queue_depth=2)
+    tickets = [admission.admit(clock()) for _ in range(4)]
+    assert all(tickets[:3]) and tickets[3] is None
+    assert admission.snapshot()["rejected"][QUEUE_FULL] == 1
+    assert admission.limits.depth == 2 and AdmissionLimits(threads=3).depth == 12  # default: 4 x threads
+
+
+def test_a_waiter_leaves_after_the_queue_timeout_and_its_job_never_runs():
+    admission, clock = gate(threads=1, queue_timeout=30)
+    ticket = admission.admit(clock())
+    assert admission.next_wait(ticket) == 30
+    clock.now += 10
+    assert admission.expire(ticket) is None  # woke early: wait on
+    clock.now += 20
+    assert admission.expire(ticket) == QUEUE_TIMEOUT
+    calls = []
+    assert admission.job(ticket, lambda: calls.append(1), lambda: None)() is None and calls == []
+    assert admission.snapshot()["waiting"] == 0
+
+
+def test_deadline_counts_queueing_and_a_timed_out_run_keeps_its_thread():
+    admission, clock = gate(threads=1, queue_timeout=30, deadline=1)
+    running, queued = admission.admit(clock()), admission.admit(clock())
+    assert admission.start(running)
+    assert admission.next_wait(queued) == 1  # the deadline comes before the queue timeout
+    clock.now += 1
+    assert admission.expire(queued) == DEADLINE
+    assert not admission.wedged
+    assert admission.expire(running) == DEADLINE
+    assert admission.wedged and admission.snapshot()["running"] == 1  # still held until the thread ends
+    assert admission.admit(clock()) is not None  # the queue still takes work meanwhile
+    assert admission.finish(running) is True  # the end of the wedge: recycle now
+    assert not admission.wedged
+
+
+def test_a_call_that_finishes_in_time_does_not_ask_for_recycling():
+    admission, clock = gate(threads=1, deadline=5)
+    ticket = admission.admit(clock())
+    recycled = []
+    assert admission.job(ticket, lambda: "answer", lambda: recycled.append(1))() == "answer"
+    assert recycled == [] and admission.snapshot()["completed"] == 1
+
+
+POLICY = RateLimitPolicy(per_minute=60, burst=3)
+
+
+def test_token_bucket_allows_the_burst_then_one_per_refill():
+    clock = Clock()
+    buckets = LocalBuckets(POLICY, clock)
+    assert [buckets.take("a").allowed for _ in range(4)] == [True, True, True, False]
+    assert buckets.take("b").allowed  # another client has its own bucket
+    denied = buckets.take("a")
+    assert denied.retry_after(POLICY) == 1 and denied.reset(POLICY) == 3
+    clock.now += 1
+    assert buckets.take("a").allowed and not buckets.take("a").allowed
+    assert take_token(0.0, 0.0, 1000.0, POLICY).tokens == 2  # refill never exceeds the burst
+
+
+TRUSTED = RateLimitPolicy(60, 3, parse_networks("10.0.0.0/8, 192.168.1.1"))
+
+
+@pytest.mark.parametrize("peer, forwarded, client", [
+    ("203.0.113.5", "1.2.3.4", "203.0.113.5"),  # untrusted peer: its header is ignored
+    ("10.1.1.1", "1.2.3.4", "1.2.3.4"),
+    ("10.1.1.1", "6.6.6.6, 1.2.3.4, 192.168.1.1", "1.2.3.4"),  # right-most address not a proxy
+    ("10.1.1.1", "10.2.2.2, 10.3.3.3", "10.2.2.2"),  # only proxies: the first one
+    ("10.1.1.1", "1.2.3.4, not-an-ip", "10.1.1.1"),  # a malformed chain: the peer
+    ("10.1.1.1", None, "10.1.1.1"),
+])
+def test_the_client_behind_trusted_proxies(peer, forwarded, client):
+    assert TRUSTED.client_of(peer, forwarded) == client
+    assert TRUSTED.trusted_proxies[1] == ipaddress.ip_network("192.168.1.1/32")
+
+
+def test_a_body_past_10_mib_is_spooled_to_disk_and_removed_at_close():
+    body = RequestBody(limit=SPOOL_ABOVE + 10)
+    assert body.feed(b"x" * SPOOL_ABOVE) and not body.spooled
+    assert body.feed(b"y" * 10) and body.spooled
+    path = Path(f"/proc/self/fd/{body.file.fileno()}").resolve()
+    assert body.read()[-10:] == b"y" * 10
+    assert not body.feed(b"z")  # past the limit
+    body.close()
+    assert not path.exists() or "(deleted)" in str(path)
+
+
+def test_guard_settings_are_read_with_their_fastapi_aliases():
+    resolution = resolve_settings("fastapi", {"DRUM_FASTAPI_MAX_UPLOAD_SIZE": "2048", "DRUM_EXECUTOR_WORKERS": "3",
+                                              "DRUM_RATE_LIMIT_ENABLED": "yes", "DRUM_TRUSTED_PROXIES": "10.0.0.0/8"})
+    assert resolution.value("max_upload_size") == 2048
+    assert any("DRUM_FASTAPI_MAX_UPLOAD_SIZE is deprecated" in message for message in resolution.warnings)
+    core = {key: resolution.value(key) for key in resolution.values}
+    settings = app_settings("fastapi", core, "uvicorn", environ={"DRUM_RATE_LIMIT_REDIS_URL": "redis://:pw@127.0.0.1:1/0"})
+    assert settings.admission == AdmissionLimits(threads=3, queue_depth=None, queue_timeout=30, deadline=120)
+    assert settings.front_door.rate_limit.trusted_proxies == parse_networks("10.0.0.0/8")
+    assert settings.front_door.redis_url == "redis://:pw@127.0.0.1:1/0" and "pw" not in repr(settings.front_door)
+    assert settings.metrics_label == "uvicorn"
+
+
+def test_metrics_dir_is_made_and_removed_or_emptied_when_given(tmp_path):
+    made = prepare_metrics_dir({})
+    assert made[OWNED_ENV] == "1" and os.path.isdir(made[MULTIPROCESS_DIR_ENV])
+    remove_metrics_dir(made)
+    assert not os.path.exists(made[MULTIPROCESS_DIR_ENV])
+    (tmp_path / "counter_1.db").write_bytes(b"old")
+    given = prepare_metrics_dir({MULTIPROCESS_DIR_ENV: str(tmp_path)})
+    assert OWNED_ENV not in given and not (tmp_path / "counter_1.db").exists()
+    remove_metrics_dir(given)
+    assert tmp_path.is_dir()  # the operator's directory is never removed
+
+
+@pytest.fixture()
+def guarded(tmp_path):
+    model = load_model(tmp_path, "regression")
+    front_door = FrontDoorSettings(max_upload_size=64, rate_limit=RateLimitPolicy(per_minute=1, burst=2))
+    return Stacks(model, settings=AppSettings(server_name="", front_door=front_door))
+
+
+def test_both_stacks_refuse_a_declared_oversize_body_alike(guarded):
+    answer = guarded.both("POST", "/predict/", b"x" * 65, {"Content-Type": "text/csv"})
+    assert answer.status == 413 and answer.json == {"message": "ERROR: Request body is larger than 64 bytes (DRUM_MAX_UPLOAD_SIZE)"}
+
+
+def test_both_stacks_rate_limit_alike(guarded):
+    # each stack has its own bucket for the test client: 2 allowed, then 429 on both
+    answers = [guarded.both("POST", "/predict/", b"a\n1\n", {"Content-Type": "text/csv"}) for _ in range(3)]
+    assert [answer.status for answer in answers] == [200, 200, 429]
+    assert answers[2].header("RateLimit-Limit") == "2" and answers[2].header("Retry-After") == "60"
+    assert guarded.both("GET", "/ping/").status == 200  # probes are never limited
