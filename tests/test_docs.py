@@ -82,3 +82,14 @@ def test_readme_documents_every_option_and_server_type():
             assert f"`{option.env}" in README, option.env
     for server_type in SERVER_TYPES:
         assert f"`{server_type}`" in README, server_type
+
+
+@pytest.mark.servers
+def test_guide_guards_example():
+    command, access_line = blocks_after(GUIDE, "guide-example: guards")[:2]
+    port = free_port()
+    stats = serve_example(command.replace("127.0.0.1:8080", f"127.0.0.1:{port}"), f"http://127.0.0.1:{port}/stats/")
+    assert stats["admission"]["queue_depth"] == 8 and stats["admission"]["request_timeout"] == 30
+    assert stats["admission"]["threads"] == 1
+    # the documented line has the shape the access log test checks on every stack
+    assert re.fullmatch(r'127\.0\.0\.1 - - \[[^\]]+\] "POST /predictions/ HTTP/1\.1" 200 \d+ \d+\.\d{4} \S+', access_line.strip())

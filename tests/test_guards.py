@@ -191,25 +191,44 @@ def traced_server(tmp_path, configuration, **env) -> RunningServer:
     return RunningServer(code_dir, server_type, "--target-type", "unstructured", env={**stack_env, **env})
 
 
+def clients_on_each_worker(base_url: str, workers: int = 2) -> list[httpx.Client]:
+    """One keep-alive connection per worker (a connection stays with the worker that accepted it)."""
+    by_pid: dict[int, httpx.Client] = {}
+    for _ in range(100):
+        client = httpx.Client(base_url=base_url, limits=httpx.Limits(max_connections=1), timeout=10)
+        pid = client.get("/stats/").json()["drum_info"][0]["pid"]
+        if pid in by_pid:
+            client.close()
+        else:
+            by_pid[pid] = client
+        if len(by_pid) == workers:
+            return list(by_pid.values())
+    raise AssertionError("could not reach every worker")
+
+
 @pytest.mark.parametrize("configuration", CONFIGURATIONS)
 def test_rate_limit_in_redis_holds_across_two_workers_and_ignores_spoofed_forwarding(tmp_path, configuration, redis_url):
     env = {**RATE_LIMIT, "DRUM_RATE_LIMIT_REDIS_URL": redis_url, "CUSTOM_MODEL_WORKERS": "2"}
     with traced_server(tmp_path, configuration, **env) as server:
-        url = f"{server.base_url}/predictUnstructured/"
-        # a new connection each time, so both workers take requests
-        answers = [httpx.post(url, content=b"hi", headers={"Connection": "close"}) for _ in range(30)]
-        spoofed = httpx.post(url, content=b"hi", headers={"X-Forwarded-For": "203.0.113.9"})
-        probe = httpx.get(f"{server.base_url}/ping")
+        clients = clients_on_each_worker(server.base_url)
+        # 30 rapid requests alternating between the two workers: per-worker buckets would allow 20
+        answers = [clients[turn % 2].post("/predictUnstructured/", content=b"hi") for turn in range(30)]
+        spoofed = [client.post("/predictUnstructured/", content=b"hi", headers={"X-Forwarded-For": "203.0.113.9"})
+                   for client in clients]
+        probe = clients[0].get("/ping")
+        for client in clients:
+            client.close()
     served = [answer for answer in answers if answer.status_code == 200]
     limited = [answer for answer in answers if answer.status_code == 429]
     assert len(served) == 10 and len(limited) == 20
     assert answers[:10] == served  # the burst first, then nothing: 1 token a minute
-    assert len({answer.text for answer in served}) == 2, "both workers served: the limit is shared, not per worker"
+    assert len({answer.text for answer in served}) == 2  # both workers served from the one bucket
     first = limited[0]
     assert first.content == RATE_LIMITED
     assert first.headers["RateLimit-Limit"] == "10" and first.headers["RateLimit-Remaining"] == "0"
     assert 1 <= int(first.headers["Retry-After"]) <= 60 and int(first.headers["RateLimit-Reset"]) >= int(first.headers["Retry-After"])
-    assert spoofed.status_code == 429  # the peer is not a trusted proxy: its X-Forwarded-For is ignored
+    # the peer is not a trusted proxy: its X-Forwarded-For is ignored on either worker
+    assert [answer.status_code for answer in spoofed] == [429, 429]
     assert probe.status_code == 200  # probes are never limited
 
 
@@ -251,8 +270,10 @@ def scrape(base_url: str) -> dict:
 def test_metrics_add_up_across_two_workers(tmp_path, configuration):
     server_type = CONFIGURATIONS[configuration][0]
     with traced_server(tmp_path, configuration, CUSTOM_MODEL_WORKERS="2") as server:
-        url = f"{server.base_url}/predictUnstructured/"
-        pids = {httpx.post(url, content=b"hi", headers={"Connection": "close"}).text for _ in range(20)}
+        clients = clients_on_each_worker(server.base_url)
+        pids = {clients[turn % 2].post("/predictUnstructured/", content=b"hi").text for turn in range(20)}
+        for client in clients:
+            client.close()
         families = scrape(server.base_url)
     assert len(pids) == 2
     predictions = [sample for sample in families["drum_requests"].samples
