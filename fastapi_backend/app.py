@@ -11,15 +11,16 @@ from fastapi import FastAPI
 from fastapi_backend.endpoint import NeutralEndpoint
 from fastapi_backend.guards import GuardMiddleware
 from fastapi_backend.model_pool import AsyncModelRunner
-from fastapi_backend.recycling import RecyclingMiddleware, Retirement
+from fastapi_backend.recycling import UVICORN_KEEPALIVE, RecyclingMiddleware, Retirement
 from shared.app import DrumApp
 from shared.guards.admission import UNWEDGED
 from shared.guards.front_door import FrontDoor
 from shared.guards.rate_limit import make_buckets
 
 
-def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: int = 0) -> FastAPI:
-    retirement = Retirement()
+def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: int = 0,
+                       keepalive: float = UVICORN_KEEPALIVE) -> FastAPI:
+    retirement = Retirement(keepalive)
     loop: asyncio.AbstractEventLoop | None = None
 
     def recycle_from_model_thread() -> None:

@@ -11,7 +11,7 @@ from uvicorn.config import STARTUP_FAILURE
 from compat.bootstrap import build_core, flask_extension_refusal
 from compat.options import ServerOptions
 from fastapi_backend.app import create_fastapi_app
-from fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER
+from fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER, UVICORN_KEEPALIVE
 
 logger = logging.getLogger("drum_compat")
 
@@ -25,7 +25,8 @@ def build_app(options: ServerOptions) -> FastAPI:
     if refusal:
         raise FlaskExtensionRefused(refusal)
     settings = options.server_settings or {}
-    return create_fastapi_app(build_core(options, "fastapi"), settings.get(RECYCLE_AFTER, 0), settings.get(RECYCLE_JITTER, 0))
+    return create_fastapi_app(build_core(options, "fastapi"), settings.get(RECYCLE_AFTER, 0), settings.get(RECYCLE_JITTER, 0),
+                              settings.get("timeout_keep_alive", UVICORN_KEEPALIVE))
 
 
 def app_from_environment() -> FastAPI:

@@ -5,6 +5,7 @@ the end of work that had held every model thread past its deadline. uvicorn's ow
 instead closes connections that a client may be reusing, which resets requests."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -24,10 +25,17 @@ def running_uvicorn_server() -> Server | None:
     return server if isinstance(server, Server) else None
 
 
-class Retirement:
-    """This worker's retirement; call `begin` on the event loop."""
+UVICORN_KEEPALIVE = 5  # seconds, uvicorn's default when DRUM_UVICORN_KEEP_ALIVE is not set
 
-    def __init__(self) -> None:
+
+class Retirement:
+    """This worker's retirement; call `begin` on the event loop. The exit waits until the worker's
+    connections are closed (answers meanwhile say Connection: close; idle ones reach their keep-alive
+    timeout), so no client sends a request on a connection the exit would drop: uvicorn closes the
+    connections idle at exit at once."""
+
+    def __init__(self, keepalive: float = UVICORN_KEEPALIVE) -> None:
+        self.keepalive = keepalive
         self.begun = False
 
     def begin(self, why: str) -> None:
@@ -41,7 +49,17 @@ class Retirement:
         logger.info("Worker %d recycled: %s", os.getpid(), why)
         for listener in server.servers:
             listener.close()  # stop accepting now; in-flight requests finish before the exit
-        server.should_exit = True
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.keepalive + 1
+
+        def exit_once_drained() -> None:
+            # every answer now closes its connection; an idle one closes at its keep-alive timeout
+            if not server.server_state.connections or loop.time() >= give_up_at:
+                server.should_exit = True
+            else:
+                loop.call_later(0.05, exit_once_drained)
+
+        exit_once_drained()
 
 
 class RecyclingMiddleware:

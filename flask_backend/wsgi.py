@@ -2,9 +2,6 @@
 `flask_backend.wsgi:app_from_environment()`, called in each worker after fork."""
 from __future__ import annotations
 
-import logging
-import os
-import signal
 from typing import Callable
 
 from flask import Flask
@@ -13,15 +10,8 @@ from compat.bootstrap import build_core
 from compat.options import ServerOptions
 from flask_backend.app import create_flask_app, log_only
 from flask_backend.extensions import load_flask_extensions
+from flask_backend.recycling import GUNICORN_KEEPALIVE, CloseWhenRetiring, GunicornRetirement
 from shared.handlers import PredictionHandlers
-
-logger = logging.getLogger("drum_compat")
-
-
-def recycle_gunicorn_worker(why: str) -> None:
-    """gunicorn's graceful worker exit (SIGTERM): in-flight requests finish, the master forks a fresh worker."""
-    logger.warning("Worker %d recycled: %s", os.getpid(), why)
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def build_app(options: ServerOptions, recycle: Callable[[str], None] = log_only) -> Flask:
@@ -33,4 +23,8 @@ def build_app(options: ServerOptions, recycle: Callable[[str], None] = log_only)
 
 
 def app_from_environment() -> Flask:
-    return build_app(ServerOptions.from_environ(), recycle_gunicorn_worker)
+    options = ServerOptions.from_environ()
+    retirement = GunicornRetirement((options.server_settings or {}).get("keepalive", GUNICORN_KEEPALIVE))
+    app = build_app(options, retirement.begin)
+    app.wsgi_app = CloseWhenRetiring(app.wsgi_app, retirement)
+    return app

@@ -1,0 +1,48 @@
+"""Recycling a gunicorn worker from inside the app (after work that held every model thread past its
+deadline): answer with `Connection: close` for one keep-alive period, so no client sends a request on a
+connection the worker is about to drop, then SIGTERM itself (gunicorn's graceful exit and replacement)."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+from gevent.monkey import get_original
+
+logger = logging.getLogger("drum_compat")
+GUNICORN_KEEPALIVE = 2  # seconds, gunicorn's default when DRUM_GUNICORN_KEEP_ALIVE is not set
+
+
+class GunicornRetirement:
+    def __init__(self, keepalive: float = GUNICORN_KEEPALIVE) -> None:
+        self.keepalive = keepalive
+        self.begun = False
+
+    def begin(self, why: str) -> None:
+        """Safe from any thread, model threads included: the timer is a native thread even under gevent."""
+        if self.begun:
+            return
+        self.begun = True
+        logger.warning("Worker %d recycled: %s", os.getpid(), why)
+        get_original("_thread", "start_new_thread")(self._exit_after_drain, ())
+
+    def _exit_after_drain(self) -> None:
+        # connections idle before retirement are closed by gunicorn's keep-alive timer meanwhile
+        get_original("time", "sleep")(self.keepalive + 1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class CloseWhenRetiring:
+    """WSGI: once retirement has begun, every response closes its connection."""
+
+    def __init__(self, app, retirement: GunicornRetirement) -> None:
+        self.app = app
+        self.retirement = retirement
+
+    def __call__(self, environ, start_response):
+        def closing_start_response(status, headers, exc_info=None):
+            if self.retirement.begun:
+                headers = [*headers, ("Connection", "close")]
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, closing_start_response)
