@@ -63,7 +63,8 @@ def main() -> None:
     args = parser.parse_args()
     results = {}
     for server_type in args.server_types:
-        with RunningServer(MODEL, server_type) as server:
+        # a queue as deep as the connections: this measures speed; bench.overload measures refusals
+        with RunningServer(MODEL, server_type, env={"DRUM_EXECUTOR_QUEUE_DEPTH": str(max(args.connections))}) as server:
             for name, (method, path, body) in WORKLOADS.items():
                 run_load(server.base_url, method, path, body, 50, 1, 10)  # warm-up
                 for connections in args.connections:
