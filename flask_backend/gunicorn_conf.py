@@ -20,7 +20,7 @@ globals().update(_options.server_settings or {})
 if globals().get("timeout"):
     # DRUM_CLIENT_REQUEST_TIMEOUT answers 504 itself; gunicorn's kill is the last resort for a worker
     # whose heartbeat stopped, later than the 504 (gevent beats only once a second)
-    timeout += LAST_RESORT_MARGIN
+    timeout = globals()["timeout"] + LAST_RESORT_MARGIN
 if globals().get("worker_class") == "sync":
     # gunicorn's sync worker cannot accept while a request runs, so probes would wait behind the model
     # and overload would queue unseen in the kernel. gthread is sync's no-monkey-patching twin that

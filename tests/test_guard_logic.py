@@ -11,7 +11,7 @@ import pytest
 from compat.bootstrap import app_settings
 from compat.metrics_dir import OWNED_ENV, prepare_metrics_dir, remove_metrics_dir
 from compat.settings import resolve_settings
-from shared.app import AppSettings, DrumApp
+from shared.app import AppSettings
 from shared.guards.admission import AdmissionGate, AdmissionLimits
 from shared.guards.body import SPOOL_ABOVE, RequestBody
 from shared.guards.front_door import FrontDoorSettings
