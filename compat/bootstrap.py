@@ -62,7 +62,8 @@ def flask_extension_refusal(code_dir: str) -> str | None:
 def app_settings(server_name: str, core: Mapping[str, Any], server_type: str = "",
                  environ: Mapping[str, str] | None = None) -> AppSettings:
     """The core's settings from the resolved table (compat.settings.core_settings); a missing key
-    keeps the table's default. The Redis URL, a secret, is read here from the operator's variable."""
+    keeps the table's default. The Redis URL, a secret, is read here from the operator's variable (the
+    server name, "flask" or "fastapi", is also the name of its stack in the table)."""
     def value(key: str) -> Any:
         return core.get(key, SETTINGS_BY_KEY[key].default)
 
@@ -70,10 +71,9 @@ def app_settings(server_name: str, core: Mapping[str, Any], server_type: str = "
     if value("rate_limit_enabled"):
         rate_limit = RateLimitPolicy(value("rate_limit_rpm"), value("rate_limit_burst"),
                                      parse_networks(value("trusted_proxies")), value("rate_limit_fail_open"))
-    stack = "fastapi" if server_name == "fastapi" else "flask"
     front_door = FrontDoorSettings(
         max_upload_size=value("max_upload_size"), rate_limit=rate_limit,
-        redis_url=read_secret("rate_limit_redis_url", stack, os.environ if environ is None else environ) if rate_limit else None,
+        redis_url=read_secret("rate_limit_redis_url", server_name, os.environ if environ is None else environ) if rate_limit else None,
     )
 
     admission = AdmissionLimits(

@@ -30,7 +30,7 @@ def neutral_request() -> NeutralRequest:
     return NeutralRequest(
         method=request.method,
         path=request.path,
-        body=request.environ[BODY_KEY] if BODY_KEY in request.environ else request.get_data(),
+        body=request.environ[BODY_KEY],  # read and bounded by flask_backend.guards
         headers=Headers(list(request.headers.items())),
         query_string=request.query_string,
         scheme=request.scheme,

@@ -31,6 +31,7 @@ def head_request(environ: dict) -> NeutralRequest:
 
 def read_body(environ: dict, body: RequestBody) -> bool:
     """Read wsgi.input into `body`; False as soon as it crosses the limit (the rest stays unread)."""
+    environ[BODY_KEY] = body
     stream = environ["wsgi.input"]
     length = environ.get("CONTENT_LENGTH", "")
     remaining = int(length) if length.isdigit() else None
@@ -48,7 +49,6 @@ def read_body(environ: dict, body: RequestBody) -> bool:
     environ["CONTENT_LENGTH"] = str(body.size)
     environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body is now plain bytes of that length
     environ["wsgi.input_terminated"] = True
-    environ[BODY_KEY] = body
     return True
 
 
