@@ -7,17 +7,17 @@ import os
 import sys
 from typing import Any, Mapping
 
-from compat.options import ServerOptions
-from compat.settings import SETTINGS_BY_KEY, read_secret
-from shared.app import AppSettings, DrumApp
-from shared.guards.admission import AdmissionLimits
-from shared.guards.front_door import FrontDoorSettings
-from shared.guards.rate_limit import RateLimitPolicy, parse_networks
-from shared.guards.security import CorsPolicy, parse_origins
-from shared.guards.access_log import configure_access_log
-from shared.model.config import ModelConfig, read_class_labels_file, resolve_model_config
-from shared.model.python_model import find_code_file
-from shared.request_id import RequestIdLogFilter
+from drum_compat.compat.options import ServerOptions
+from drum_compat.compat.settings import SETTINGS_BY_KEY, read_secret
+from drum_compat.shared.app import AppSettings, DrumApp
+from drum_compat.shared.guards.admission import AdmissionLimits
+from drum_compat.shared.guards.front_door import FrontDoorSettings
+from drum_compat.shared.guards.rate_limit import RateLimitPolicy, parse_networks
+from drum_compat.shared.guards.security import CorsPolicy, parse_origins
+from drum_compat.shared.guards.access_log import configure_access_log
+from drum_compat.shared.model.config import ModelConfig, read_class_labels_file, resolve_model_config
+from drum_compat.shared.model.python_model import find_code_file
+from drum_compat.shared.request_id import RequestIdLogFilter
 
 LOG_FORMAT = "%(asctime)-15s %(levelname)s %(name)s:  %(message)s %(context_data)s"  # DRUM's
 logger = logging.getLogger("drum_compat")
@@ -90,8 +90,4 @@ def app_settings(server_name: str, core: Mapping[str, Any], server_type: str = "
 def build_core(options: ServerOptions, server_name: str) -> DrumApp:
     configure_logging(options.logging_level)
     settings = app_settings(server_name, options.core_settings or {}, options.server_type)
-    try:
-        return DrumApp.load(model_config(options), settings, options.with_error_server)
-    except Exception as exc:
-        logger.error("The model in %s failed to load: %s", options.code_dir, exc)
-        raise
+    return DrumApp.load(model_config(options), settings, options.with_error_server)

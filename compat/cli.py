@@ -8,13 +8,15 @@ import os
 import sys
 from typing import Mapping, Sequence
 
-from compat.bootstrap import configure_logging, flask_extension_refusal, model_config
-from compat.options import ServerOptions, add_server_arguments
-from compat.server_types import SERVER_TYPES, stack_of
-from compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
-from compat.tls import CERTFILE, TlsConfigError, check_tls
-from shared import __version__
-from shared.model.config import ModelConfigError
+from drum_compat.compat.bootstrap import configure_logging, flask_extension_refusal, model_config
+from drum_compat.compat.instance import InstanceError
+from drum_compat.compat.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
+from drum_compat.compat.options import ServerOptions, add_server_arguments
+from drum_compat.compat.server_types import SERVER_TYPES, stack_of
+from drum_compat.compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
+from drum_compat.compat.tls import CERTFILE, TlsConfigError, check_tls
+from drum_compat.shared import __version__
+from drum_compat.shared.model.config import ModelConfigError
 
 USAGE_ERROR = 2
 
@@ -140,9 +142,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except (ValueError, ModelConfigError, SettingError, TlsConfigError) as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
-    from compat.launch import launch
+    from drum_compat.compat.launch import launch
 
-    launch(options)
+    try:
+        launch(options)
+    except AddressUnavailable as exc:
+        print(f"drum-compat: error: {exc}", file=sys.stderr)
+        return ADDRESS_UNAVAILABLE
+    except InstanceError as exc:
+        print(f"drum-compat: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
     return 0
 
 

@@ -1,55 +1,63 @@
-"""Start the chosen server. gunicorn and uvicorn replace this process (exec), so the `drum-compat`
-pid is the server's master and gets the signals; each worker loads the model after fork."""
+"""Start the chosen server. The launcher binds the socket and makes the instance's own directory first, then
+gunicorn and uvicorn replace this process (exec), so the `drum-compat` pid is the server's master."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from dataclasses import replace
 
-from compat.metrics_dir import prepare_metrics_dir
-from compat.options import ServerOptions
-from compat.server_types import SERVER_TYPES
-
-
-def _worker_environ(options: ServerOptions) -> dict[str, str]:
-    return {**os.environ, **options.to_environ(), **prepare_metrics_dir(os.environ)}
-
-
-def gunicorn_argv() -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "-c", "python:flask_backend.gunicorn_conf", "flask_backend.wsgi:app_from_environment()"]
+from drum_compat.compat.instance import create_instance, remove_instance
+from drum_compat.compat.listener import bind_listener
+from drum_compat.compat.options import ServerOptions
+from drum_compat.compat.server_types import SERVER_TYPES
+from drum_compat.compat.settings import SETTINGS_BY_KEY
+from drum_compat.compat.startup import build_or_exit, report_startup_failure
 
 
-def uvicorn_argv() -> list[str]:
-    # uvicorn runs in-process from fastapi_backend.serve, so no setting (a TLS key password
-    # included) ever appears on a command line
-    return [sys.executable, "-m", "fastapi_backend.serve"]
+def python_module_argv(module: str) -> list[str]:
+    """Run `module.main()` in a new interpreter. Not `python -m`, which puts the working directory first on
+    sys.path where a folder of the user's could shadow modules; `-c` puts "" there, removed before any import."""
+    return [sys.executable, "-c", f"import sys; del sys.path[0]; from {module} import main; main()"]
 
 
-def exec_server(argv: list[str], options: ServerOptions) -> None:
+def exec_server(module: str, options: ServerOptions, environ: dict[str, str]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(argv[0], argv, _worker_environ(options))
+    argv = python_module_argv(module)
+    os.execve(argv[0], argv, {**environ, **options.to_environ()})
 
 
 def run_werkzeug(options: ServerOptions) -> None:
     """Flask's own server, as DRUM's werkzeug mode: model loaded first, one request at a time
     (or N forked processes with --max-workers N)."""
-    from werkzeug.serving import WSGIRequestHandler
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
-    from flask_backend.wsgi import build_app
+    from drum_compat.flask_backend.wsgi import build_app
 
     class UnversionedHandler(WSGIRequestHandler):
         def version_string(self) -> str:
             return "Werkzeug"  # like gunicorn and uvicorn: no versions for scanners to match
 
-    app = build_app(options)
-    app.run(host=options.host, port=options.port, threaded=False, processes=options.workers, request_handler=UnversionedHandler)
+    app = build_or_exit(lambda: build_app(options), options.code_dir)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the instance directory is removed on the way out
+    server = make_server(options.host, options.port, app, threaded=False, processes=options.workers,
+                         request_handler=UnversionedHandler, fd=options.listen_fd)
+    server.log_startup()
+    server.serve_forever()
 
 
 def launch(options: ServerOptions) -> None:
-    server = SERVER_TYPES[options.server_type].server
-    if server == "gunicorn":
-        exec_server(gunicorn_argv(), options)
-    elif server == "uvicorn":
-        exec_server(uvicorn_argv(), options)
-    else:
+    """Raises AddressUnavailable or InstanceError before anything is left behind."""
+    listener = bind_listener(options.host, options.port, (options.server_settings or {}).get("backlog", SETTINGS_BY_KEY["backlog"].default))
+    options = replace(options, listen_fd=listener.fileno())
+    environ = {**os.environ, **create_instance(os.environ)}
+    module = {"gunicorn": "drum_compat.flask_backend.serve", "uvicorn": "drum_compat.fastapi_backend.serve"}.get(
+        SERVER_TYPES[options.server_type].server)
+    if module:
+        exec_server(module, options, environ)
+    os.environ.update(environ)
+    try:
         run_werkzeug(options)
+    finally:
+        report_startup_failure(remove_instance())

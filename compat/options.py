@@ -67,6 +67,7 @@ class ServerOptions:
     server_type: str = "gunicorn"
     server_settings: dict | None = None  # gunicorn or uvicorn settings, resolved from compat.settings
     core_settings: dict | None = None  # what drum-compat applies in each worker (compat.settings.core_settings)
+    listen_fd: int | None = None  # the socket the launcher bound (compat.listener), inherited by the server
 
     @property
     def host(self) -> str:

@@ -8,9 +8,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from compat.options import parse_bool
-from compat.server_types import SERVER_TYPES
-from shared.runtime_parameters import PREFIX, RuntimeParameterException, RuntimeParameters
+from drum_compat.compat.options import parse_bool
+from drum_compat.compat.server_types import SERVER_TYPES
+from drum_compat.shared.runtime_parameters import PREFIX, RuntimeParameterException, RuntimeParameters
 
 logger = logging.getLogger("drum_compat.settings")
 
@@ -34,7 +34,6 @@ class Setting:
     secret: bool = False  # never shown, logged or handed on: each server process reads it itself (compat.tls)
     accepts: str | None = None  # what a free-form string must be, for help and messages
     core: bool = False  # applied by drum-compat itself in each worker (ServerOptions.core_settings)
-    default_text: str | None = None  # how the docs show a default that is derived, not fixed
 
     def accepted(self) -> str:
         if self.accepts:
@@ -81,8 +80,8 @@ SETTINGS: tuple[Setting, ...] = (
             _both("DRUM_CLIENT_REQUEST_TIMEOUT"), gunicorn="timeout", minimum=0, maximum=3600, core=True),
     Setting("executor_workers", int, 1, "Model threads per worker: model hooks run there, never on the event loop or gevent hub.",
             *_fastapi_alias("DRUM_EXECUTOR_WORKERS"), minimum=1, maximum=64, core=True),
-    Setting("executor_queue_depth", int, None, "Model requests that may wait for a model thread; beyond that: 503.",
-            *_fastapi_alias("DRUM_EXECUTOR_QUEUE_DEPTH"), minimum=0, maximum=10000, core=True, default_text="4 x DRUM_EXECUTOR_WORKERS"),
+    Setting("executor_queue_depth", int, 100, "Model requests that may wait for a model thread (per worker); beyond that: 503.",
+            *_fastapi_alias("DRUM_EXECUTOR_QUEUE_DEPTH"), minimum=0, maximum=10000, core=True),
     Setting("executor_queue_timeout", int, 30, "Seconds a model request waits for a thread before its 503.",
             *_fastapi_alias("DRUM_EXECUTOR_QUEUE_TIMEOUT"), minimum=1, maximum=3600, core=True),
     Setting("max_upload_size", int, 100 * MIB, "Largest request body in bytes; a larger one gets 413 (even chunked or mislabelled).",
@@ -291,7 +290,7 @@ def settings_markdown() -> str:
         feeds = ", ".join([*(["drum-compat"] if setting.core else []),
                            *(f"{server} `{getattr(setting, server)}`" for server in ("gunicorn", "uvicorn") if getattr(setting, server))])
         unset = "not set" if setting.kind is str else "server default"
-        default = setting.default_text or (unset if setting.default is None else f"`{setting.default!r}`")
+        default = unset if setting.default is None else f"`{setting.default!r}`"
         lines.append(
             f"| {setting.help} | {setting.names.get('flask', 'no effect')}{', env ' + setting.env_fallback if setting.env_fallback else ''} "
             f"| {fastapi} | {default} | {setting.accepted()} | {feeds or 'drum-compat'} |"

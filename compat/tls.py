@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from compat.settings import SETTINGS_BY_KEY, Resolution, read_secret
+from drum_compat.compat.settings import SETTINGS_BY_KEY, Resolution, read_secret
 
 MINIMUM_TLS_VERSION = ssl.TLSVersion.TLSv1_2
 PASSWORD_KEY = "tls_keyfile_password"

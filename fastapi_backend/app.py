@@ -8,14 +8,14 @@ from contextlib import asynccontextmanager
 import redis.asyncio
 from fastapi import FastAPI
 
-from fastapi_backend.endpoint import NeutralEndpoint
-from fastapi_backend.guards import GuardMiddleware
-from fastapi_backend.model_pool import AsyncModelRunner
-from fastapi_backend.recycling import UVICORN_KEEPALIVE, RecyclingMiddleware, Retirement
-from shared.app import DrumApp
-from shared.guards.admission import UNWEDGED
-from shared.guards.front_door import FrontDoor
-from shared.guards.rate_limit import make_buckets
+from drum_compat.fastapi_backend.endpoint import NeutralEndpoint
+from drum_compat.fastapi_backend.guards import GuardMiddleware
+from drum_compat.fastapi_backend.model_pool import AsyncModelRunner
+from drum_compat.fastapi_backend.recycling import UVICORN_KEEPALIVE, RecyclingMiddleware, Retirement
+from drum_compat.shared.app import DrumApp
+from drum_compat.shared.guards.admission import UNWEDGED
+from drum_compat.shared.guards.front_door import FrontDoor
+from drum_compat.shared.guards.rate_limit import make_buckets
 
 
 def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: int = 0,

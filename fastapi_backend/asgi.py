@@ -1,19 +1,14 @@
 """The FastAPI stack's entry points: `build_app` for a ServerOptions, and the uvicorn factory
-`fastapi_backend.asgi:app_from_environment` (run with --factory), called in each worker."""
+`drum_compat.fastapi_backend.asgi:app_from_environment` (run with --factory), called in each worker."""
 from __future__ import annotations
 
-import logging
-import sys
-
 from fastapi import FastAPI
-from uvicorn.config import STARTUP_FAILURE
 
-from compat.bootstrap import build_core, flask_extension_refusal
-from compat.options import ServerOptions
-from fastapi_backend.app import create_fastapi_app
-from fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER, UVICORN_KEEPALIVE
-
-logger = logging.getLogger("drum_compat")
+from drum_compat.compat.bootstrap import build_core, flask_extension_refusal
+from drum_compat.compat.options import ServerOptions
+from drum_compat.compat.startup import build_or_exit
+from drum_compat.fastapi_backend.app import create_fastapi_app
+from drum_compat.fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER, UVICORN_KEEPALIVE
 
 
 class FlaskExtensionRefused(RuntimeError):
@@ -30,10 +25,6 @@ def build_app(options: ServerOptions) -> FastAPI:
 
 
 def app_from_environment() -> FastAPI:
-    try:
-        return build_app(ServerOptions.from_environ())
-    except Exception as exc:
-        # uvicorn's supervisor stops on this status instead of restarting a worker that cannot
-        # load forever (gunicorn does the same with its own worker-boot status, also 3)
-        logger.error("Worker could not start: %s", exc)
-        sys.exit(STARTUP_FAILURE)
+    options = ServerOptions.from_environ()
+    # the exit status makes uvicorn's supervisor stop instead of restarting a worker that cannot load forever
+    return build_or_exit(lambda: build_app(options), options.code_dir)

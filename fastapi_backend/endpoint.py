@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from fastapi_backend.model_pool import AsyncModelRunner
-from shared.app import DrumApp
-from shared.http import BodySource, NeutralRequest, NeutralResponse, wsgi_style_headers
-from shared.request_id import current_request_id
+from drum_compat.fastapi_backend.model_pool import AsyncModelRunner
+from drum_compat.shared.app import DrumApp
+from drum_compat.shared.http import BodySource, NeutralRequest, NeutralResponse, wsgi_style_headers
+from drum_compat.shared.request_id import current_request_id
 
 
 BODY_KEY = "drum_compat.body"  # scope: the RequestBody fastapi_backend.guards received

@@ -5,11 +5,11 @@ from __future__ import annotations
 import inspect
 import time
 
-from fastapi_backend.endpoint import ARRIVED_KEY, BODY_KEY, ClientDisconnected, neutral_request, send_response
-from shared.guards.body import RequestBody
-from shared.guards.front_door import FrontDoor
-from shared.guards.rate_limit import STORE_ERRORS
-from shared.http import NeutralRequest, NeutralResponse
+from drum_compat.fastapi_backend.endpoint import ARRIVED_KEY, BODY_KEY, ClientDisconnected, neutral_request, send_response
+from drum_compat.shared.guards.body import RequestBody
+from drum_compat.shared.guards.front_door import FrontDoor
+from drum_compat.shared.guards.rate_limit import STORE_ERRORS
+from drum_compat.shared.http import NeutralRequest, NeutralResponse
 
 REQUEST_ID = b"x-request-id"
 

@@ -7,8 +7,8 @@ import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from shared.guards.admission import QUEUE_FULL, AdmissionGate
-from shared.http import NeutralResponse
+from drum_compat.shared.guards.admission import QUEUE_FULL, AdmissionGate
+from drum_compat.shared.http import NeutralResponse
 
 
 class AsyncModelRunner:

@@ -2,16 +2,18 @@
 (compat.settings). Workers build the app after they start, so this master never imports model code."""
 from __future__ import annotations
 
+import socket
 import sys
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from compat.metrics_dir import remove_metrics_dir
-from compat.options import ServerOptions
-from compat.tls import uvicorn_ssl_context
-from fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER
+from drum_compat.compat.instance import remove_instance
+from drum_compat.compat.options import ServerOptions
+from drum_compat.compat.startup import report_startup_failure
+from drum_compat.compat.tls import uvicorn_ssl_context
+from drum_compat.fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER
 
 
 class DrumSupervisor(Multiprocess):
@@ -36,7 +38,7 @@ def main() -> None:
     # recycling is applied by each worker's app (fastapi_backend.recycling), not by uvicorn's limit
     settings = {name: value for name, value in (options.server_settings or {}).items() if name not in (RECYCLE_AFTER, RECYCLE_JITTER)}
     config = uvicorn.Config(
-        "fastapi_backend.asgi:app_from_environment",
+        "drum_compat.fastapi_backend.asgi:app_from_environment",
         factory=True,
         host=options.host,
         port=options.port,
@@ -50,11 +52,11 @@ def main() -> None:
     )
     # Always supervised, one worker included: a worker that reaches DRUM_UVICORN_MAX_REQUESTS (or
     # dies) is replaced while the listening socket stays open, so a recycle never ends the server.
-    supervisor = DrumSupervisor(config, sockets=[config.bind_socket()])
+    supervisor = DrumSupervisor(config, sockets=[socket.socket(fileno=options.listen_fd)])  # compat.listener's
     try:
         supervisor.run()
     finally:
-        remove_metrics_dir()
+        report_startup_failure(remove_instance())
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         sys.exit(STARTUP_FAILURE)
 

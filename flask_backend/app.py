@@ -11,15 +11,15 @@ from redis import Redis
 from flask import Blueprint, Flask, Response, g, request
 from werkzeug.datastructures import Headers
 
-from flask_backend.guards import ARRIVED_KEY, BODY_KEY, GuardMiddleware
-from flask_backend.model_pool import BlockingModelRunner
-from shared.app import DrumApp
-from shared.errors import error_response
-from shared.guards.admission import UNWEDGED
-from shared.guards.front_door import FrontDoor
-from shared.guards.rate_limit import make_buckets
-from shared.http import NeutralRequest, NeutralResponse
-from shared.request_id import REQUEST_ID_HEADER, choose_request_id, current_request_id
+from drum_compat.flask_backend.guards import ARRIVED_KEY, BODY_KEY, GuardMiddleware
+from drum_compat.flask_backend.model_pool import BlockingModelRunner
+from drum_compat.shared.app import DrumApp
+from drum_compat.shared.errors import error_response
+from drum_compat.shared.guards.admission import UNWEDGED
+from drum_compat.shared.guards.front_door import FrontDoor
+from drum_compat.shared.guards.rate_limit import make_buckets
+from drum_compat.shared.http import NeutralRequest, NeutralResponse
+from drum_compat.shared.request_id import REQUEST_ID_HEADER, choose_request_id, current_request_id
 
 BLUEPRINT_NAME = "model_api"
 logger = logging.getLogger("drum_compat")
@@ -74,7 +74,7 @@ def log_only(why: str) -> None:
 
 def create_flask_app(core: DrumApp, recycle: Callable[[str], None] = log_only) -> Flask:
     # No static folder: drum-compat serves no files (DRUM's Flask app had an unused /static/ rule).
-    app = Flask("drum_compat", static_folder=None)
+    app = Flask(__name__, static_folder=None)
     app.extensions[CORE_EXTENSION] = core
 
     @app.before_request

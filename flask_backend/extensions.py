@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from shared.model.python_model import find_code_file, import_code_file
+from drum_compat.shared.model.python_model import find_code_file, import_code_file
 
 FLASK_EXTENSION_FILE = "custom_flask.py"
 logger = logging.getLogger("drum_compat")

@@ -9,11 +9,11 @@ from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request
 from werkzeug.wsgi import ClosingIterator
 
-from shared.guards.body import CHUNK, RequestBody
-from shared.guards.front_door import FrontDoor
-from shared.guards.rate_limit import STORE_ERRORS
-from shared.http import NeutralRequest, NeutralResponse
-from shared.request_id import REQUEST_ID_HEADER
+from drum_compat.shared.guards.body import CHUNK, RequestBody
+from drum_compat.shared.guards.front_door import FrontDoor
+from drum_compat.shared.guards.rate_limit import STORE_ERRORS
+from drum_compat.shared.http import NeutralRequest, NeutralResponse
+from drum_compat.shared.request_id import REQUEST_ID_HEADER
 
 BODY_KEY = "drum_compat.body"  # environ: the RequestBody the guard read
 ARRIVED_KEY = "drum_compat.arrived"  # environ: time.monotonic() at arrival, where deadlines count from

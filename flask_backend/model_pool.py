@@ -9,8 +9,8 @@ from typing import Callable
 
 from gevent import monkey
 
-from shared.guards.admission import QUEUE_FULL, AdmissionGate
-from shared.http import NeutralResponse
+from drum_compat.shared.guards.admission import QUEUE_FULL, AdmissionGate
+from drum_compat.shared.http import NeutralResponse
 
 
 def model_executor(threads: int) -> Executor:

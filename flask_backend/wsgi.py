@@ -1,17 +1,18 @@
-"""The Flask stack's entry points: `build_app` for a ServerOptions, and the gunicorn factory
-`flask_backend.wsgi:app_from_environment()`, called in each worker after fork."""
+"""The Flask stack's entry points: `build_app` for a ServerOptions, and `app_from_options`, which
+gunicorn calls in each worker after fork."""
 from __future__ import annotations
 
 from typing import Callable
 
 from flask import Flask
 
-from compat.bootstrap import build_core
-from compat.options import ServerOptions
-from flask_backend.app import create_flask_app, log_only
-from flask_backend.extensions import load_flask_extensions
-from flask_backend.recycling import GUNICORN_KEEPALIVE, CloseWhenRetiring, GunicornRetirement
-from shared.handlers import PredictionHandlers
+from drum_compat.compat.bootstrap import build_core
+from drum_compat.compat.options import ServerOptions
+from drum_compat.compat.startup import build_or_exit
+from drum_compat.flask_backend.app import create_flask_app, log_only
+from drum_compat.flask_backend.extensions import load_flask_extensions
+from drum_compat.flask_backend.recycling import GUNICORN_KEEPALIVE, CloseWhenRetiring, GunicornRetirement
+from drum_compat.shared.handlers import PredictionHandlers
 
 
 def build_app(options: ServerOptions, recycle: Callable[[str], None] = log_only) -> Flask:
@@ -22,9 +23,8 @@ def build_app(options: ServerOptions, recycle: Callable[[str], None] = log_only)
     return app
 
 
-def app_from_environment() -> Flask:
-    options = ServerOptions.from_environ()
+def app_from_options(options: ServerOptions) -> Flask:
     retirement = GunicornRetirement((options.server_settings or {}).get("keepalive", GUNICORN_KEEPALIVE))
-    app = build_app(options, retirement.begin)
+    app = build_or_exit(lambda: build_app(options, retirement.begin), options.code_dir)
     app.wsgi_app = CloseWhenRetiring(app.wsgi_app, retirement)
     return app

@@ -10,18 +10,18 @@ from typing import Callable
 
 from werkzeug.datastructures import Headers
 
-from shared import __version__
-from shared.errors import error_response
-from shared.guards.admission import AdmissionGate, AdmissionLimits
-from shared.guards.front_door import FrontDoorSettings
-from shared.guards.security import CorsPolicy, harden
-from shared.handlers import ErrorServerHandlers, PredictionHandlers
-from shared.http import NeutralRequest, NeutralResponse, canonical_allow
-from shared.metrics import Metrics
-from shared.model.config import ModelConfig
-from shared.model.python_model import PythonModel
-from shared.request_id import REQUEST_ID_HEADER, choose_request_id
-from shared.routes import ERROR_SERVER_ROUTES, PREDICTION_ROUTES, Route, RouteMatch, build_url_map, resolve
+from drum_compat.shared import __version__
+from drum_compat.shared.errors import error_response
+from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits
+from drum_compat.shared.guards.front_door import FrontDoorSettings
+from drum_compat.shared.guards.security import CorsPolicy, harden
+from drum_compat.shared.handlers import ErrorServerHandlers, PredictionHandlers
+from drum_compat.shared.http import NeutralRequest, NeutralResponse, canonical_allow
+from drum_compat.shared.metrics import Metrics
+from drum_compat.shared.model.config import ModelConfig
+from drum_compat.shared.model.python_model import PythonModel
+from drum_compat.shared.request_id import REQUEST_ID_HEADER, choose_request_id
+from drum_compat.shared.routes import ERROR_SERVER_ROUTES, PREDICTION_ROUTES, Route, RouteMatch, build_url_map, resolve
 
 logger = logging.getLogger("drum_compat")
 

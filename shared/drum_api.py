@@ -8,8 +8,8 @@ import pickle
 import sys
 import types
 
-from shared.errors import BaseCustomUserError, CustomHTTPError, DrumError
-from shared.runtime_parameters import RuntimeParameters
+from drum_compat.shared.errors import BaseCustomUserError, CustomHTTPError, DrumError
+from drum_compat.shared.runtime_parameters import RuntimeParameters
 
 
 class DrumSerializationError(DrumError):

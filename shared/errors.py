@@ -7,7 +7,7 @@ import logging
 
 from werkzeug.exceptions import HTTPException
 
-from shared.http import NeutralResponse, json_response
+from drum_compat.shared.http import NeutralResponse, json_response
 
 logger = logging.getLogger("drum_compat")
 
@@ -41,6 +41,10 @@ def is_user_http_error(exc: BaseException) -> bool:
 def error_response(exc: BaseException) -> NeutralResponse:
     if is_user_http_error(exc):
         return json_response({"message": str(exc)}, getattr(exc, "status_code", 400), [USER_ERROR_HEADER])
+    if isinstance(exc, HTTPException) and exc.code == 413:
+        # werkzeug's form limits (parts, field sizes): the client's mistake, so 413 where DRUM answers 500,
+        # in DRUM's wording
+        return json_response({"message": f"ERROR: {exc}"}, 413)
     logger.exception(exc)
     if isinstance(exc, HTTPException) and exc.code == 400:
         return json_response({"error": exc.description}, 400)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from werkzeug.datastructures import Headers
 
-from shared import __version__
-from shared.guards.admission import AdmissionGate
-from shared.metrics import Metrics
-from shared.errors import MODEL_LOAD_FAILED_STATUS, unprocessable
-from shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, json_response
-from shared.model.config import read_model_metadata
-from shared.model.python_model import PythonModel
-from shared.model.target_types import TargetType
-from shared.payloads import (
+from drum_compat.shared import __version__
+from drum_compat.shared.guards.admission import AdmissionGate
+from drum_compat.shared.metrics import Metrics
+from drum_compat.shared.errors import MODEL_LOAD_FAILED_STATUS, unprocessable
+from drum_compat.shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, json_response
+from drum_compat.shared.model.config import read_model_metadata
+from drum_compat.shared.model.python_model import PythonModel
+from drum_compat.shared.model.target_types import TargetType
+from drum_compat.shared.payloads import (
     fetch_input,
     fetch_sparse_colnames,
     content_type_parts,
@@ -23,7 +23,7 @@ from shared.payloads import (
     transform_response_parts,
     unsupported_payload_message,
 )
-from shared.resources import ResourceMonitor
+from drum_compat.shared.resources import ResourceMonitor
 
 OK = {"message": "OK"}
 CAPABILITIES = {"supported_methods": {"chat": False}, "supported_payload_formats": {"csv": None, "mtx": None}}

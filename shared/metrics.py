@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from werkzeug.datastructures import Headers
 
-from shared import __version__
-from shared.http import NeutralResponse
+from drum_compat.shared import __version__
+from drum_compat.shared.http import NeutralResponse
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"

@@ -14,8 +14,8 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 
-from shared.errors import DrumError
-from shared.http import NeutralRequest
+from drum_compat.shared.errors import DrumError
+from drum_compat.shared.http import NeutralRequest
 
 MTX_MIMETYPE = "text/mtx"
 CSV_MIMETYPES = frozenset({None, "", "text/csv", "text/plain"})
@@ -48,13 +48,15 @@ class ParsedBody:
 
 
 def parse_body(request: NeutralRequest) -> ParsedBody:
-    """Form bodies are parsed into files and leave `data` empty, exactly as werkzeug does."""
+    """Form bodies are parsed into files, leaving in `data` what the parser did not read, exactly as werkzeug does."""
     mimetype = request.mimetype
     if mimetype not in FORM_MIMETYPES:
         return ParsedBody(request.body, MultiDict())
     parser = FormDataParser(max_form_memory_size=MAX_FORM_MEMORY_SIZE, max_form_parts=MAX_FORM_PARTS, silent=True)
-    _, _, files = parser.parse(io.BytesIO(request.body), mimetype, len(request.body), request.mimetype_params)
-    return ParsedBody(b"", files)
+    # what is left of the stream is request.data: nothing after a parsed form, the whole body when the form
+    # could not even start (a multipart type without a boundary)
+    rest, _, files = parser.parse(io.BytesIO(request.body), mimetype, len(request.body), request.mimetype_params)
+    return ParsedBody(rest.read(), files)
 
 
 def mimetype_from_filename(filename: str | None) -> str | None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
-from shared.http import NeutralRequest, NeutralResponse, response_from_http_exception
+from drum_compat.shared.http import NeutralRequest, NeutralResponse, response_from_http_exception
 
 
 @dataclass(frozen=True)

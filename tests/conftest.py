@@ -10,13 +10,13 @@ from dataclasses import dataclass, replace
 import httpx
 import pytest
 
-from fastapi_backend.app import create_fastapi_app
-from flask_backend.app import create_flask_app
-from flask_backend.extensions import load_flask_extensions
-from shared.app import AppSettings, DrumApp
-from shared.guards.security import CorsPolicy
-from shared.model.config import resolve_model_config
-from shared.model.python_model import PythonModel
+from drum_compat.fastapi_backend.app import create_fastapi_app
+from drum_compat.flask_backend.app import create_flask_app
+from drum_compat.flask_backend.extensions import load_flask_extensions
+from drum_compat.shared.app import AppSettings, DrumApp
+from drum_compat.shared.guards.security import CorsPolicy
+from drum_compat.shared.model.config import resolve_model_config
+from drum_compat.shared.model.python_model import PythonModel
 from tests.models import MODELS, write_model
 
 # Headers whose values legitimately differ between two responses (request ids are random).

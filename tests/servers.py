@@ -24,8 +24,8 @@ def free_port() -> int:
 
 class RunningServer:
     def __init__(self, code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0,
-                 ready_path: str = "/", tls: ssl.SSLContext | None = None):
-        self.port = free_port()
+                 ready_path: str = "/", tls: ssl.SSLContext | None = None, cwd=None, port: int | None = None):
+        self.port = port or free_port()
         self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.verify = tls or True
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_"))}
@@ -34,7 +34,7 @@ class RunningServer:
         self.output = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             [DRUM_COMPAT, "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{self.port}", *args],
-            env=environ, stdout=self.output, stderr=subprocess.STDOUT, text=True,
+            env=environ, stdout=self.output, stderr=subprocess.STDOUT, text=True, cwd=cwd,
         )
         self._wait_ready(timeout, ready_path)
 
@@ -72,11 +72,12 @@ class RunningServer:
         self.stop()
 
 
-def run_to_exit(code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess:
+def run_to_exit(code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0,
+                port: int | None = None) -> subprocess.CompletedProcess:
     """For startups that must fail: run until the process exits by itself."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_"))}
     environ.update({"DRUM_SERVER_TYPE": server_type, **(env or {})})
     return subprocess.run(
-        [DRUM_COMPAT, "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{free_port()}", *args],
+        [DRUM_COMPAT, "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{port or free_port()}", *args],
         env=environ, capture_output=True, text=True, timeout=timeout,
     )

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from compat.options import SERVER_OPTIONS
-from compat.server_types import SERVER_TYPES
+from drum_compat.compat.options import SERVER_OPTIONS
+from drum_compat.compat.server_types import SERVER_TYPES
 from tests.servers import RunningServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

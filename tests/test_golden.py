@@ -118,6 +118,10 @@ def test_sparse_input(stacks_for):
         ("unstructured", "/predictUnstructured/?ret_mode=bad", b"x", {}, 500,
          b'{"message":"ERROR: In unstructured mode single return value can be of type str/bytes, but received <class \'int\'>"}\n'),
         ("unstructured", "/predictUnstructured/?ret_mode=boom", b"x", {}, 500, b'{"message":"ERROR: unstructured boom"}\n'),
+        # recorded from DRUM 1.18.1: a multipart type without a boundary leaves the body as request.data
+        ("regression", "/predict/", b"x", {"Content-Type": "multipart/form-data"}, 422,
+         b'{"message":"ERROR: payload format `multipart/form-data` is not supported by predictor/transformer. Make DRUM '
+         b'support the format or implement `read_input_data` hook to read the data. "}\n'),
     ],
 )
 def test_error_bodies(stacks_for, model, path, body, headers, status, expected):
@@ -199,3 +203,16 @@ def test_error_server_answers_513():
         assert (answer.status, answer.body) == (513, b'{"message":"ERROR: An error occurred when loading your artifact: boom"}\n')
     assert stacks.both("GET", "/info/").status == 404
     assert stacks.both("GET", "/livez").status == 200 and stacks.both("GET", "/readyz").status == 513
+
+
+def test_a_form_past_werkzeugs_limits_is_a_413_not_a_500(stacks_for):
+    """DRUM answers 500 `ERROR: 413 Request Entity Too Large` (a framework limit); both stacks answer 413."""
+    boundary = "b" * 16
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="f"\r\n\r\nv\r\n'.encode()
+    body = part * 200_000 + f"--{boundary}--\r\n".encode()
+    answer = stacks_for("regression").both("POST", "/predict/", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert (answer.status, answer.body) == (
+        413, b'{"message":"ERROR: 413 Request Entity Too Large: The data value transmitted exceeds the capacity limit."}\n')
+    big_field = f'--{boundary}\r\nContent-Disposition: form-data; name="f"\r\n\r\n'.encode() + b"v" * 600_000 + f"\r\n--{boundary}--\r\n".encode()
+    answer = stacks_for("regression").both("POST", "/predict/", big_field, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert answer.status == 413

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from compat.bootstrap import app_settings
-from compat.metrics_dir import OWNED_ENV, prepare_metrics_dir, remove_metrics_dir
-from compat.settings import resolve_settings
-from shared.app import AppSettings
-from shared.guards.admission import AdmissionGate, AdmissionLimits
-from shared.guards.body import SPOOL_ABOVE, RequestBody
-from shared.guards.front_door import FrontDoorSettings
-from shared.guards.rate_limit import LocalBuckets, RateLimitPolicy, parse_networks, take_token
-from shared.metrics import DEADLINE, MULTIPROCESS_DIR_ENV, QUEUE_FULL, QUEUE_TIMEOUT
+from drum_compat.compat.bootstrap import app_settings
+from drum_compat.compat.instance import INSTANCE_DIR_ENV, InstanceError, create_instance, remove_instance
+from drum_compat.compat.settings import resolve_settings
+from drum_compat.shared.app import AppSettings
+from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits
+from drum_compat.shared.guards.body import SPOOL_ABOVE, RequestBody
+from drum_compat.shared.guards.front_door import FrontDoorSettings
+from drum_compat.shared.guards.rate_limit import LocalBuckets, RateLimitPolicy, parse_networks, take_token
+from drum_compat.shared.metrics import DEADLINE, MULTIPROCESS_DIR_ENV, QUEUE_FULL, QUEUE_TIMEOUT
 from tests.conftest import Stacks, load_model
 
 
@@ -38,7 +38,7 @@ def test_gate_admits_threads_plus_queue_then_refuses():
     tickets = [admission.admit(clock()) for _ in range(4)]
     assert all(tickets[:3]) and tickets[3] is None
     assert admission.snapshot()["rejected"][QUEUE_FULL] == 1
-    assert admission.limits.depth == 2 and AdmissionLimits(threads=3).depth == 12  # default: 4 x threads
+    assert admission.limits.queue_depth == 2 and AdmissionLimits(threads=3).queue_depth == 100  # default
 
 
 def test_a_waiter_leaves_after_the_queue_timeout_and_its_job_never_runs():
@@ -126,21 +126,23 @@ def test_guard_settings_are_read_with_their_fastapi_aliases():
     assert any("DRUM_FASTAPI_MAX_UPLOAD_SIZE is deprecated" in message for message in resolution.warnings)
     core = {key: resolution.value(key) for key in resolution.values}
     settings = app_settings("fastapi", core, "uvicorn", environ={"DRUM_RATE_LIMIT_REDIS_URL": "redis://:pw@127.0.0.1:1/0"})
-    assert settings.admission == AdmissionLimits(threads=3, queue_depth=None, queue_timeout=30, deadline=120)
+    assert settings.admission == AdmissionLimits(threads=3, queue_depth=100, queue_timeout=30, deadline=120)
     assert settings.front_door.rate_limit.trusted_proxies == parse_networks("10.0.0.0/8")
     assert settings.front_door.redis_url == "redis://:pw@127.0.0.1:1/0" and "pw" not in repr(settings.front_door)
     assert settings.metrics_label == "uvicorn"
 
 
-def test_metrics_dir_is_made_and_removed_or_emptied_when_given(tmp_path):
-    made = prepare_metrics_dir({})
-    assert made[OWNED_ENV] == "1" and os.path.isdir(made[MULTIPROCESS_DIR_ENV])
-    remove_metrics_dir(made)
-    assert not os.path.exists(made[MULTIPROCESS_DIR_ENV])
+def test_instance_dir_is_made_and_removed_and_a_given_metrics_dir_emptied_and_locked(tmp_path):
+    made = create_instance({})
+    assert os.path.isdir(made[MULTIPROCESS_DIR_ENV]) and made[MULTIPROCESS_DIR_ENV].startswith(made[INSTANCE_DIR_ENV])
+    assert remove_instance(made) is None
+    assert not os.path.exists(made[INSTANCE_DIR_ENV])
     (tmp_path / "counter_1.db").write_bytes(b"old")
-    given = prepare_metrics_dir({MULTIPROCESS_DIR_ENV: str(tmp_path)})
-    assert OWNED_ENV not in given and not (tmp_path / "counter_1.db").exists()
-    remove_metrics_dir(given)
+    given = create_instance({MULTIPROCESS_DIR_ENV: str(tmp_path)})
+    assert given[MULTIPROCESS_DIR_ENV] == str(tmp_path) and not (tmp_path / "counter_1.db").exists()
+    with pytest.raises(InstanceError, match=f"in use by another running drum-compat instance \\(pid {os.getpid()}\\)"):
+        create_instance({MULTIPROCESS_DIR_ENV: str(tmp_path)})  # the lock is held by an open descriptor, this one
+    remove_instance(given)
     assert tmp_path.is_dir()  # the operator's directory is never removed
 
 

@@ -1,7 +1,7 @@
 """The request id is on every log line written while a request runs, model threads included."""
 import logging
 
-from shared.request_id import RequestIdLogFilter
+from drum_compat.shared.request_id import RequestIdLogFilter
 
 
 class Capture(logging.Handler):

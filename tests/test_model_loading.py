@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from shared.errors import DrumError
-from shared.model.config import ModelConfigError, resolve_model_config
-from shared.model.marshalling import marshal_predictions
-from shared.model.python_model import ModelLoadError, PythonModel
-from shared.model.target_types import TargetType
+from drum_compat.shared.errors import DrumError
+from drum_compat.shared.model.config import ModelConfigError, resolve_model_config
+from drum_compat.shared.model.marshalling import marshal_predictions
+from drum_compat.shared.model.python_model import ModelLoadError, PythonModel
+from drum_compat.shared.model.target_types import TargetType
 from tests.models import write_model
 
 
@@ -48,9 +48,36 @@ def test_hook_order(tmp_path):
     assert custom.calls == ["init", "load_model", "read_input_data", "transform", "score", "post_process"]
 
 
-def test_artifact_errors(tmp_path):
-    with pytest.raises(ModelLoadError, match="Could not find model artifact file"):
+def test_an_empty_code_dir_gets_drums_language_message_byte_for_byte(tmp_path):
+    with pytest.raises(DrumError) as raised:
         PythonModel.load(resolve_model_config(str(tmp_path), target_type="regression"))
+    # DRUM 1.18.1's error server, recorded: {"message": "ERROR: " + this}
+    assert str(raised.value) == (
+        "Can not detect language by artifacts and/or custom.py/R files.\nDetected: language by artifacts - None; "
+        "language by custom - None.\nCode directory must have one or more model artifacts belonging to the same "
+        "language:\nPython/R/Java, with an extension:\nPython models: ['.pkl', '.pth', '.h5', '.joblib', '.onnx']\n"
+        "R models: ['.rds']\nJava models: ['.jar', '.zip', '.java', '.mojo'].\nOr one of custom.py/R files.\n\n"
+        f"Files(100 first) found in {tmp_path}:\n\n"
+    )
+    (tmp_path / "model.rds").write_bytes(b"")
+    (tmp_path / "custom.py").write_text("")
+    with pytest.raises(DrumError, match="Detected: language by artifacts - r; language by custom - python."):
+        PythonModel.load(resolve_model_config(str(tmp_path), target_type="regression"))
+
+
+def test_a_missing_artifact_gets_drums_message_byte_for_byte(tmp_path):
+    (tmp_path / "custom.py").write_text("def score(data, model, **kwargs):\n    return data\n")
+    with pytest.raises(ModelLoadError) as raised:
+        PythonModel.load(resolve_model_config(str(tmp_path), target_type="regression"))
+    assert str(raised.value) == (  # DRUM 1.18.1's, recorded
+        "An error occurred when loading your artifact: \n\nRunning environment language: Python.\nCould not find model "
+        f"artifact file in: {tmp_path} supported by default predictors.\nThey support filenames with the following "
+        "extensions ['.h5', '.onnx', '.pkl', '.pth'].\nIf your artifact is not supported by default predictor, "
+        "implement custom.load_model() hook.\nList of retrieved files are: custom.py"
+    )
+
+
+def test_artifact_errors(tmp_path):
     (tmp_path / "a.pkl").write_bytes(b"not a pickle")
     with pytest.raises(ModelLoadError, match="An error occurred when loading your artifact: Could not load model from the artifact file"):
         PythonModel.load(resolve_model_config(str(tmp_path), target_type="regression"))
@@ -65,6 +92,7 @@ def test_artifact_errors(tmp_path):
 
 
 def test_too_many_custom_files(tmp_path):
+    (tmp_path / "model.pkl").write_bytes(b"")  # DRUM's language check passes on the artifact
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
         (tmp_path / sub / "custom.py").write_text("")

@@ -1,5 +1,5 @@
 """/stats/ memory figures from cgroup v2, cgroup v1 and plain psutil; never an exception."""
-from shared.resources import ResourceMonitor, container_memory
+from drum_compat.shared.resources import ResourceMonitor, container_memory
 
 MB = 1024 * 1024
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from shared.runtime_parameters import InvalidJsonException, InvalidRuntimeParam, RuntimeParameterException, RuntimeParameters
+from drum_compat.shared.runtime_parameters import InvalidJsonException, InvalidRuntimeParam, RuntimeParameterException, RuntimeParameters
 
 
 def env(name, value):
@@ -58,7 +58,7 @@ def test_not_json_and_missing():
 
 def test_model_code_imports_drum_api(tmp_path, monkeypatch):
     """`from datarobot_drum import RuntimeParameters, CustomHTTPError` works without the real package."""
-    from shared.drum_api import install_datarobot_drum_module
+    from drum_compat.shared.drum_api import install_datarobot_drum_module
 
     install_datarobot_drum_module()
     import datarobot_drum

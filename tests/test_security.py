@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from shared.guards.security import CorsPolicy, parse_origins
+from drum_compat.shared.guards.security import CorsPolicy, parse_origins
 from tests.conftest import Stacks, load_model
 from tests.models import write_model
 from tests.servers import RunningServer

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from compat.settings import SETTINGS, SettingError, resolve_settings, server_kwargs, settings_markdown
+from drum_compat.compat.settings import SETTINGS, SettingError, resolve_settings, server_kwargs, settings_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 DRUM_COMPAT = str(Path(sys.executable).with_name("drum-compat"))
@@ -128,7 +128,7 @@ def test_guide_config_example_runs():
 ])
 def test_worker_count_is_decided_once(tmp_path, argv, environ, server_type, expected):
     """CUSTOM_MODEL_WORKERS beats --max-workers beats MAX_WORKERS, for every server type."""
-    from compat.cli import build_parser, server_options
+    from drum_compat.compat.cli import build_parser, server_options
 
     environ = {**environ, "DRUM_SERVER_TYPE": server_type}
     args = build_parser(environ).parse_args(["server", "--code-dir", str(tmp_path), "--address", "127.0.0.1:1", *argv])
@@ -138,7 +138,7 @@ def test_worker_count_is_decided_once(tmp_path, argv, environ, server_type, expe
 
 
 def test_server_type_is_a_setting_whose_bad_value_stops_startup():
-    from compat.settings import resolve_server_type
+    from drum_compat.compat.settings import resolve_server_type
 
     environ = {"DRUM_SERVER_TYPE": "gunicorn", "MLOPS_RUNTIME_PARAM_DRUM_SERVER_TYPE": rp("FastAPI", "string")}
     assert resolve_server_type(environ) == "fastapi" and resolve_server_type({}) == "gunicorn"

@@ -17,7 +17,7 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from compat.tls import MINIMUM_TLS_VERSION, TlsConfigError, TlsFiles, server_ssl_context
+from drum_compat.compat.tls import MINIMUM_TLS_VERSION, TlsConfigError, TlsFiles, server_ssl_context
 from tests.models import write_model
 from tests.servers import DRUM_COMPAT, RunningServer, run_to_exit
 

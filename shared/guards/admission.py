@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from shared.http import NeutralResponse, json_response
-from shared.metrics import DEADLINE, QUEUE_FULL, QUEUE_TIMEOUT
+from drum_compat.shared.http import NeutralResponse, json_response
+from drum_compat.shared.metrics import DEADLINE, QUEUE_FULL, QUEUE_TIMEOUT
 
 UNWEDGED = "the work that held every model thread past its deadline has ended"
 RETRY_AFTER = "1"  # seconds: a busy worker frees a slot or another worker takes the retry
@@ -24,13 +24,11 @@ def native_lock():
 @dataclass(frozen=True)
 class AdmissionLimits:
     threads: int = 1  # DRUM_EXECUTOR_WORKERS
-    queue_depth: int | None = None  # DRUM_EXECUTOR_QUEUE_DEPTH; None: 4 x threads
+    # DRUM_EXECUTOR_QUEUE_DEPTH. DRUM queues without bound (in the kernel), so the default must hold any
+    # ordinary client pool: 64 connections per worker wait, never 503; the queue timeout bounds the wait
+    queue_depth: int = 100
     queue_timeout: float = 30.0  # DRUM_EXECUTOR_QUEUE_TIMEOUT
     deadline: float = 0.0  # DRUM_CLIENT_REQUEST_TIMEOUT; 0: none
-
-    @property
-    def depth(self) -> int:
-        return 4 * self.threads if self.queue_depth is None else self.queue_depth
 
 
 @dataclass(eq=False)
@@ -87,7 +85,7 @@ class AdmissionGate:
     def admit(self, arrived: float) -> Ticket | None:
         """A ticket to hand to the pool, or None: the queue is full (answer `rejection(QUEUE_FULL)`)."""
         with self._lock:
-            full = self.running + self.waiting >= self.limits.threads + self.limits.depth
+            full = self.running + self.waiting >= self.limits.threads + self.limits.queue_depth
             if full:
                 self.figures.rejected[QUEUE_FULL] += 1
             else:
@@ -170,7 +168,7 @@ class AdmissionGate:
         with self._lock:
             return {
                 "threads": self.limits.threads,
-                "queue_depth": self.limits.depth,
+                "queue_depth": self.limits.queue_depth,
                 "queue_timeout": self.limits.queue_timeout,
                 "request_timeout": self.limits.deadline,
                 "running": self.running,
@@ -188,7 +186,7 @@ class AdmissionGate:
                 {"message": f"ERROR: Request timed out after {limits.deadline:g} s (DRUM_CLIENT_REQUEST_TIMEOUT)"}, 504
             )
         if reason == QUEUE_FULL:
-            text = (f"all {limits.threads} model thread(s) are busy and {limits.depth} request(s) already wait "
+            text = (f"all {limits.threads} model thread(s) are busy and {limits.queue_depth} request(s) already wait "
                     "(DRUM_EXECUTOR_WORKERS, DRUM_EXECUTOR_QUEUE_DEPTH)")
         else:
             text = f"no model thread became free within {limits.queue_timeout:g} s (DRUM_EXECUTOR_QUEUE_TIMEOUT)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 
-from shared.http import NeutralResponse, json_response
+from drum_compat.shared.http import NeutralResponse, json_response
 
 SPOOL_ABOVE = 10 * 1024 * 1024  # bytes kept in memory before the body moves to a temporary file
 CHUNK = 64 * 1024  # how much a WSGI adapter reads at a time

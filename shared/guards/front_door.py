@@ -6,12 +6,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from shared.guards.access_log import ACCESS_LOGGER, access_line
-from shared.guards.body import RequestBody, declared_too_large, too_large
-from shared.guards.rate_limit import Decision, RateLimitPolicy, store_unavailable, too_many_requests
-from shared.http import NeutralRequest, NeutralResponse
-from shared.metrics import BODY_TOO_LARGE, RATE_LIMITED, RATE_STORE_DOWN, UNMATCHED_ROUTE, Metrics
-from shared.routes import RouteMatch
+from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line
+from drum_compat.shared.guards.body import RequestBody, declared_too_large, too_large
+from drum_compat.shared.guards.rate_limit import Decision, RateLimitPolicy, store_unavailable, too_many_requests
+from drum_compat.shared.http import NeutralRequest, NeutralResponse
+from drum_compat.shared.metrics import BODY_TOO_LARGE, RATE_LIMITED, RATE_STORE_DOWN, UNMATCHED_ROUTE, Metrics
+from drum_compat.shared.routes import RouteMatch
 
 logger = logging.getLogger("drum_compat")
 access_logger = logging.getLogger(ACCESS_LOGGER)

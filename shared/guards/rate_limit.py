@@ -13,7 +13,7 @@ from typing import Callable
 
 from redis.exceptions import RedisError
 
-from shared.http import NeutralResponse, json_response
+from drum_compat.shared.http import NeutralResponse, json_response
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 REDIS_KEY_PREFIX = "drum_compat:rate:"

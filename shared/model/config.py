@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from shared.model.target_types import NEEDS_TARGET_NAME, TargetType
+from drum_compat.shared.model.target_types import NEEDS_TARGET_NAME, TargetType
 
 METADATA_FILE = "model-metadata.yaml"
 

@@ -7,8 +7,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from shared.errors import DrumError
-from shared.model.target_types import CLASSIFICATION, SINGLE_COLUMN, TargetType
+from drum_compat.shared.errors import DrumError
+from drum_compat.shared.model.target_types import CLASSIFICATION, SINGLE_COLUMN, TargetType
 
 PRED_COLUMN = "Predictions"
 

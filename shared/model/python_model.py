@@ -13,13 +13,13 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from shared.drum_api import install_datarobot_drum_module
-from shared.errors import DrumError, is_user_http_error
-from shared.model.artifacts import RUNNING_LANG_MSG, SklearnPredictor, find_artifact, load_artifact
-from shared.model.config import ModelConfig
-from shared.model.marshalling import PRED_COLUMN, marshal_predictions
-from shared.model.target_types import CLASSIFICATION, NON_NUMERIC_PREDICTIONS, TargetType
-from shared.payloads import read_structured_input
+from drum_compat.shared.drum_api import install_datarobot_drum_module
+from drum_compat.shared.errors import DrumError, is_user_http_error
+from drum_compat.shared.model.artifacts import RUNNING_LANG_MSG, SklearnPredictor, check_language, find_artifact, load_artifact
+from drum_compat.shared.model.config import ModelConfig
+from drum_compat.shared.model.marshalling import PRED_COLUMN, marshal_predictions
+from drum_compat.shared.model.target_types import CLASSIFICATION, NON_NUMERIC_PREDICTIONS, TargetType
+from drum_compat.shared.payloads import read_structured_input
 
 logger = logging.getLogger("drum_compat.model")
 
@@ -32,6 +32,10 @@ class ModelLoadError(DrumError):
     """The model directory could not be loaded; the text is what DRUM's error server reports."""
 
 
+class HookFailed(DrumError):
+    """A user hook raised; its traceback has been logged already."""
+
+
 def run_hook(context: str, hook: Callable, *args, **kwargs) -> Any:
     """Call a user hook; failures become DRUM's `<context> Exception: <repr>` (CustomHTTPError passes)."""
     try:
@@ -40,7 +44,7 @@ def run_hook(context: str, hook: Callable, *args, **kwargs) -> Any:
         if is_user_http_error(exc):
             raise
         logger.exception("%s Exception: %r", context, exc)
-        raise DrumError(f"{context} Exception: {exc!r}") from exc
+        raise HookFailed(f"{context} Exception: {exc!r}") from exc
 
 
 def check_frame(frame: Any, hook: str) -> None:
@@ -105,6 +109,7 @@ class PythonModel:
     @classmethod
     def load(cls, config: ModelConfig) -> "PythonModel":
         install_datarobot_drum_module()
+        check_language(config.code_dir)
         self = cls(config)
         custom_file = find_code_file(config.code_dir)
         module = None

@@ -1,0 +1,40 @@
+"""A failed start, the same on every server type: the model's traceback logged once by the worker that
+failed, its cause repeated as the master's last line, and one exit status for each kind of failure."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable, TypeVar
+
+from drum_compat.compat.instance import record_startup_failure
+from drum_compat.shared.model.python_model import HookFailed
+
+MODEL_LOAD_FAILURE = 3  # also gunicorn's worker-boot status and uvicorn's STARTUP_FAILURE, so each master stops
+logger = logging.getLogger("drum_compat")
+App = TypeVar("App")
+
+
+def build_or_exit(build: Callable[[], App], code_dir: str) -> App:
+    """Build a worker's app; if the model cannot load, log why once and end the worker with MODEL_LOAD_FAILURE
+    (a SystemExit, which neither gunicorn nor uvicorn logs again)."""
+    try:
+        return build()
+    except Exception as exc:
+        cause = f"The model in {code_dir} failed to load: {exc}"
+        logger.error(cause, exc_info=not _hook_traceback_logged(exc))
+        record_startup_failure(cause)
+        sys.exit(MODEL_LOAD_FAILURE)
+
+
+def _hook_traceback_logged(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, HookFailed):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def report_startup_failure(cause: str | None) -> None:
+    """The master's last words when a worker could not start."""
+    if cause:
+        print(f"drum-compat: error: {cause}", file=sys.stderr, flush=True)

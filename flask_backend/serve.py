@@ -1,0 +1,124 @@
+"""The gunicorn master for the Flask stack (`drum_compat.flask_backend.serve:main`): gunicorn's own
+application class, configured from the settings the launcher resolved, serving the socket it bound."""
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+# Imported here, in the master before fork and before gevent patches threading, so its locks stay
+# native: model threads update metrics too, and a gevent lock cannot be shared with a native thread.
+from prometheus_client.multiprocess import mark_process_dead
+
+from drum_compat.compat.instance import remove_instance
+from drum_compat.compat.options import ServerOptions
+from drum_compat.compat.startup import report_startup_failure
+from drum_compat.compat.tls import gunicorn_ssl_context
+
+LAST_RESORT_MARGIN = 30  # seconds
+
+
+def post_request(worker, req, environ, resp):
+    # A gevent worker serves a pipelining keep-alive client in a streak while other connections
+    # starve (p99 of seconds at 32 connections); yielding once per request keeps it fair.
+    if worker.cfg.worker_class_str == "gevent":
+        import gevent
+
+        gevent.sleep(0)
+
+
+def native_logging_locks():
+    """gevent swaps logging's locks for gevent locks, which hang when a native model thread logs while
+    the hub does (found by a contention test); give logging's lock and every handler a native RLock."""
+    from gevent.monkey import get_original
+
+    native_rlock = get_original("_thread", "RLock")
+    logging._lock = native_rlock()
+    for reference in logging._handlerList:
+        handler = reference()
+        if handler is not None:
+            handler.lock = native_rlock()
+
+
+def post_worker_init(worker):
+    if worker.cfg.worker_class_str == "gevent":
+        native_logging_locks()
+    if worker.cfg.worker_class_str == "gthread":
+        # A gthread worker checks for SIGTERM once a second and keeps its copy of the listening socket
+        # until then, so connections arriving meanwhile would be accepted late: refuse them now.
+        def stop_accepting_then_exit(sig, frame):
+            for listener in worker.sockets:
+                listener.close()
+            worker.handle_exit(sig, frame)
+
+        signal.signal(signal.SIGTERM, stop_accepting_then_exit)
+        signal.siginterrupt(signal.SIGTERM, False)
+
+
+def child_exit(server, worker):
+    mark_process_dead(worker.pid)  # its live gauges (in flight, queue) leave the sums
+
+
+def on_exit(server):
+    report_startup_failure(remove_instance())
+
+
+def worker_exit(server, worker):
+    # gunicorn has stopped accepting and waited for in-flight requests (graceful_timeout); a worker whose
+    # model did not load has no app
+    from drum_compat.flask_backend.app import CORE_EXTENSION
+
+    core = getattr(getattr(worker, "wsgi", None), "extensions", {}).get(CORE_EXTENSION)
+    if core is not None:
+        core.close()
+
+
+def gunicorn_settings(options: ServerOptions) -> dict[str, Any]:
+    """Every gunicorn setting drum-compat gives, by gunicorn's own names."""
+    settings: dict[str, Any] = dict(options.server_settings or {})
+    if settings.get("timeout"):
+        # DRUM_CLIENT_REQUEST_TIMEOUT answers 504 itself; gunicorn's kill is the last resort for a worker
+        # whose heartbeat stopped, later than the 504 (gevent beats only once a second)
+        settings["timeout"] += LAST_RESORT_MARGIN
+    if settings.get("worker_class") == "sync":
+        # gunicorn's sync worker cannot accept while a request runs, so probes would wait behind the model
+        # and overload would queue unseen in the kernel. gthread is sync's no-monkey-patching twin that
+        # keeps accepting: each connection gets a thread; drum-compat's admission bounds the model work.
+        settings["worker_class"] = "gthread"
+        settings["threads"] = settings.get("worker_connections", 1000)
+    return {
+        **settings,
+        "bind": [f"fd://{options.listen_fd}"],  # the launcher's socket (compat.listener)
+        "accesslog": None,  # drum-compat writes one access line per request, the same on both stacks
+        "control_socket_disable": True,  # gunicorn's default is one socket per user in $HOME, shared by every instance
+        "ssl_context": gunicorn_ssl_context,  # used only when certfile is set
+        "post_request": post_request,
+        "post_worker_init": post_worker_init,
+        "child_exit": child_exit,
+        "worker_exit": worker_exit,
+        "on_exit": on_exit,
+    }
+
+
+class DrumGunicorn(BaseApplication):
+    """gunicorn's application base, not its command-line one: no config file, no working directory on
+    sys.path (a folder there could shadow the model's modules), and the app built in each worker."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        super().__init__(prog="drum-compat")
+
+    def load_config(self) -> None:
+        for name, value in gunicorn_settings(self.options).items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        from drum_compat.flask_backend.wsgi import app_from_options
+
+        return app_from_options(self.options)
+
+
+def main() -> None:
+    DrumGunicorn(ServerOptions.from_environ()).run()
