@@ -34,6 +34,7 @@ class Setting:
     secret: bool = False  # never shown, logged or handed on: each server process reads it itself (compat.tls)
     accepts: str | None = None  # what a free-form string must be, for help and messages
     core: bool = False  # applied by drum-compat itself in each worker (ServerOptions.core_settings)
+    uvicorn_has_none: bool = False  # uvicorn has no such setting: drum-compat applies `uvicorn` itself, by that name
 
     def accepted(self) -> str:
         if self.accepts:
@@ -102,21 +103,33 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("keep_alive", int, None, "Seconds an idle keep-alive connection stays open (gunicorn 2, uvicorn 5 by default).",
             *_renamed("DRUM_GUNICORN_KEEP_ALIVE"), gunicorn="keepalive", uvicorn="timeout_keep_alive", minimum=1, maximum=3600),
     Setting("max_requests", int, 0, "Recycle a worker after this many requests (0: never).",
-            *_renamed("DRUM_GUNICORN_MAX_REQUESTS"), gunicorn="max_requests", uvicorn="limit_max_requests", minimum=0, maximum=10000, zero_is_off=True),
+            *_renamed("DRUM_GUNICORN_MAX_REQUESTS"), gunicorn="max_requests", uvicorn="limit_max_requests", minimum=0, maximum=10000,
+            zero_is_off=True, uvicorn_has_none=True),
     Setting("max_requests_jitter", int, 0, "Add 0..N to max_requests per worker so workers do not recycle together.",
-            *_renamed("DRUM_GUNICORN_MAX_REQUESTS_JITTER"), gunicorn="max_requests_jitter", uvicorn="limit_max_requests_jitter", minimum=0, maximum=10000),
+            *_renamed("DRUM_GUNICORN_MAX_REQUESTS_JITTER"), gunicorn="max_requests_jitter", uvicorn="limit_max_requests_jitter",
+            minimum=0, maximum=10000, uvicorn_has_none=True),
     Setting("graceful_timeout", int, 299, "Seconds in-flight requests get to finish after SIGTERM.",
             *_renamed("DRUM_GUNICORN_GRACEFUL_TIMEOUT"), gunicorn="graceful_timeout", uvicorn="timeout_graceful_shutdown", minimum=1, maximum=3600),
     Setting("log_level", str, "info", "Server log level.",
             *_renamed("DRUM_GUNICORN_LOG_LEVEL"), gunicorn="loglevel", uvicorn="log_level", choices=LOG_LEVELS),
     Setting("worker_class", str, "gevent", "gunicorn worker class.",
             {"flask": "DRUM_GUNICORN_WORKER_CLASS"}, gunicorn="worker_class", choices=("gevent", "sync")),
-    Setting("worker_connections", int, 1000, "gevent workers: concurrent connections per worker.",
+    Setting("worker_connections", int, 10000, "gunicorn: open connections per worker, idle keep-alive ones included "
+            "(gevent greenlets; gthread threads for busy ones); beyond it new connections wait.",
             {"flask": "DRUM_WORKER_CONNECTIONS"}, gunicorn="worker_connections", minimum=1, maximum=10000),
     Setting("loop", str, "uvloop", "uvicorn event loop (uvloop avoids asyncio's 40 ms multi-worker stall).",
             {"fastapi": "DRUM_UVICORN_LOOP"}, uvicorn="loop", choices=("uvloop", "asyncio", "auto")),
     Setting("limit_concurrency", int, None, "uvicorn: connections beyond this get 503 at once.",
             {"fastapi": "DRUM_UVICORN_LIMIT_CONCURRENCY"}, uvicorn="limit_concurrency", minimum=1, maximum=100000),
+    Setting("limit_request_line", int, 4094, "Longest request line in bytes (method, target, version); longer: 414 "
+            "(0: no limit).", _both("DRUM_LIMIT_REQUEST_LINE"), gunicorn="limit_request_line", uvicorn="limit_request_line",
+            minimum=0, maximum=8190, uvicorn_has_none=True),
+    Setting("limit_request_fields", int, 100, "Most request headers; more: 431 (0: no limit).",
+            _both("DRUM_LIMIT_REQUEST_FIELDS"), gunicorn="limit_request_fields", uvicorn="limit_request_fields",
+            minimum=0, maximum=32768, uvicorn_has_none=True),
+    Setting("limit_request_field_size", int, 8190, "Longest request header line in bytes; longer: 431 (0: no limit).",
+            _both("DRUM_LIMIT_REQUEST_FIELD_SIZE"), gunicorn="limit_request_field_size", uvicorn="limit_request_field_size",
+            minimum=0, maximum=1 << 20, uvicorn_has_none=True),
     Setting("url_prefix", str, "", "Serve every route under this prefix.", _both("URL_PREFIX"), core=True),
     Setting("cors_origins", str, "", "CORS: origins allowed to call the API from a browser, separated by commas "
             "(`*` for any; credentials are never allowed); empty: no CORS headers.", _both("DRUM_CORS_ORIGINS"),
@@ -269,6 +282,11 @@ def server_kwargs(resolution: Resolution, server: str) -> dict[str, Any]:
     return kwargs
 
 
+def uvicorn_settings_applied_by_us() -> frozenset[str]:
+    """The names in uvicorn's server settings that are not uvicorn's: drum-compat applies them on that stack."""
+    return frozenset(setting.uvicorn for setting in SETTINGS if setting.uvicorn_has_none)
+
+
 def core_settings(resolution: Resolution) -> dict[str, Any]:
     """{key: value} of the settings drum-compat applies itself in each worker (secrets excluded)."""
     return {setting.key: resolution.value(setting.key) for setting in SETTINGS if setting.core}
@@ -288,7 +306,9 @@ def settings_markdown() -> str:
         if setting.env_fallback:
             fastapi += f", env {setting.env_fallback}"
         feeds = ", ".join([*(["drum-compat"] if setting.core else []),
-                           *(f"{server} `{getattr(setting, server)}`" for server in ("gunicorn", "uvicorn") if getattr(setting, server))])
+                           *(f"{server} `{getattr(setting, server)}`" for server in ("gunicorn", "uvicorn")
+                             if getattr(setting, server) and not (server == "uvicorn" and setting.uvicorn_has_none)),
+                           *(["drum-compat on uvicorn"] if setting.uvicorn_has_none else [])])
         unset = "not set" if setting.kind is str else "server default"
         default = unset if setting.default is None else f"`{setting.default!r}`"
         lines.append(

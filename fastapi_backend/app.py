@@ -38,7 +38,8 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
         core.close()  # uvicorn has stopped accepting and waited for in-flight requests
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.mount("", NeutralEndpoint(core, model_runner))
+    # not a route: the router's default, so every request, whatever its target (`*`, absolute-form), reaches the core
+    app.router.default = NeutralEndpoint(core, model_runner)
     front_door = core.settings.front_door
     app.add_middleware(GuardMiddleware, front_door=FrontDoor(core),
                        buckets=make_buckets(front_door.rate_limit, front_door.redis_url, redis.asyncio.from_url))

@@ -44,9 +44,11 @@ class GuardMiddleware:
             if refusal is not None:
                 return refusal
         refusal = door.declared_too_large(request)
-        if refusal is None and not await receive_body(receive, body):
-            refusal = door.body_too_large()
-        return refusal
+        if refusal is not None:
+            return refusal
+        if not await receive_body(receive, body):
+            return door.body_too_large()
+        return door.body_incomplete(request, body)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -77,7 +79,7 @@ class GuardMiddleware:
                 scope[BODY_KEY], scope[ARRIVED_KEY] = body, started
                 await self.app(scope, receive, observed_send)
         except ClientDisconnected:
-            pass  # nobody is left to answer
+            door.client_left(request, body)  # nobody is left to answer
         finally:
             body.close()
             door.metrics.finished()

@@ -1,11 +1,10 @@
-"""`python -m fastapi_backend.serve`: uvicorn's supervisor with the settings the launcher resolved
-(compat.settings). Workers build the app after they start, so this master never imports model code."""
+"""The uvicorn master for the FastAPI stack (`drum_compat.fastapi_backend.serve:main`): uvicorn's supervisor
+with the settings the launcher resolved, on the socket it bound. Workers build the app after they start."""
 from __future__ import annotations
 
 import socket
 import sys
 
-import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
@@ -13,7 +12,11 @@ from drum_compat.compat.instance import remove_instance
 from drum_compat.compat.options import ServerOptions
 from drum_compat.compat.startup import report_startup_failure
 from drum_compat.compat.tls import uvicorn_ssl_context
-from drum_compat.fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER
+from drum_compat.compat.settings import uvicorn_settings_applied_by_us
+from drum_compat.fastapi_backend.protocol import DrumConfig
+from drum_compat.shared.guards.protocol import ProtocolLimits
+
+PROTOCOL_LIMITS = tuple(ProtocolLimits.__dataclass_fields__)
 
 
 class DrumSupervisor(Multiprocess):
@@ -35,14 +38,17 @@ class DrumSupervisor(Multiprocess):
 
 def main() -> None:
     options = ServerOptions.from_environ()
-    # recycling is applied by each worker's app (fastapi_backend.recycling), not by uvicorn's limit
-    settings = {name: value for name, value in (options.server_settings or {}).items() if name not in (RECYCLE_AFTER, RECYCLE_JITTER)}
-    config = uvicorn.Config(
+    # what uvicorn has no setting for is applied by drum-compat: recycling by each worker's app
+    # (fastapi_backend.recycling), protocol limits by the protocol (fastapi_backend.protocol)
+    ours = uvicorn_settings_applied_by_us()
+    given = options.server_settings or {}
+    settings = {name: value for name, value in given.items() if name not in ours}
+    config = DrumConfig(
         "drum_compat.fastapi_backend.asgi:app_from_environment",
+        protocol_limits=ProtocolLimits(**{name: given[name] for name in PROTOCOL_LIMITS if name in given}),
         factory=True,
         host=options.host,
         port=options.port,
-        http="httptools",
         access_log=False,  # drum-compat writes one access line per request, the same on both stacks
         # uvicorn would believe X-Forwarded-For from any loopback peer; the client address is decided
         # by drum-compat alone (DRUM_TRUSTED_PROXIES), as under gunicorn
@@ -59,7 +65,3 @@ def main() -> None:
         report_startup_failure(remove_instance())
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         sys.exit(STARTUP_FAILURE)
-
-
-if __name__ == "__main__":
-    main()

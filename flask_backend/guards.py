@@ -29,6 +29,10 @@ def head_request(environ: dict) -> NeutralRequest:
     )
 
 
+class BodyCutShort(Exception):
+    """The server's reader failed mid-body (a chunked body whose client went away)."""
+
+
 def read_body(environ: dict, body: RequestBody) -> bool:
     """Read wsgi.input into `body`; False as soon as it crosses the limit (the rest stays unread)."""
     environ[BODY_KEY] = body
@@ -38,7 +42,10 @@ def read_body(environ: dict, body: RequestBody) -> bool:
     if remaining is None and not environ.get("wsgi.input_terminated"):
         return True  # no length and no terminated stream: WSGI says there is no body to read
     while remaining is None or remaining > 0:
-        chunk = stream.read(CHUNK if remaining is None else min(CHUNK, remaining))
+        try:
+            chunk = stream.read(CHUNK if remaining is None else min(CHUNK, remaining))
+        except OSError as exc:  # gunicorn's NoMoreData, a reset connection
+            raise BodyCutShort() from exc
         if not chunk:
             break
         if remaining is not None:
@@ -69,9 +76,14 @@ class GuardMiddleware:
             if refusal is not None:
                 return refusal
         refusal = door.declared_too_large(request)
-        if refusal is None and not read_body(environ, body):
-            refusal = door.body_too_large()
-        return refusal
+        if refusal is not None:
+            return refusal
+        try:
+            if not read_body(environ, body):
+                return door.body_too_large()
+        except BodyCutShort:
+            return door.client_left(request, body)
+        return door.body_incomplete(request, body)
 
     def __call__(self, environ: dict, start_response):
         started = time.monotonic()

@@ -16,7 +16,8 @@ MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # the `reason` label of drum_rejections_total: every guard's refusal
 QUEUE_FULL, QUEUE_TIMEOUT, DEADLINE = "queue_full", "queue_timeout", "deadline"
 RATE_LIMITED, BODY_TOO_LARGE, RATE_STORE_DOWN = "rate_limited", "body_too_large", "rate_limit_store_unavailable"
-REJECTION_REASONS = (QUEUE_FULL, QUEUE_TIMEOUT, DEADLINE, RATE_LIMITED, BODY_TOO_LARGE, RATE_STORE_DOWN)
+CLIENT_LEFT = "client_disconnected"  # the body ended before its Content-Length: never run
+REJECTION_REASONS = (QUEUE_FULL, QUEUE_TIMEOUT, DEADLINE, RATE_LIMITED, BODY_TOO_LARGE, RATE_STORE_DOWN, CLIENT_LEFT)
 UNMATCHED_ROUTE = "unmatched"  # 404/405/redirects: not one label per probing scanner's path
 
 

@@ -20,11 +20,12 @@ def rp(payload, kind="numeric"):
 
 def test_defaults_feed_each_server():
     gunicorn = server_kwargs(resolve_settings("flask", {}), "gunicorn")
+    limits = {"limit_request_line": 4094, "limit_request_fields": 100, "limit_request_field_size": 8190}  # gunicorn's own
     assert gunicorn == {"workers": 1, "backlog": 2048, "timeout": 120, "max_requests_jitter": 0, "graceful_timeout": 299,
-                        "loglevel": "info", "worker_class": "gevent", "worker_connections": 1000, "cert_reqs": 0}
+                        "loglevel": "info", "worker_class": "gevent", "worker_connections": 10000, "cert_reqs": 0, **limits}
     uvicorn = server_kwargs(resolve_settings("fastapi", {}), "uvicorn")
     assert uvicorn == {"workers": 1, "backlog": 2048, "limit_max_requests_jitter": 0, "timeout_graceful_shutdown": 299,
-                       "log_level": "info", "loop": "uvloop", "ssl_cert_reqs": 0}
+                       "log_level": "info", "loop": "uvloop", "ssl_cert_reqs": 0, **limits}
 
 
 def test_runtime_parameter_wins_over_env_and_int_truncates():

@@ -43,8 +43,19 @@ class RequestBody:
         self._file.close()
 
 
+def declared_length(content_length: str | None) -> int | None:
+    return int(content_length) if content_length is not None and content_length.strip().isdigit() else None
+
+
 def declared_too_large(content_length: str | None, limit: int) -> bool:
-    return content_length is not None and content_length.strip().isdigit() and int(content_length) > limit
+    declared = declared_length(content_length)
+    return declared is not None and declared > limit
+
+
+def cut_short(received: int, declared: int | None) -> NeutralResponse:
+    """The body ended before its Content-Length (the client went away or half-closed): never scored."""
+    what = f"after {received} of the {declared} bytes its Content-Length declared" if declared is not None else "before its last chunk"
+    return json_response({"message": f"ERROR: The request body ended {what}"}, 400, [("Connection", "close")])
 
 
 def too_large(limit: int) -> NeutralResponse:

@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass, field
 
 from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line
-from drum_compat.shared.guards.body import RequestBody, declared_too_large, too_large
+from drum_compat.shared.guards.body import RequestBody, cut_short, declared_length, declared_too_large, too_large
 from drum_compat.shared.guards.rate_limit import Decision, RateLimitPolicy, store_unavailable, too_many_requests
 from drum_compat.shared.http import NeutralRequest, NeutralResponse
-from drum_compat.shared.metrics import BODY_TOO_LARGE, RATE_LIMITED, RATE_STORE_DOWN, UNMATCHED_ROUTE, Metrics
+from drum_compat.shared.metrics import BODY_TOO_LARGE, CLIENT_LEFT, RATE_LIMITED, RATE_STORE_DOWN, UNMATCHED_ROUTE, Metrics
 from drum_compat.shared.routes import RouteMatch
 
 logger = logging.getLogger("drum_compat")
@@ -73,6 +73,21 @@ class FrontDoor:
     def body_too_large(self) -> NeutralResponse:
         self.metrics.rejected(BODY_TOO_LARGE)
         return too_large(self.settings.max_upload_size)
+
+    def body_incomplete(self, request: NeutralRequest, body: RequestBody) -> NeutralResponse | None:
+        """None when the body is all there; else the client left mid-body, and the request ends here."""
+        declared = declared_length(request.headers.get("Content-Length"))
+        if declared is None or body.size >= declared:
+            return None
+        return self.client_left(request, body)
+
+    def client_left(self, request: NeutralRequest, body: RequestBody) -> NeutralResponse:
+        """A client gone before its body ended: logged and counted, never run; the answer may reach nobody."""
+        declared = declared_length(request.headers.get("Content-Length"))
+        self.metrics.rejected(CLIENT_LEFT)
+        logger.warning("Client %s disconnected after %d of %s body bytes: %s %s not run", request.remote_addr, body.size,
+                    declared if declared is not None else "its chunked", request.method, request.path)
+        return cut_short(body.size, declared)
 
     # -- answers -------------------------------------------------------------------------------------------
     def refuse(self, request: NeutralRequest, response: NeutralResponse, started: float) -> NeutralResponse:
