@@ -30,6 +30,7 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.overload $(OVERLOAD_ARGS)
+	$(BIN)/python -m bench.overload --defaults $(OVERLOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

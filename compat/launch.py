@@ -17,8 +17,9 @@ from drum_compat.compat.startup import build_or_exit, report_startup_failure
 
 def python_module_argv(module: str) -> list[str]:
     """Run `module.main()` in a new interpreter. Not `python -m`, which puts the working directory first on
-    sys.path where a folder of the user's could shadow modules; `-c` puts "" there, removed before any import."""
-    return [sys.executable, "-c", f"import sys; del sys.path[0]; from {module} import main; main()"]
+    sys.path where a folder of the user's could shadow modules; `-c` puts "" there (unless PYTHONSAFEPATH is
+    set), removed before any import."""
+    return [sys.executable, "-c", f"import sys; sys.path[:1] = [p for p in sys.path[:1] if p]; from {module} import main; main()"]
 
 
 def exec_server(module: str, options: ServerOptions, environ: dict[str, str]) -> None:

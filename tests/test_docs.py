@@ -36,24 +36,37 @@ def test_readme_prediction_example():
     assert output.strip() == expected.strip()
 
 
-def serve_example(command: str, url: str, verify=True) -> dict:
-    """Run a documented server command in its own shell until `url` answers; return its JSON."""
+def start_example(command: str) -> subprocess.Popen:
+    """A documented server command in a shell of its own process group."""
     command = command.replace("drum-compat", str(Path(sys.executable).with_name("drum-compat")), 1)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_"))}
-    process = subprocess.Popen(command, shell=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    return subprocess.Popen(command, shell=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def answer_of(process: subprocess.Popen, url: str, verify=True) -> dict:
+    """`url`'s JSON once the example's server answers."""
+    for _ in range(300):
+        try:
+            return httpx.get(url, timeout=1, verify=verify).json()
+        except httpx.TransportError:
+            assert process.poll() is None, "server exited"
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def stop_example(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, 15)  # the shell's own process group: the server it started, nothing else
+    process.wait(timeout=15)
+
+
+def serve_example(command: str, url: str, verify=True) -> dict:
+    """Run a documented server command until `url` answers; return its JSON."""
+    process = start_example(command)
     try:
-        for _ in range(300):
-            try:
-                return httpx.get(url, timeout=1, verify=verify).json()
-            except httpx.TransportError:
-                process.poll()
-                assert process.returncode is None, "server exited"
-                time.sleep(0.1)
-        raise TimeoutError(command)
+        return answer_of(process, url, verify)
     finally:
-        os.killpg(process.pid, 15)  # the shell's own process group: the server it started, nothing else
-        process.wait(timeout=15)
+        stop_example(process)
 
 
 @pytest.mark.servers
@@ -93,3 +106,19 @@ def test_guide_guards_example():
     assert stats["admission"]["threads"] == 1
     # the documented line has the shape the access log test checks on every stack
     assert re.fullmatch(r'127\.0\.0\.1 - - \[[^\]]+\] "POST /predictions/ HTTP/1\.1" 200 \d+ \d+\.\d{4} \S+', access_line.strip())
+
+
+@pytest.mark.servers
+def test_guide_side_by_side_example():
+    commands = blocks_after(GUIDE, "guide-example: side by side")[0].strip().splitlines()
+    ports = {address: free_port() for address in ("127.0.0.1:8080", "127.0.0.1:8081")}
+    processes = []
+    try:
+        for line in commands:
+            address = next(address for address in ports if address in line)
+            processes.append((start_example(line.rstrip(" &").replace(address, f"127.0.0.1:{ports[address]}")), ports[address]))
+        servers = {answer_of(process, f"http://127.0.0.1:{port}/info/")["drumServer"] for process, port in processes}
+        assert servers == {"flask", "fastapi"}  # both up at once, neither in the other's way
+    finally:
+        for process, _ in processes:
+            stop_example(process)

@@ -191,19 +191,23 @@ def traced_server(tmp_path, configuration, **env) -> RunningServer:
     return RunningServer(code_dir, server_type, "--target-type", "unstructured", env={**stack_env, **env})
 
 
-def clients_on_each_worker(base_url: str, workers: int = 2) -> list[httpx.Client]:
-    """One keep-alive connection per worker (a connection stays with the worker that accepted it)."""
+def clients_on_each_worker(base_url: str, workers: int = 2, within: float = 60.0) -> list[httpx.Client]:
+    """One keep-alive connection per worker (a connection stays with the worker that accepted it). The server
+    is ready when its first worker answers, and the kernel hands new connections to whichever worker accepts
+    first, so keep connecting (closing the duplicates) until every worker has loaded and answered."""
     by_pid: dict[int, httpx.Client] = {}
-    for _ in range(100):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
         client = httpx.Client(base_url=base_url, limits=httpx.Limits(max_connections=1), timeout=10)
         pid = client.get("/stats/").json()["drum_info"][0]["pid"]
         if pid in by_pid:
             client.close()
+            time.sleep(0.02)
         else:
             by_pid[pid] = client
         if len(by_pid) == workers:
             return list(by_pid.values())
-    raise AssertionError("could not reach every worker")
+    raise AssertionError(f"only {len(by_pid)} of {workers} workers answered within {within} s")
 
 
 @pytest.mark.parametrize("configuration", CONFIGURATIONS)
