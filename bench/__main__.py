@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import RunningServer
+from drum_compat.compat.running import RunningServer
 
 MODEL = Path(__file__).resolve().parent.parent / "examples" / "models" / "regression"
 CSV_10_ROWS = b"sqft,bedrooms,age\n" + b"".join(f"{1000 + i},{i % 4 + 1},{i}\n".encode() for i in range(10))

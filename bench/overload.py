@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import collections
 import random
+import shutil
 import tempfile
 import threading
 import time
@@ -15,8 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.models import write_model
-from tests.servers import RunningServer
+from drum_compat.compat.running import RunningServer
 
 STACKS = {
     "gunicorn-gevent": ("gunicorn", {}),
@@ -26,6 +26,7 @@ STACKS = {
 WORKERS = {"CUSTOM_MODEL_WORKERS": "2"}
 LIMITS = {**WORKERS, "DRUM_EXECUTOR_WORKERS": "1", "DRUM_EXECUTOR_QUEUE_DEPTH": "2",
           "DRUM_EXECUTOR_QUEUE_TIMEOUT": "5", "DRUM_CLIENT_REQUEST_TIMEOUT": "2"}
+CPU_BOUND = Path(__file__).resolve().parent.parent / "examples" / "models" / "cpu_bound"
 FAST, SLOW = b"cpu=0.2", b"cpu=3"  # a tenth of the calls run past the 2 s deadline
 
 
@@ -95,7 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         for name in args.stacks:
             server_type, env = STACKS[name]
-            code_dir, _ = write_model(Path(root, name), "cpu")
+            code_dir = shutil.copytree(CPU_BOUND, Path(root, name))  # the model writes files into its directory
             with RunningServer(code_dir, server_type, "--target-type", "unstructured", env={**env, **limits}) as server:
                 figures = overload(server.base_url, clients, args.seconds)
             statuses = figures["statuses"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any, Mapping
+import threading
+from typing import Any, Callable, Mapping
 
 from drum_compat.compat.options import ServerOptions
+from drum_compat.compat.server_types import Stack
 from drum_compat.compat.settings import SETTINGS_BY_KEY, read_secret
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.guards.admission import AdmissionLimits
@@ -15,6 +17,7 @@ from drum_compat.shared.guards.front_door import FrontDoorSettings
 from drum_compat.shared.guards.rate_limit import RateLimitPolicy, parse_networks
 from drum_compat.shared.guards.security import CorsPolicy, parse_origins
 from drum_compat.shared.guards.access_log import configure_access_log
+from drum_compat.shared.metrics import MULTIPROCESS_DIR_ENV
 from drum_compat.shared.model.config import ModelConfig, read_class_labels_file, resolve_model_config
 from drum_compat.shared.model.python_model import find_code_file
 from drum_compat.shared.request_id import RequestIdLogFilter
@@ -59,11 +62,12 @@ def flask_extension_refusal(code_dir: str) -> str | None:
     )
 
 
-def app_settings(server_name: str, core: Mapping[str, Any], server_type: str = "",
+def app_settings(stack: Stack, core: Mapping[str, Any], server_type: str = "",
                  environ: Mapping[str, str] | None = None) -> AppSettings:
     """The core's settings from the resolved table (compat.settings.core_settings); a missing key
-    keeps the table's default. The Redis URL, a secret, is read here from the operator's variable (the
-    server name, "flask" or "fastapi", is also the name of its stack in the table)."""
+    keeps the table's default. The Redis URL, a secret, is read here from the operator's variable."""
+    environ = os.environ if environ is None else environ
+
     def value(key: str) -> Any:
         return core.get(key, SETTINGS_BY_KEY[key].default)
 
@@ -73,7 +77,7 @@ def app_settings(server_name: str, core: Mapping[str, Any], server_type: str = "
                                      parse_networks(value("trusted_proxies")), value("rate_limit_fail_open"))
     front_door = FrontDoorSettings(
         max_upload_size=value("max_upload_size"), rate_limit=rate_limit,
-        redis_url=read_secret("rate_limit_redis_url", server_name, os.environ if environ is None else environ) if rate_limit else None,
+        redis_url=read_secret("rate_limit_redis_url", stack, environ) if rate_limit else None,
     )
 
     admission = AdmissionLimits(
@@ -82,12 +86,13 @@ def app_settings(server_name: str, core: Mapping[str, Any], server_type: str = "
         queue_timeout=value("executor_queue_timeout"),
         deadline=value("request_timeout"),
     )
-    return AppSettings(server_name=server_name, url_prefix=value("url_prefix"),
+    return AppSettings(server_name=str(stack), url_prefix=value("url_prefix"),
                        cors=CorsPolicy(parse_origins(value("cors_origins"))), admission=admission,
-                       front_door=front_door, server_type=server_type)
+                       front_door=front_door, server_type=server_type, metrics_dir=environ.get(MULTIPROCESS_DIR_ENV) or None)
 
 
-def build_core(options: ServerOptions, server_name: str) -> DrumApp:
+def build_core(options: ServerOptions, stack: Stack, new_lock: Callable[[], Any] = threading.Lock) -> DrumApp:
+    """`new_lock`: a lock the stack's request side and its model threads can both take."""
     configure_logging(options.logging_level)
-    settings = app_settings(server_name, options.core_settings or {}, options.server_type)
-    return DrumApp.load(model_config(options), settings, options.with_error_server)
+    settings = app_settings(stack, options.core_settings or {}, options.server_type)
+    return DrumApp.load(model_config(options), settings, options.with_error_server, new_lock)

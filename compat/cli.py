@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from typing import Mapping, Sequence
@@ -12,13 +13,14 @@ from drum_compat.compat.bootstrap import configure_logging, flask_extension_refu
 from drum_compat.compat.instance import InstanceError
 from drum_compat.compat.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.compat.options import ServerOptions, add_server_arguments
-from drum_compat.compat.server_types import SERVER_TYPES, stack_of
+from drum_compat.compat.server_types import SERVER_TYPES, Server, Stack, stack_of
 from drum_compat.compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
 from drum_compat.compat.tls import CERTFILE, TlsConfigError, check_tls
 from drum_compat.shared import __version__
 from drum_compat.shared.model.config import ModelConfigError
 
 USAGE_ERROR = 2
+logger = logging.getLogger("drum_compat.settings")
 
 
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -46,7 +48,7 @@ def settings_help() -> str:
     """The settings table as `server --help` shows it: read from env vars or runtime parameters."""
     lines = ["server settings (environment variable or MLOPS_RUNTIME_PARAM_<NAME>; see `drum-compat config`):"]
     for setting in SETTINGS:
-        names = " / ".join(dict.fromkeys(setting.names[stack] for stack in ("flask", "fastapi") if stack in setting.names))
+        names = " / ".join(dict.fromkeys(setting.names[stack] for stack in Stack if stack in setting.names))
         default = "" if setting.default is None else f"; default {setting.default!r}"
         lines.append(f"  {names}: {setting.help} ({setting.accepted()}{default})")
     return "\n".join(lines)
@@ -88,7 +90,9 @@ def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> ServerOptions:
     server_type = resolve_server_type(environ)
     resolution, settings = effective_settings(server_type, environ)
-    if check_tls(resolution, environ) and SERVER_TYPES[server_type].server == "werkzeug":
+    for message in resolution.warnings:
+        logger.warning(message)
+    if check_tls(resolution, environ) and SERVER_TYPES[server_type].server == Server.WERKZEUG:
         raise ValueError(f"{CERTFILE} is set, but DRUM_SERVER_TYPE={server_type} (Flask's debugging server) "
                          "serves plain HTTP only; use gunicorn or fastapi for TLS.")
     workers = resolution.value("workers")
@@ -135,7 +139,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return show_config(args, environ)
         options = server_options(args, environ)
         model_config(options)  # reads model-metadata.yaml only: the model itself loads in the workers
-        if stack_of(options.server_type) == "fastapi":
+        if stack_of(options.server_type) == Stack.FASTAPI:
             refusal = flask_extension_refusal(options.code_dir)
             if refusal:
                 raise ValueError(refusal)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from drum_compat.compat.instance import create_instance, remove_instance
 from drum_compat.compat.listener import bind_listener
 from drum_compat.compat.options import ServerOptions
-from drum_compat.compat.server_types import SERVER_TYPES
+from drum_compat.compat.server_types import SERVER_TYPES, Server
 from drum_compat.compat.settings import SETTINGS_BY_KEY
 from drum_compat.compat.startup import build_or_exit, report_startup_failure
 
@@ -53,7 +53,7 @@ def launch(options: ServerOptions) -> None:
     listener = bind_listener(options.host, options.port, (options.server_settings or {}).get("backlog", SETTINGS_BY_KEY["backlog"].default))
     options = replace(options, listen_fd=listener.fileno())
     environ = {**os.environ, **create_instance(os.environ)}
-    module = {"gunicorn": "drum_compat.flask_backend.serve", "uvicorn": "drum_compat.fastapi_backend.serve"}.get(
+    module = {Server.GUNICORN: "drum_compat.flask_backend.serve", Server.UVICORN: "drum_compat.fastapi_backend.serve"}.get(
         SERVER_TYPES[options.server_type].server)
     if module:
         exec_server(module, options, environ)

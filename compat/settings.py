@@ -3,16 +3,13 @@ it applies to, the gunicorn/uvicorn setting it feeds, deprecated names and help.
 `drum-compat config`, the docs table and both server configurations are derived from it."""
 from __future__ import annotations
 
-import logging
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from drum_compat.compat.options import parse_bool
-from drum_compat.compat.server_types import SERVER_TYPES
+from drum_compat.compat.server_types import SERVER_TYPES, Stack
 from drum_compat.shared.runtime_parameters import PREFIX, RuntimeParameterException, RuntimeParameters
 
-logger = logging.getLogger("drum_compat.settings")
 
 
 @dataclass(frozen=True)
@@ -49,18 +46,18 @@ class Setting:
 
 
 def _both(name: str) -> dict[str, str]:
-    return {"flask": name, "fastapi": name}
+    return {Stack.FLASK: name, Stack.FASTAPI: name}
 
 
 def _renamed(gunicorn_name: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
     """DRUM_GUNICORN_X keeps working under fastapi as a deprecated name of DRUM_UVICORN_X."""
     uvicorn_name = gunicorn_name.replace("DRUM_GUNICORN_", "DRUM_UVICORN_")
-    return {"flask": gunicorn_name, "fastapi": uvicorn_name}, {"fastapi": (gunicorn_name,)}
+    return {Stack.FLASK: gunicorn_name, Stack.FASTAPI: uvicorn_name}, {Stack.FASTAPI: (gunicorn_name,)}
 
 
 def _fastapi_alias(name: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
     """One name on both stacks; the DRUM_FASTAPI_ spelling of DRUM's FastAPI plans still read there."""
-    return _both(name), {"fastapi": (name.replace("DRUM_", "DRUM_FASTAPI_", 1),)}
+    return _both(name), {Stack.FASTAPI: (name.replace("DRUM_", "DRUM_FASTAPI_", 1),)}
 
 
 MIB = 1024 * 1024
@@ -87,7 +84,7 @@ SETTINGS: tuple[Setting, ...] = (
             *_fastapi_alias("DRUM_EXECUTOR_QUEUE_TIMEOUT"), minimum=1, maximum=3600, core=True),
     Setting("max_upload_size", int, 100 * MIB, "Largest request body in bytes; a larger one gets 413 (even chunked or mislabelled).",
             *_fastapi_alias("DRUM_MAX_UPLOAD_SIZE"), minimum=1, maximum=1 << 40, core=True),
-    Setting("rate_limit_enabled", bool, False, "Rate limit model and other requests per client address (429 beyond it).",
+    Setting("rate_limit_enabled", bool, False, "Rate limit model requests per client address (429 beyond it); probes and scrapes never count.",
             _both("DRUM_RATE_LIMIT_ENABLED"), core=True),
     Setting("rate_limit_rpm", int, 600, "Rate limit: requests per minute per client (token bucket refill).",
             _both("DRUM_RATE_LIMIT_RPM"), minimum=1, maximum=1_000_000, core=True),
@@ -113,14 +110,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", str, "info", "Server log level.",
             *_renamed("DRUM_GUNICORN_LOG_LEVEL"), gunicorn="loglevel", uvicorn="log_level", choices=LOG_LEVELS),
     Setting("worker_class", str, "gevent", "gunicorn worker class.",
-            {"flask": "DRUM_GUNICORN_WORKER_CLASS"}, gunicorn="worker_class", choices=("gevent", "sync")),
+            {Stack.FLASK: "DRUM_GUNICORN_WORKER_CLASS"}, gunicorn="worker_class", choices=("gevent", "sync")),
     Setting("worker_connections", int, 10000, "gunicorn: open connections per worker, idle keep-alive ones included "
             "(gevent greenlets; gthread threads for busy ones); beyond it new connections wait.",
-            {"flask": "DRUM_WORKER_CONNECTIONS"}, gunicorn="worker_connections", minimum=1, maximum=10000),
+            {Stack.FLASK: "DRUM_WORKER_CONNECTIONS"}, gunicorn="worker_connections", minimum=1, maximum=10000),
     Setting("loop", str, "uvloop", "uvicorn event loop (uvloop avoids asyncio's 40 ms multi-worker stall).",
-            {"fastapi": "DRUM_UVICORN_LOOP"}, uvicorn="loop", choices=("uvloop", "asyncio", "auto")),
+            {Stack.FASTAPI: "DRUM_UVICORN_LOOP"}, uvicorn="loop", choices=("uvloop", "asyncio", "auto")),
     Setting("limit_concurrency", int, None, "uvicorn: connections beyond this get 503 at once.",
-            {"fastapi": "DRUM_UVICORN_LIMIT_CONCURRENCY"}, uvicorn="limit_concurrency", minimum=1, maximum=100000),
+            {Stack.FASTAPI: "DRUM_UVICORN_LIMIT_CONCURRENCY"}, uvicorn="limit_concurrency", minimum=1, maximum=100000),
     Setting("limit_request_line", int, 4094, "Longest request line in bytes (method, target, version); longer: 414 "
             "(0: no limit).", _both("DRUM_LIMIT_REQUEST_LINE"), gunicorn="limit_request_line", uvicorn="limit_request_line",
             minimum=0, maximum=8190, uvicorn_has_none=True),
@@ -164,7 +161,7 @@ class Resolved:
 
 @dataclass
 class Resolution:
-    stack: str
+    stack: Stack
     values: dict[str, Resolved]
     warnings: list[str]
 
@@ -210,51 +207,68 @@ def _in_range(setting: Setting, value: Any) -> bool:
     return True
 
 
-def _deprecation(message: str) -> str:
-    warnings.warn(message, DeprecationWarning, stacklevel=3)
-    return message
+@dataclass(frozen=True)
+class Found:
+    """Where a setting's value comes from: the name that was read, its raw value and source, and the
+    other readable names that were set too (and lose)."""
+
+    name: str
+    raw: Any
+    source: str
+    losers: tuple[str, ...] = ()
 
 
-def _resolve(setting: Setting, stack: str, environ: Mapping[str, str]) -> tuple[Resolved, list[str]]:
-    """One setting's effective value for one stack, and what the operator should be warned about."""
-    found_warnings: list[str] = []
+def _find(setting: Setting, stack: Stack, environ: Mapping[str, str]) -> Found | None:
+    """The first readable name that is set: the stack's own, then its deprecated names, then the env fallback."""
     name = setting.names.get(stack)
-    readable = [name, *setting.deprecated.get(stack, ())] if name is not None else []
-    present = [(candidate, found) for candidate in readable if (found := _raw(candidate, environ)) is not None]
-    if not present and readable and setting.env_fallback and environ.get(setting.env_fallback, "") != "":
-        present = [(setting.env_fallback, (environ[setting.env_fallback], f"env {setting.env_fallback}"))]
-    resolved = Resolved(setting.default, "default")
+    if name is None:
+        return None
+    present = [(candidate, found) for candidate in (name, *setting.deprecated.get(stack, ()))
+               if (found := _raw(candidate, environ)) is not None]
     if present:
-        candidate, (raw, source) = present[0]
-        for ignored, _ in present[1:]:
-            found_warnings.append(_deprecation(f"{ignored} is deprecated and was ignored: {name} is set and wins."))
-        is_old = candidate in setting.deprecated.get(stack, ())
-        if is_old:
-            found_warnings.append(_deprecation(f"{candidate} is deprecated with the {stack} stack; use {name} instead (applied this time)."))
-        value = _parse(setting, candidate, raw)
-        if _in_range(setting, value):
-            resolved = Resolved(value, source + (f" (deprecated, use {name})" if is_old else ""))
-        elif setting.invalid_stops_startup:
-            raise SettingError(f"{candidate}={raw!r} is not accepted; valid values: {', '.join(setting.choices)}")
-        else:
-            found_warnings.append(
-                f"{candidate}={raw!r} is outside the accepted range ({setting.accepted()}); keeping the default {setting.default!r}."
-            )
-    for other_name in set(setting.names.values()) - set(readable):
+        (winner, (raw, source)), losers = present[0], tuple(candidate for candidate, _ in present[1:])
+        return Found(winner, raw, source, losers)
+    if setting.env_fallback and environ.get(setting.env_fallback, "") != "":
+        return Found(setting.env_fallback, environ[setting.env_fallback], f"env {setting.env_fallback}")
+    return None
+
+
+def _checked(setting: Setting, stack: Stack, found: Found) -> tuple[Resolved, list[str]]:
+    """The parsed value if it is accepted, else the default; with what the operator must be told."""
+    name = setting.names[stack]
+    messages = [f"{loser} is deprecated and was ignored: {name} is set and wins." for loser in found.losers]
+    is_old = found.name in setting.deprecated.get(stack, ())
+    if is_old:
+        messages.append(f"{found.name} is deprecated with the {stack} stack; use {name} instead (applied this time).")
+    value = _parse(setting, found.name, found.raw)
+    if _in_range(setting, value):
+        return Resolved(value, found.source + (f" (deprecated, use {name})" if is_old else "")), messages
+    if setting.invalid_stops_startup:
+        raise SettingError(f"{found.name}={found.raw!r} is not accepted; valid values: {', '.join(setting.choices)}")
+    messages.append(f"{found.name}={found.raw!r} is outside the accepted range ({setting.accepted()}); "
+                    f"keeping the default {setting.default!r}.")
+    return Resolved(setting.default, "default"), messages
+
+
+def _resolve(setting: Setting, stack: Stack, environ: Mapping[str, str]) -> tuple[Resolved, list[str]]:
+    """One setting's effective value for one stack, and what the operator should be warned about."""
+    found = _find(setting, stack, environ)
+    resolved, messages = _checked(setting, stack, found) if found else (Resolved(setting.default, "default"), [])
+    readable = {setting.names.get(stack), *setting.deprecated.get(stack, ())}
+    for other_name in sorted(set(setting.names.values()) - readable):
         if _raw(other_name, environ) is not None:
-            found_warnings.append(f"{other_name} has no effect with the {stack} stack.")
-    return resolved, found_warnings
+            messages.append(f"{other_name} has no effect with the {stack} stack.")
+    return resolved, messages
 
 
-def resolve_settings(stack: str, environ: Mapping[str, str]) -> Resolution:
-    """Effective values for one stack, with every warning the operator should read."""
+def resolve_settings(stack: Stack, environ: Mapping[str, str]) -> Resolution:
+    """Effective values for one stack, with every warning the operator should read; the caller reports them,
+    once (the server's startup log, or `drum-compat config`'s listing)."""
     found_warnings: list[str] = []
     values: dict[str, Resolved] = {}
     for setting in SETTINGS:
         values[setting.key], messages = _resolve(setting, stack, environ)
         found_warnings.extend(messages)
-    for message in found_warnings:
-        logger.warning(message)
     return Resolution(stack, values, list(dict.fromkeys(found_warnings)))
 
 
@@ -263,7 +277,7 @@ def resolve_server_type(environ: Mapping[str, str]) -> str:
     return _resolve(SERVER_TYPE, SERVER_TYPES[SERVER_TYPE.default].stack, environ)[0].value
 
 
-def read_secret(key: str, stack: str, environ: Mapping[str, str]) -> str | None:
+def read_secret(key: str, stack: Stack, environ: Mapping[str, str]) -> str | None:
     """A secret setting, read inside the process that uses it from the operator's own variable, so
     it never travels on a command line or in the options the launcher hands on."""
     return _resolve(SETTINGS_BY_KEY[key], stack, environ)[0].value
@@ -299,8 +313,8 @@ def settings_markdown() -> str:
         "|---|---|---|---|---|---|",
     ]
     for setting in SETTINGS:
-        fastapi = setting.names.get("fastapi", "no effect")
-        old = setting.deprecated.get("fastapi", ())
+        fastapi = setting.names.get(Stack.FASTAPI, "no effect")
+        old = setting.deprecated.get(Stack.FASTAPI, ())
         if old:
             fastapi += f" (deprecated: {', '.join(old)})"
         if setting.env_fallback:
@@ -312,7 +326,7 @@ def settings_markdown() -> str:
         unset = "not set" if setting.kind is str else "server default"
         default = unset if setting.default is None else f"`{setting.default!r}`"
         lines.append(
-            f"| {setting.help} | {setting.names.get('flask', 'no effect')}{', env ' + setting.env_fallback if setting.env_fallback else ''} "
+            f"| {setting.help} | {setting.names.get(Stack.FLASK, 'no effect')}{', env ' + setting.env_fallback if setting.env_fallback else ''} "
             f"| {fastapi} | {default} | {setting.accepted()} | {feeds or 'drum-compat'} |"
         )
     return "\n".join(lines) + "\n"

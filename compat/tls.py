@@ -7,13 +7,14 @@ import ssl
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from drum_compat.compat.server_types import Stack
 from drum_compat.compat.settings import SETTINGS_BY_KEY, Resolution, read_secret
 
 MINIMUM_TLS_VERSION = ssl.TLSVersion.TLSv1_2
 PASSWORD_KEY = "tls_keyfile_password"
 # the DRUM_SSL_* names, as the settings table declares them (the same on both stacks)
 CERTFILE, KEYFILE, PASSWORD, CA_CERTS, CERT_REQS, CIPHERS = (
-    SETTINGS_BY_KEY[key].names["flask"]
+    SETTINGS_BY_KEY[key].names[Stack.FLASK]
     for key in ("tls_certfile", "tls_keyfile", PASSWORD_KEY, "tls_ca_certs", "tls_cert_reqs", "tls_ciphers")
 )
 
@@ -86,13 +87,13 @@ def server_ssl_context(files: TlsFiles, password: str | None) -> ssl.SSLContext:
 def gunicorn_ssl_context(conf: Any, default_ssl_context_factory: Any = None) -> ssl.SSLContext:
     """gunicorn's `ssl_context` hook."""
     files = TlsFiles(conf.certfile, conf.keyfile, conf.ca_certs, conf.cert_reqs, conf.ciphers)
-    return server_ssl_context(files, read_secret(PASSWORD_KEY, "flask", os.environ))
+    return server_ssl_context(files, read_secret(PASSWORD_KEY, Stack.FLASK, os.environ))
 
 
 def uvicorn_ssl_context(config: Any, default_ssl_context_factory: Any = None) -> ssl.SSLContext:
     """uvicorn's `ssl_context_factory` (module level, so it pickles into spawned workers)."""
     files = TlsFiles(config.ssl_certfile, config.ssl_keyfile, config.ssl_ca_certs, config.ssl_cert_reqs, config.ssl_ciphers)
-    return server_ssl_context(files, read_secret(PASSWORD_KEY, "fastapi", os.environ))
+    return server_ssl_context(files, read_secret(PASSWORD_KEY, Stack.FASTAPI, os.environ))
 
 
 def check_tls(resolution: Resolution, environ: Mapping[str, str]) -> bool:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 
-import redis.asyncio
 from fastapi import FastAPI
 
+from drum_compat.compat.rate_store import connect_async
 from drum_compat.fastapi_backend.endpoint import NeutralEndpoint
 from drum_compat.fastapi_backend.guards import GuardMiddleware
 from drum_compat.fastapi_backend.model_pool import AsyncModelRunner
@@ -42,7 +42,7 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
     app.router.default = NeutralEndpoint(core, model_runner)
     front_door = core.settings.front_door
     app.add_middleware(GuardMiddleware, front_door=FrontDoor(core),
-                       buckets=make_buckets(front_door.rate_limit, front_door.redis_url, redis.asyncio.from_url))
+                       buckets=make_buckets(front_door.rate_limit, front_door.redis_url, connect_async))
     # added last, so outermost: a retiring worker's every answer says Connection: close
     app.add_middleware(RecyclingMiddleware, retirement=retirement, max_requests=recycle_after, jitter=recycle_jitter)
     return app

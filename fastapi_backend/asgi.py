@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from drum_compat.compat.bootstrap import build_core, flask_extension_refusal
 from drum_compat.compat.options import ServerOptions
+from drum_compat.compat.server_types import Stack
 from drum_compat.compat.startup import build_or_exit
 from drum_compat.fastapi_backend.app import create_fastapi_app
 from drum_compat.fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER, UVICORN_KEEPALIVE
@@ -20,7 +21,7 @@ def build_app(options: ServerOptions) -> FastAPI:
     if refusal:
         raise FlaskExtensionRefused(refusal)
     settings = options.server_settings or {}
-    return create_fastapi_app(build_core(options, "fastapi"), settings.get(RECYCLE_AFTER, 0), settings.get(RECYCLE_JITTER, 0),
+    return create_fastapi_app(build_core(options, Stack.FASTAPI), settings.get(RECYCLE_AFTER, 0), settings.get(RECYCLE_JITTER, 0),
                               settings.get("timeout_keep_alive", UVICORN_KEEPALIVE))
 
 

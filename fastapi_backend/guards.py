@@ -7,8 +7,8 @@ import time
 
 from drum_compat.fastapi_backend.endpoint import ARRIVED_KEY, BODY_KEY, ClientDisconnected, neutral_request, send_response
 from drum_compat.shared.guards.body import RequestBody
+from drum_compat.compat.rate_store import STORE_ERRORS
 from drum_compat.shared.guards.front_door import FrontDoor
-from drum_compat.shared.guards.rate_limit import STORE_ERRORS
 from drum_compat.shared.http import NeutralRequest, NeutralResponse
 
 REQUEST_ID = b"x-request-id"

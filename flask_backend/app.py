@@ -7,10 +7,10 @@ import time
 from functools import partial
 from typing import Callable
 
-from redis import Redis
 from flask import Blueprint, Flask, Response, g, request
 from werkzeug.datastructures import Headers
 
+from drum_compat.compat.rate_store import connect_blocking
 from drum_compat.flask_backend.guards import ARRIVED_KEY, BODY_KEY, GuardMiddleware
 from drum_compat.flask_backend.model_pool import BlockingModelRunner
 from drum_compat.shared.app import DrumApp
@@ -100,5 +100,5 @@ def create_flask_app(core: DrumApp, recycle: Callable[[str], None] = log_only) -
     core.on_close(lambda: model_runner.executor.shutdown(wait=True))
     app.register_blueprint(build_blueprint(core, model_runner), url_prefix=core.settings.url_prefix)
     front_door = core.settings.front_door
-    app.wsgi_app = GuardMiddleware(app.wsgi_app, FrontDoor(core), make_buckets(front_door.rate_limit, front_door.redis_url, Redis.from_url))
+    app.wsgi_app = GuardMiddleware(app.wsgi_app, FrontDoor(core), make_buckets(front_door.rate_limit, front_door.redis_url, connect_blocking))
     return app

@@ -10,8 +10,8 @@ from werkzeug.wrappers import Request
 from werkzeug.wsgi import ClosingIterator
 
 from drum_compat.shared.guards.body import CHUNK, RequestBody
+from drum_compat.compat.rate_store import STORE_ERRORS
 from drum_compat.shared.guards.front_door import FrontDoor
-from drum_compat.shared.guards.rate_limit import STORE_ERRORS
 from drum_compat.shared.http import NeutralRequest, NeutralResponse
 from drum_compat.shared.request_id import REQUEST_ID_HEADER
 

@@ -13,6 +13,11 @@ from drum_compat.shared.guards.admission import QUEUE_FULL, AdmissionGate
 from drum_compat.shared.http import NeutralResponse
 
 
+def native_lock():
+    """An OS lock even where gevent patched `threading`: the hub and the native model threads both take it."""
+    return monkey.get_original("_thread", "allocate_lock")()
+
+
 def model_executor(threads: int) -> Executor:
     if monkey.is_module_patched("threading"):  # gunicorn's gevent worker
         from gevent.threadpool import ThreadPoolExecutor as NativeThreadPoolExecutor

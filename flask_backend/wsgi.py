@@ -8,15 +8,17 @@ from flask import Flask
 
 from drum_compat.compat.bootstrap import build_core
 from drum_compat.compat.options import ServerOptions
+from drum_compat.compat.server_types import Stack
 from drum_compat.compat.startup import build_or_exit
 from drum_compat.flask_backend.app import create_flask_app, log_only
 from drum_compat.flask_backend.extensions import load_flask_extensions
+from drum_compat.flask_backend.model_pool import native_lock
 from drum_compat.flask_backend.recycling import GUNICORN_KEEPALIVE, CloseWhenRetiring, GunicornRetirement
 from drum_compat.shared.handlers import PredictionHandlers
 
 
 def build_app(options: ServerOptions, recycle: Callable[[str], None] = log_only) -> Flask:
-    core = build_core(options, "flask")
+    core = build_core(options, Stack.FLASK, native_lock)
     app = create_flask_app(core, recycle)
     if isinstance(core.handlers, PredictionHandlers):  # DRUM's error server loads no extensions
         load_flask_extensions(app, core.handlers.model.config.code_dir)

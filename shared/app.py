@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from werkzeug.datastructures import Headers
 
@@ -37,6 +38,7 @@ class AppSettings:
     admission: AdmissionLimits = AdmissionLimits()
     front_door: FrontDoorSettings = FrontDoorSettings()
     server_type: str = ""  # DRUM_SERVER_TYPE: the metrics' server_type label; default: server_name
+    metrics_dir: str | None = None  # prometheus_client's multiprocess directory; None: this process only
 
     @property
     def metrics_label(self) -> str:
@@ -46,7 +48,7 @@ class AppSettings:
 class DrumApp:
     def __init__(self, handlers, routes: tuple[Route, ...], settings: AppSettings, metrics: Metrics | None = None) -> None:
         self.handlers = handlers
-        self.metrics = metrics or Metrics(settings.metrics_label)
+        self.metrics = metrics or Metrics(settings.metrics_label, settings.metrics_dir)
         self.gate = getattr(handlers, "admission", None) or AdmissionGate(settings.admission, self.metrics)
         self.routes = routes
         self.settings = settings
@@ -56,17 +58,19 @@ class DrumApp:
         self._closed = False
 
     @classmethod
-    def for_model(cls, model: PythonModel, settings: AppSettings) -> "DrumApp":
-        metrics = Metrics(settings.metrics_label)
-        handlers = PredictionHandlers(model, settings.server_name, AdmissionGate(settings.admission, metrics), metrics)
-        return cls(handlers, PREDICTION_ROUTES, settings, metrics)
+    def for_model(cls, model: PythonModel, settings: AppSettings, new_lock: Callable[[], Any] = threading.Lock) -> "DrumApp":
+        """`new_lock`: a lock the backend's request side and its model threads can both take."""
+        metrics = Metrics(settings.metrics_label, settings.metrics_dir)
+        gate = AdmissionGate(settings.admission, metrics, new_lock=new_lock)
+        return cls(PredictionHandlers(model, settings.server_name, gate, metrics), PREDICTION_ROUTES, settings, metrics)
 
     @classmethod
     def for_load_error(cls, load_error: BaseException | str, settings: AppSettings) -> "DrumApp":
         return cls(ErrorServerHandlers(str(load_error)), ERROR_SERVER_ROUTES, settings)
 
     @classmethod
-    def load(cls, config: ModelConfig, settings: AppSettings, with_error_server: bool = False) -> "DrumApp":
+    def load(cls, config: ModelConfig, settings: AppSettings, with_error_server: bool = False,
+             new_lock: Callable[[], Any] = threading.Lock) -> "DrumApp":
         """Load the model; on failure serve DRUM's error server if asked to, else raise."""
         try:
             model = PythonModel.load(config)
@@ -75,7 +79,7 @@ class DrumApp:
                 raise
             logger.exception("Model failed to load; serving the error server (513) instead")
             return cls.for_load_error(exc, settings)
-        return cls.for_model(model, settings)
+        return cls.for_model(model, settings, new_lock)
 
     # -- worker lifetime ---------------------------------------------------------------------------
     def on_close(self, cleanup: Callable[[], None]) -> None:

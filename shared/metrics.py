@@ -25,8 +25,9 @@ class Metrics:
     """This worker's metrics. Every series carries `server_type` (DRUM_SERVER_TYPE), so A/B
     dashboards split gunicorn from uvicorn answers."""
 
-    def __init__(self, server_type: str) -> None:
+    def __init__(self, server_type: str, multiprocess_dir: str | None = None) -> None:
         self.server_type = server_type
+        self.multiprocess_dir = multiprocess_dir
         # a private registry: nothing global, and two apps in one test process do not collide
         self.registry = CollectorRegistry(auto_describe=True)
         common = ["server_type"]
@@ -74,15 +75,14 @@ class Metrics:
 
     # -- /metrics ------------------------------------------------------------------------------------------
     def exposition(self) -> NeutralResponse:
-        if os.environ.get(MULTIPROCESS_DIR_ENV):  # every worker's files, live gauges of dead workers dropped
+        if self.multiprocess_dir:  # every worker's files, live gauges of dead workers dropped
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            MultiProcessCollector(registry, path=self.multiprocess_dir)
         else:
             registry = self.registry
         return NeutralResponse(200, generate_latest(registry), Headers([("Content-Type", METRICS_CONTENT_TYPE)]))
 
-    @staticmethod
-    def worker_stopped() -> None:
+    def worker_stopped(self) -> None:
         """Drop this worker's live gauges (in-flight, queue) from the sums once it exits."""
-        if os.environ.get(MULTIPROCESS_DIR_ENV):
-            mark_process_dead(os.getpid())
+        if self.multiprocess_dir:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)

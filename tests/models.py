@@ -5,6 +5,7 @@ import pickle
 import textwrap
 from pathlib import Path
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "models"
 REGRESSION = '''
 import pandas as pd
 
@@ -271,29 +272,7 @@ def score_unstructured(model, data, **kwargs):
 '''
 MODELS["traced"] = ({"custom.py": TRACED}, {"target_type": "unstructured"})
 
-# CPU-bound: `cpu=S` spins for S seconds; a call that starts while another runs in the same process
-# leaves an `overlap` file (O_EXCL, no lock: under gevent a patched lock cannot serve native threads)
-CPU = '''
-import os
-import time
-from pathlib import Path
+# CPU-bound (examples/models/cpu_bound, shared with bench.overload): `cpu=S` spins for S seconds; overlapping
+# calls in one process leave an `overlap` file
+MODELS["cpu"] = ({"custom.py": (EXAMPLES / "cpu_bound" / "custom.py").read_text()}, {"target_type": "unstructured"})
 
-def load_model(code_dir):
-    return Path(code_dir)
-
-def score_unstructured(model, data, **kwargs):
-    seconds = float(data.split("=", 1)[1]) if data.startswith("cpu=") else 0.0
-    running = Path(model, f"running-{os.getpid()}")
-    try:
-        os.close(os.open(running, os.O_CREAT | os.O_EXCL))
-    except FileExistsError:
-        Path(model, "overlap").touch()
-    try:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            pass
-    finally:
-        running.unlink(missing_ok=True)
-    return "done"
-'''
-MODELS["cpu"] = ({"custom.py": CPU}, {"target_type": "unstructured"})

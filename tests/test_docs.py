@@ -14,7 +14,7 @@ import pytest
 
 from drum_compat.compat.options import SERVER_OPTIONS
 from drum_compat.compat.server_types import SERVER_TYPES
-from tests.servers import RunningServer, free_port
+from drum_compat.compat.running import RunningServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.models import write_model
-from tests.servers import RunningServer, free_port, run_to_exit
+from drum_compat.compat.running import RunningServer, free_port, run_to_exit
 from tests.test_guards import scrape
 
 pytestmark = pytest.mark.servers

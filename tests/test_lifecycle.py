@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from tests.models import write_model
-from tests.servers import RunningServer
+from drum_compat.compat.running import RunningServer
 
 pytestmark = pytest.mark.servers
 CONFIGURATIONS = {

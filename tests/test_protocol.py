@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.servers import RunningServer
+from drum_compat.compat.running import RunningServer
 from tests.test_guards import scrape
 
 pytestmark = pytest.mark.servers

@@ -8,7 +8,7 @@ import pytest
 from drum_compat.shared.guards.security import CorsPolicy, parse_origins
 from tests.conftest import Stacks, load_model
 from tests.models import write_model
-from tests.servers import RunningServer
+from drum_compat.compat.running import RunningServer
 
 CSV = b"x\n1\n"
 HARDENED = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}

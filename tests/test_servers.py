@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.models import AUTH_CUSTOM_FLASK, write_model, write_sklearn_model
-from tests.servers import RunningServer, run_to_exit
+from drum_compat.compat.running import RunningServer, run_to_exit
 
 pytestmark = pytest.mark.servers
 SERVER_TYPES = ["gunicorn", "fastapi", "flask"]

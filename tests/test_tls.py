@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from drum_compat.compat.tls import MINIMUM_TLS_VERSION, TlsConfigError, TlsFiles, server_ssl_context
 from tests.models import write_model
-from tests.servers import DRUM_COMPAT, RunningServer, run_to_exit
+from drum_compat.compat.running import DRUM_COMPAT, RunningServer, run_to_exit
 
 PASSWORD = "s3cr3t-Pa55"
 TLS_STACKS = ["gunicorn", "fastapi"]

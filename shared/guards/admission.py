@@ -2,23 +2,16 @@
 who gave up; each stack supplies only the thread pool and the blocking or async wait (see `waits`)."""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from drum_compat.shared.http import NeutralResponse, json_response
 from drum_compat.shared.metrics import DEADLINE, QUEUE_FULL, QUEUE_TIMEOUT
 
 UNWEDGED = "the work that held every model thread past its deadline has ended"
 RETRY_AFTER = "1"  # seconds: a busy worker frees a slot or another worker takes the retry
-
-
-def native_lock():
-    """An OS lock even where gevent patched `threading`: the gate is shared by the gevent hub and
-    real model threads, and a gevent lock cannot be taken from a native thread."""
-    from gevent.monkey import get_original
-
-    return get_original("_thread", "allocate_lock")()
 
 
 @dataclass(frozen=True)
@@ -71,11 +64,13 @@ class AdmissionGate:
     the thread really ends; when every thread is held like that the worker is not ready."""
 
     def __init__(self, limits: AdmissionLimits, observer: AdmissionObserver | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, new_lock: Callable[[], Any] = threading.Lock) -> None:
         self.limits = limits
         self.observer = observer or IgnoreAdmission()
         self.clock = clock
-        self._lock = native_lock()
+        # shared by the event loop or gevent hub and real model threads: the backend says which lock
+        # both can take (under gevent, an OS lock from before the patching)
+        self._lock = new_lock()
         self.running = 0
         self.waiting = 0
         self.stuck = 0  # running, but their requester already had its 504

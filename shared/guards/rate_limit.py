@@ -11,14 +11,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from redis.exceptions import RedisError
 
 from drum_compat.shared.http import NeutralResponse, json_response
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 REDIS_KEY_PREFIX = "drum_compat:rate:"
 STORE_TIMEOUT = 0.5  # seconds: an unreachable Redis must not hold requests (fail-open or 503 instead)
-STORE_ERRORS: tuple[type[BaseException], ...] = (OSError, RedisError)
 MAX_LOCAL_CLIENTS = 100_000  # the least recently seen client is forgotten past this (its bucket was full again)
 
 
@@ -171,8 +169,8 @@ class RedisBuckets:
 
 
 def make_buckets(policy: RateLimitPolicy | None, redis_url: str | None, connect: Callable):
-    """The buckets for a policy: in Redis when a URL is set (`connect` is redis.Redis.from_url or
-    redis.asyncio.from_url, as the stack needs), else in this worker; None when the limit is off."""
+    """The buckets for a policy: in Redis when a URL is set (`connect` makes the stack's client, blocking or
+    asyncio: compat.rate_store), else in this worker; None when the limit is off."""
     if policy is None:
         return None
     if redis_url:

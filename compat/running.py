@@ -1,4 +1,5 @@
-"""Start `drum-compat server` for real on a free loopback port, wait until it answers, stop it by pid."""
+"""`drum-compat server` started for real on a free loopback port, waited for until it answers, stopped by its
+own pid: what the tests and the benchmarks run."""
 from __future__ import annotations
 
 import os
