@@ -20,6 +20,7 @@ from drum_compat.compat.tls import gunicorn_ssl_context
 
 LAST_RESORT_MARGIN = 30  # seconds
 SPARE_THREADS = 32  # gthread threads beyond what admission may hold
+CONTROL_SOCKET_OFF = "control_socket_disable"
 
 
 def post_request(worker, req, environ, resp):
@@ -97,7 +98,7 @@ def gunicorn_settings(options: ServerOptions) -> dict[str, Any]:
         **settings,
         "bind": [f"fd://{options.listen_fd}"],  # the launcher's socket (compat.listener)
         "accesslog": None,  # drum-compat writes one access line per request, the same on both stacks
-        "control_socket_disable": True,  # gunicorn's default is one socket per user in $HOME, shared by every instance
+        CONTROL_SOCKET_OFF: True,  # gunicorn's default is one socket per user in $HOME, shared by every instance
         "ssl_context": gunicorn_ssl_context,  # used only when certfile is set
         "post_request": post_request,
         "post_worker_init": post_worker_init,
@@ -117,6 +118,8 @@ class DrumGunicorn(BaseApplication):
 
     def load_config(self) -> None:
         for name, value in gunicorn_settings(self.options).items():
+            if name == CONTROL_SOCKET_OFF and name not in self.cfg.settings:
+                continue  # a gunicorn from before the control socket has none to turn off
             self.cfg.set(name, value)
 
     def load(self):
