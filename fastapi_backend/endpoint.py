@@ -6,12 +6,9 @@ from functools import partial
 
 from drum_compat.fastapi_backend.model_pool import AsyncModelRunner
 from drum_compat.shared.app import DrumApp
+from drum_compat.shared.guards.front_door import ARRIVED_KEY, BODY_KEY
 from drum_compat.shared.http import BodySource, NeutralRequest, NeutralResponse, wsgi_style_headers
 from drum_compat.shared.request_id import current_request_id
-
-
-BODY_KEY = "drum_compat.body"  # scope: the RequestBody fastapi_backend.guards received
-ARRIVED_KEY = "drum_compat.arrived"  # scope: time.monotonic() at arrival, where deadlines count from
 
 
 class ClientDisconnected(Exception):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import inspect
 import time
 
-from drum_compat.fastapi_backend.endpoint import ARRIVED_KEY, BODY_KEY, ClientDisconnected, neutral_request, send_response
-from drum_compat.shared.guards.body import RequestBody
 from drum_compat.compat.rate_store import STORE_ERRORS
-from drum_compat.shared.guards.front_door import FrontDoor
-from drum_compat.shared.http import NeutralRequest, NeutralResponse
+from drum_compat.fastapi_backend.endpoint import ClientDisconnected, neutral_request, send_response
+from drum_compat.shared.guards.body import RequestBody
+from drum_compat.shared.guards.front_door import ARRIVED_KEY, BODY_COMPLETE, BODY_KEY, BODY_TOO_LARGE, FrontDoor, ReadBody, TakeToken
+from drum_compat.shared.steps import run_steps_async
 
 REQUEST_ID = b"x-request-id"
 
@@ -32,23 +32,14 @@ class GuardMiddleware:
         self.door = front_door
         self.buckets = buckets  # LocalBuckets, or RedisBuckets with an asyncio client
 
-    async def _refusal(self, scope, receive, request: NeutralRequest, route, body: RequestBody) -> NeutralResponse | None:
-        door = self.door
-        client = door.rate_limited_client(request, route)
-        if client is not None:
+    async def _perform(self, receive, step: TakeToken | ReadBody):
+        if isinstance(step, TakeToken):
             try:
-                decision = self.buckets.take(client)
-                refusal = door.rate_verdict(await decision if inspect.isawaitable(decision) else decision)
+                decision = self.buckets.take(step.client)
+                return await decision if inspect.isawaitable(decision) else decision
             except STORE_ERRORS as exc:
-                refusal = door.store_failed(exc)
-            if refusal is not None:
-                return refusal
-        refusal = door.declared_too_large(request)
-        if refusal is not None:
-            return refusal
-        if not await receive_body(receive, body):
-            return door.body_too_large()
-        return door.body_incomplete(request, body)
+                return exc
+        return BODY_COMPLETE if await receive_body(receive, step.body) else BODY_TOO_LARGE
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -72,7 +63,7 @@ class GuardMiddleware:
 
         door.metrics.started()
         try:
-            refusal = await self._refusal(scope, receive, request, route, body)
+            refusal = await run_steps_async(door.before_app(request, route, body), lambda step: self._perform(receive, step))
             if refusal is not None:
                 await send_response(observed_send, door.refuse(request, refusal, started))
             else:

@@ -7,8 +7,9 @@ import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from drum_compat.shared.guards.admission import QUEUE_FULL, AdmissionGate
+from drum_compat.shared.guards.admission import STILL_RUNNING, AdmissionGate, Submit, Wait
 from drum_compat.shared.http import NeutralResponse
+from drum_compat.shared.steps import run_steps_async
 
 
 class AsyncModelRunner:
@@ -18,17 +19,16 @@ class AsyncModelRunner:
         self.executor = ThreadPoolExecutor(max_workers=gate.limits.threads, thread_name_prefix="drum-model")
 
     async def run(self, call: Callable[[], NeutralResponse], arrived: float) -> NeutralResponse:
-        gate = self.gate
-        ticket = gate.admit(arrived)
-        if ticket is None:
-            return gate.rejection(QUEUE_FULL)
-        job = gate.job(ticket, call, self.on_unwedged)
-        done = asyncio.wrap_future(self.executor.submit(contextvars.copy_context().run, job))
-        while True:
+        submitted: list[asyncio.Future] = []
+
+        async def perform(step: Submit | Wait):
+            if isinstance(step, Submit):
+                submitted.append(asyncio.wrap_future(self.executor.submit(contextvars.copy_context().run, step.job)))
+                return None
             try:
                 # shield: a wait that runs out must not cancel the model call, which keeps its slot
-                return await asyncio.wait_for(asyncio.shield(done), gate.next_wait(ticket))
+                return await asyncio.wait_for(asyncio.shield(submitted[0]), step.seconds)
             except asyncio.TimeoutError:
-                reason = gate.expire(ticket)
-                if reason:
-                    return gate.rejection(reason)
+                return STILL_RUNNING
+
+        return await run_steps_async(self.gate.model_call(call, arrived, self.on_unwedged), perform)

@@ -11,12 +11,12 @@ from flask import Blueprint, Flask, Response, g, request
 from werkzeug.datastructures import Headers
 
 from drum_compat.compat.rate_store import connect_blocking
-from drum_compat.flask_backend.guards import ARRIVED_KEY, BODY_KEY, GuardMiddleware
+from drum_compat.flask_backend.guards import GuardMiddleware
 from drum_compat.flask_backend.model_pool import BlockingModelRunner
 from drum_compat.shared.app import DrumApp
 from drum_compat.shared.errors import error_response
 from drum_compat.shared.guards.admission import UNWEDGED
-from drum_compat.shared.guards.front_door import FrontDoor
+from drum_compat.shared.guards.front_door import ARRIVED_KEY, BODY_KEY, FrontDoor
 from drum_compat.shared.guards.rate_limit import make_buckets
 from drum_compat.shared.http import NeutralRequest, NeutralResponse
 from drum_compat.shared.request_id import REQUEST_ID_HEADER, choose_request_id, current_request_id

@@ -9,14 +9,14 @@ from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request
 from werkzeug.wsgi import ClosingIterator
 
-from drum_compat.shared.guards.body import CHUNK, RequestBody
 from drum_compat.compat.rate_store import STORE_ERRORS
-from drum_compat.shared.guards.front_door import FrontDoor
-from drum_compat.shared.http import NeutralRequest, NeutralResponse
+from drum_compat.shared.guards.body import CHUNK, RequestBody
+from drum_compat.shared.guards.front_door import (ARRIVED_KEY, BODY_COMPLETE, BODY_CUT_SHORT, BODY_KEY, BODY_TOO_LARGE, FrontDoor,
+                                                   ReadBody, TakeToken)
+from drum_compat.shared.http import NeutralRequest
 from drum_compat.shared.request_id import REQUEST_ID_HEADER
+from drum_compat.shared.steps import run_steps
 
-BODY_KEY = "drum_compat.body"  # environ: the RequestBody the guard read
-ARRIVED_KEY = "drum_compat.arrived"  # environ: time.monotonic() at arrival, where deadlines count from
 
 
 def head_request(environ: dict) -> NeutralRequest:
@@ -65,25 +65,16 @@ class GuardMiddleware:
         self.door = front_door
         self.buckets = buckets  # LocalBuckets or RedisBuckets (sync client), used when the limit is on
 
-    def _refusal(self, environ: dict, request: NeutralRequest, route, body: RequestBody) -> NeutralResponse | None:
-        door = self.door
-        client = door.rate_limited_client(request, route)
-        if client is not None:
+    def _perform(self, environ: dict, step: TakeToken | ReadBody):
+        if isinstance(step, TakeToken):
             try:
-                refusal = door.rate_verdict(self.buckets.take(client))
+                return self.buckets.take(step.client)
             except STORE_ERRORS as exc:
-                refusal = door.store_failed(exc)
-            if refusal is not None:
-                return refusal
-        refusal = door.declared_too_large(request)
-        if refusal is not None:
-            return refusal
+                return exc
         try:
-            if not read_body(environ, body):
-                return door.body_too_large()
+            return BODY_COMPLETE if read_body(environ, step.body) else BODY_TOO_LARGE
         except BodyCutShort:
-            return door.client_left(request, body)
-        return door.body_incomplete(request, body)
+            return BODY_CUT_SHORT
 
     def __call__(self, environ: dict, start_response):
         started = time.monotonic()
@@ -107,7 +98,7 @@ class GuardMiddleware:
                           started, answer["request_id"])
 
         try:
-            refusal = self._refusal(environ, request, route, body)
+            refusal = run_steps(door.before_app(request, route, body), lambda step: self._perform(environ, step))
             if refusal is not None:
                 response = door.refuse(request, refusal, started)
                 observed_start_response(f"{response.status} {HTTPStatus(response.status).phrase}", list(response.headers.items()))

@@ -4,13 +4,14 @@ so model code never runs on (or blocks) the hub; the waiting greenlet yields whi
 from __future__ import annotations
 
 import contextvars
-from concurrent.futures import Executor, ThreadPoolExecutor, TimeoutError
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, TimeoutError
 from typing import Callable
 
 from gevent import monkey
 
-from drum_compat.shared.guards.admission import QUEUE_FULL, AdmissionGate
+from drum_compat.shared.guards.admission import STILL_RUNNING, AdmissionGate, Submit, Wait
 from drum_compat.shared.http import NeutralResponse
+from drum_compat.shared.steps import run_steps
 
 
 def native_lock():
@@ -33,16 +34,15 @@ class BlockingModelRunner:
         self.executor = model_executor(gate.limits.threads)
 
     def run(self, call: Callable[[], NeutralResponse], arrived: float) -> NeutralResponse:
-        gate = self.gate
-        ticket = gate.admit(arrived)
-        if ticket is None:
-            return gate.rejection(QUEUE_FULL)
-        job = gate.job(ticket, call, self.on_unwedged)
-        done = self.executor.submit(contextvars.copy_context().run, job)
-        while True:
+        submitted: list[Future] = []
+
+        def perform(step: Submit | Wait):
+            if isinstance(step, Submit):
+                submitted.append(self.executor.submit(contextvars.copy_context().run, step.job))
+                return None
             try:
-                return done.result(timeout=gate.next_wait(ticket))
+                return submitted[0].result(timeout=step.seconds)
             except TimeoutError:
-                reason = gate.expire(ticket)
-                if reason:
-                    return gate.rejection(reason)
+                return STILL_RUNNING
+
+        return run_steps(self.gate.model_call(call, arrived, self.on_unwedged), perform)

@@ -164,3 +164,41 @@ def test_both_stacks_rate_limit_alike(guarded):
     assert [answer.status for answer in answers] == [200, 200, 429]
     assert answers[2].header("RateLimit-Limit") == "2" and answers[2].header("Retry-After") == "60"
     assert guarded.both("GET", "/ping/").status == 200  # probes are never limited
+
+
+def test_the_front_door_steps_come_in_order_and_stop_at_the_first_refusal(tmp_path):
+    from werkzeug.datastructures import Headers
+
+    from drum_compat.shared.app import DrumApp
+    from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, FrontDoor, ReadBody, TakeToken
+    from drum_compat.shared.guards.rate_limit import Decision
+    from drum_compat.shared.http import NeutralRequest
+    from drum_compat.shared.steps import run_steps
+
+    policy = RateLimitPolicy(per_minute=60, burst=1)
+    core = DrumApp.for_model(load_model(tmp_path, "regression"),
+                             AppSettings(server_name="flask", front_door=FrontDoorSettings(max_upload_size=64, rate_limit=policy)))
+    door = FrontDoor(core)
+
+    def request(length: int) -> NeutralRequest:
+        return NeutralRequest(method="POST", path="/predict/", body=b"", headers=Headers({"Content-Length": str(length)}),
+                              remote_addr="10.0.0.1")
+
+    def steps(length: int, answers: dict):
+        seen = []
+
+        def perform(step):
+            seen.append(type(step).__name__)
+            return answers[type(step)]
+
+        head = request(length)
+        return run_steps(door.before_app(head, door.route_of(head), door.new_body()), perform), seen
+
+    allowed = Decision(True, 1.0)
+    refused, seen = steps(10, {TakeToken: Decision(False, 0.0)})
+    assert (refused.status, seen) == (429, ["TakeToken"])  # the body is never read
+    refused, seen = steps(65, {TakeToken: allowed})
+    assert (refused.status, seen) == (413, ["TakeToken"])  # declared too large: never read either
+    refused, seen = steps(10, {TakeToken: OSError("redis down"), ReadBody: BODY_CUT_SHORT})
+    assert (refused.status, seen) == (400, ["TakeToken", "ReadBody"])  # fail-open, then the client left
+    assert steps(0, {TakeToken: allowed, ReadBody: BODY_COMPLETE}) == (None, ["TakeToken", "ReadBody"])

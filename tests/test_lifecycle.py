@@ -97,12 +97,14 @@ def test_recycling_every_5_requests_fails_none_of_100(tmp_path, configuration):
                 served_by.append(int(response.text))
         output = server.stop()
     assert "Traceback" not in output
-    # The sync worker and uvicorn retire exactly after 5..7 requests. gevent notices its limit once
-    # a second, so a fast stream overshoots it: it must still recycle.
+    # uvicorn retires exactly after 5..7 requests; gthread too, but a request already sent on its
+    # keep-alive connection when the limit is reached is still answered (gunicorn's own linger), so up
+    # to 8. gevent notices its limit once a second, so a fast stream overshoots it: it must still recycle.
     workers = set(served_by)
     assert len(workers) >= 2, (len(workers), output[-2000:])
     if configuration != "gunicorn-gevent":
-        assert max(served_by.count(pid) for pid in workers) <= 7 and len(workers) >= 100 // 7
+        most = 8 if configuration == "gunicorn-sync" else 7
+        assert max(served_by.count(pid) for pid in workers) <= most and len(workers) >= 100 // most
 
 
 def test_operator_story_gunicorn_tuned_parameters_bring_up_uvicorn(tmp_path):

@@ -9,9 +9,28 @@ from typing import Any, Callable, Protocol
 
 from drum_compat.shared.http import NeutralResponse, json_response
 from drum_compat.shared.metrics import DEADLINE, QUEUE_FULL, QUEUE_TIMEOUT
+from drum_compat.shared.steps import Steps
 
 UNWEDGED = "the work that held every model thread past its deadline has ended"
 RETRY_AFTER = "1"  # seconds: a busy worker frees a slot or another worker takes the retry
+
+
+@dataclass(frozen=True)
+class Submit:
+    """Step: start `job` in a model thread, in the request's context; send back nothing."""
+
+    job: Callable[[], "NeutralResponse | None"]
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Step: wait at most `seconds` (None: without end) for the submitted job; send back its response, or
+    STILL_RUNNING."""
+
+    seconds: float | None
+
+
+STILL_RUNNING = "still running"
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,22 @@ class AdmissionGate:
         self.waiting = 0
         self.stuck = 0  # running, but their requester already had its 504
         self.figures = AdmissionFigures()
+
+    def model_call(self, call: Callable[[], NeutralResponse], arrived: float, on_unwedged: Callable[[], None]) -> Steps[NeutralResponse]:
+        """One model call through the gate, as steps (Submit, Wait) the backend performs with its thread pool
+        and its way of waiting (shared.steps): admitted or 503 at once, then waits each bounded by the queue
+        timeout or the deadline, whichever comes first; returns the model's response, or the 503/504."""
+        ticket = self.admit(arrived)
+        if ticket is None:
+            return self.rejection(QUEUE_FULL)
+        yield Submit(self.job(ticket, call, on_unwedged))
+        while True:
+            outcome = yield Wait(self.next_wait(ticket))
+            if outcome is not STILL_RUNNING:
+                return outcome
+            reason = self.expire(ticket)
+            if reason:
+                return self.rejection(reason)
 
     # -- requester side ------------------------------------------------------------------------------
     def admit(self, arrived: float) -> Ticket | None:

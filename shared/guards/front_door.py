@@ -12,10 +12,31 @@ from drum_compat.shared.guards.rate_limit import Decision, RateLimitPolicy, stor
 from drum_compat.shared.http import NeutralRequest, NeutralResponse
 from drum_compat.shared.metrics import BODY_TOO_LARGE, CLIENT_LEFT, RATE_LIMITED, RATE_STORE_DOWN, UNMATCHED_ROUTE, Metrics
 from drum_compat.shared.routes import RouteMatch
+from drum_compat.shared.steps import Steps
 
 logger = logging.getLogger("drum_compat")
 access_logger = logging.getLogger(ACCESS_LOGGER)
 STORE_WARNING_EVERY = 60.0  # seconds between two "Redis unreachable" warnings of one worker
+
+
+@dataclass(frozen=True)
+class TakeToken:
+    """Step: take one token of `client` from the rate store; send back its Decision, or the error it raised."""
+
+    client: str
+
+
+@dataclass(frozen=True)
+class ReadBody:
+    """Step: read the body into `body`, at most its limit; send back BODY_COMPLETE, BODY_TOO_LARGE or BODY_CUT_SHORT."""
+
+    body: RequestBody
+
+
+BODY_COMPLETE, BODY_TOO_LARGE, BODY_CUT_SHORT = "complete", "too large", "cut short"
+# where a backend's front door leaves, in its request's WSGI environ or ASGI scope, what its app reads on
+BODY_KEY = "drum_compat.body"  # the RequestBody the front door read, bounded and spooled
+ARRIVED_KEY = "drum_compat.arrived"  # time.monotonic() at arrival, where deadlines count from
 
 
 @dataclass(frozen=True)
@@ -35,6 +56,26 @@ class FrontDoor:
     def route_of(self, request: NeutralRequest) -> RouteMatch | None:
         matched = self.core.resolve(request)
         return matched if isinstance(matched, RouteMatch) else None
+
+    def before_app(self, request: NeutralRequest, route: RouteMatch | None, body: RequestBody) -> Steps[NeutralResponse | None]:
+        """What a request meets before the app, in order, as steps (TakeToken, ReadBody) the backend performs
+        (shared.steps): the rate limit, the declared length, the body read under its limit; returns the refusal,
+        or None to go on."""
+        client = self.rate_limited_client(request, route)
+        if client is not None:
+            outcome = yield TakeToken(client)
+            refusal = self.store_failed(outcome) if isinstance(outcome, BaseException) else self.rate_verdict(outcome)
+            if refusal is not None:
+                return refusal
+        refusal = self.declared_too_large(request)
+        if refusal is not None:
+            return refusal
+        read = yield ReadBody(body)
+        if read == BODY_TOO_LARGE:
+            return self.body_too_large()
+        if read == BODY_CUT_SHORT:
+            return self.client_left(request, body)
+        return self.body_incomplete(request, body)
 
     # -- rate limit: model routes only, so probes and scrapes never count against a client --------------
     def rate_limited_client(self, request: NeutralRequest, route: RouteMatch | None) -> str | None:
