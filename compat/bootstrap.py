@@ -8,6 +8,7 @@ import sys
 import threading
 from typing import Any, Callable, Mapping
 
+from drum_compat.compat.instance import instance_dir
 from drum_compat.compat.options import ServerOptions
 from drum_compat.compat.server_types import Stack
 from drum_compat.compat.settings import SETTINGS_BY_KEY, read_secret
@@ -78,6 +79,7 @@ def app_settings(stack: Stack, core: Mapping[str, Any], server_type: str = "",
     front_door = FrontDoorSettings(
         max_upload_size=value("max_upload_size"), rate_limit=rate_limit,
         redis_url=read_secret("rate_limit_redis_url", stack, environ) if rate_limit else None,
+        spool_dir=instance_dir(environ),
     )
 
     admission = AdmissionLimits(

@@ -1,5 +1,5 @@
 """One server instance's own files, so several instances can run on one host: a temp directory (metrics,
-spooled bodies, the note of a failed start) that its master removes at exit, and a lock on its metrics."""
+request bodies spooled to disk, the note of a failed start) its master removes at exit; a lock on its metrics."""
 from __future__ import annotations
 
 import fcntl

@@ -108,11 +108,12 @@ def test_the_client_behind_trusted_proxies(peer, forwarded, client):
     assert TRUSTED.trusted_proxies[1] == ipaddress.ip_network("192.168.1.1/32")
 
 
-def test_a_body_past_10_mib_is_spooled_to_disk_and_removed_at_close():
-    body = RequestBody(limit=SPOOL_ABOVE + 10)
+def test_a_body_past_10_mib_is_spooled_to_disk_and_removed_at_close(tmp_path):
+    body = RequestBody(limit=SPOOL_ABOVE + 10, spool_dir=str(tmp_path))  # the instance's directory
     assert body.feed(b"x" * SPOOL_ABOVE) and not body.spooled
     assert body.feed(b"y" * 10) and body.spooled
     path = Path(f"/proc/self/fd/{body.file.fileno()}").resolve()
+    assert path.parent == tmp_path
     assert body.read()[-10:] == b"y" * 10
     assert not body.feed(b"z")  # past the limit
     body.close()

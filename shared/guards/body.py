@@ -14,10 +14,10 @@ class RequestBody:
     """A body received chunk by chunk under a limit. `feed` returns False once the limit is crossed
     (nothing more is kept); `close` removes the temporary file, if any."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, spool_dir: str | None = None) -> None:
         self.limit = limit
         self.size = 0
-        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_ABOVE)
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_ABOVE, dir=spool_dir)
 
     def feed(self, chunk: bytes) -> bool:
         self.size += len(chunk)

@@ -44,6 +44,7 @@ class FrontDoorSettings:
     max_upload_size: int = 100 * 1024 * 1024
     rate_limit: RateLimitPolicy | None = None  # None: no rate limit
     redis_url: str | None = field(default=None, repr=False)  # rate limit state store; may hold a password
+    spool_dir: str | None = None  # where bodies past 10 MiB go (the instance's directory); None: the system's
 
 
 class FrontDoor:
@@ -109,7 +110,7 @@ class FrontDoor:
         return None
 
     def new_body(self) -> RequestBody:
-        return RequestBody(self.settings.max_upload_size)
+        return RequestBody(self.settings.max_upload_size, self.settings.spool_dir)
 
     def body_too_large(self) -> NeutralResponse:
         self.metrics.rejected(BODY_TOO_LARGE)
