@@ -125,9 +125,9 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
             return None  # nothing to answer: let the transport close
         cycle.keep_alive = False
         if cycle.more_body:
-            if any(name == b"content-length" for name, _ in self.headers):
-                cycle.more_body = False
-            else:
-                cycle.disconnected = True
             cycle.message_event.set()
+            if not any(name == b"content-length" for name, _ in self.headers):
+                cycle.disconnected = True
+                return None  # nothing will be answered: let the transport close
+            cycle.more_body = False
         return True  # keep the transport open to write the answer

@@ -241,3 +241,18 @@ def test_the_remaining_parser_differences_are_exactly_the_documented_ones(server
     assert all(name == name.lower() for name in names["fastapi"])
     # apart from status line and header case, the answers are the same
     assert len({(tuple(normalised(answer)[1]), normalised(answer)[2]) for answer in answers.values()}) == 1
+
+
+def test_a_chunked_body_cut_off_by_a_half_closing_client_is_the_pinned_difference(servers):
+    """The last row of the guide's parser table: gunicorn's reader reports the missing last chunk and the
+    client still reading gets the 400; uvicorn sees a disconnect and closes. Neither runs the model."""
+    head = b"POST /predictions/ HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nTransfer-Encoding: chunked\r\n\r\n"
+    partial = head + b"8\r\nx,y\n1,2\n\r\n"  # one chunk, no last chunk
+    answers = {}
+    for name, server in servers.items():
+        before = scored(server)
+        answers[name] = exchange(server.port, partial, half_close=True)
+        assert scored(server) == before, name
+    assert normalised(answers["gunicorn-gevent"])[::2] == normalised(answers["gunicorn-sync"])[::2] == (
+        400, b'{"message":"ERROR: The request body ended before its last chunk"}\n')
+    assert answers["fastapi"] == b""
