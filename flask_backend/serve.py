@@ -121,6 +121,12 @@ class DrumGunicorn(BaseApplication):
             if name == CONTROL_SOCKET_OFF and name not in self.cfg.settings:
                 continue  # a gunicorn from before the control socket has none to turn off
             self.cfg.set(name, value)
+        # GUNICORN_CMD_ARGS wins, as it does for gunicorn's own command line (and so under DRUM); not for the
+        # address and the config file, which drum-compat's launcher owns
+        from_env = self.cfg.parser().parse_args(self.cfg.get_cmd_args_from_env())
+        for name, value in vars(from_env).items():
+            if value is not None and name not in ("args", "bind", "config"):
+                self.cfg.set(name.lower(), value)
 
     def load(self):
         from drum_compat.flask_backend.wsgi import app_from_options

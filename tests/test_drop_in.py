@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -196,3 +197,15 @@ def test_werkzeug_mode_removes_its_instance_directory_on_sigterm(tmp_path):
         server.stop()
     assert server.process.returncode == 0 and left_behind(env) == []
 
+
+
+def test_gunicorn_cmd_args_still_tune_gunicorn(tmp_path):
+    """GUNICORN_CMD_ARGS works as with gunicorn's own command line (DRUM's gunicorn honours it too)."""
+    code_dir, _ = write_model(tmp_path, "traced")
+    with RunningServer(code_dir, "gunicorn", "--target-type", "unstructured",
+                       env={"GUNICORN_CMD_ARGS": "--workers 2 --bind 127.0.0.1:1"}) as server:
+        deadline = time.monotonic() + 30
+        while len(list(code_dir.glob("loaded-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(list(code_dir.glob("loaded-*"))) == 2  # two workers
+        assert httpx.get(f"{server.base_url}/ping").status_code == 200  # on drum-compat's address, not the --bind
