@@ -12,9 +12,10 @@ class AddressUnavailable(OSError):
 
 
 def bind_listener(host: str, port: int, backlog: int) -> socket.socket:
-    """A bound, listening, inheritable TCP socket (IPv4 or IPv6, as the host resolves)."""
+    """A bound, listening, inheritable TCP socket (IPv4 or IPv6, as the host resolves; `[::1]` as gunicorn takes it)."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
         listener = socket.socket(family, kind, proto)
     except OSError as exc:
         raise AddressUnavailable(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

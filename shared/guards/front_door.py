@@ -128,7 +128,7 @@ class FrontDoor:
         declared = declared_length(request.headers.get("Content-Length"))
         self.metrics.rejected(CLIENT_LEFT)
         logger.warning("Client %s disconnected after %d of %s body bytes: %s %s not run", request.remote_addr, body.size,
-                    declared if declared is not None else "its chunked", request.method, request.path)
+                       declared if declared is not None else "its chunked", request.method, request.path)
         return cut_short(body.size, declared)
 
     # -- answers -------------------------------------------------------------------------------------------
