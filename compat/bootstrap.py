@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 
 from drum_compat.compat.instance import instance_dir
 from drum_compat.compat.options import ServerOptions
-from drum_compat.compat.server_types import Stack
+from drum_compat.shared.server_types import DEFAULT_SERVER_TYPE, SERVER_TYPES, ServerType, Stack
 from drum_compat.compat.settings import SETTINGS_BY_KEY, read_secret
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.guards.admission import AdmissionLimits
@@ -63,7 +63,7 @@ def flask_extension_refusal(code_dir: str) -> str | None:
     )
 
 
-def app_settings(stack: Stack, core: Mapping[str, Any], server_type: str = "",
+def app_settings(server_type: ServerType, core: Mapping[str, Any],
                  environ: Mapping[str, str] | None = None) -> AppSettings:
     """The core's settings from the resolved table (compat.settings.core_settings); a missing key
     keeps the table's default. The Redis URL, a secret, is read here from the operator's variable."""
@@ -78,7 +78,7 @@ def app_settings(stack: Stack, core: Mapping[str, Any], server_type: str = "",
                                      parse_networks(value("trusted_proxies")), value("rate_limit_fail_open"))
     front_door = FrontDoorSettings(
         max_upload_size=value("max_upload_size"), rate_limit=rate_limit,
-        redis_url=read_secret("rate_limit_redis_url", stack, environ) if rate_limit else None,
+        redis_url=read_secret("rate_limit_redis_url", server_type.stack, environ) if rate_limit else None,
         spool_dir=instance_dir(environ),
     )
 
@@ -88,13 +88,19 @@ def app_settings(stack: Stack, core: Mapping[str, Any], server_type: str = "",
         queue_timeout=value("executor_queue_timeout"),
         deadline=value("request_timeout"),
     )
-    return AppSettings(server_name=str(stack), url_prefix=value("url_prefix"),
+    return AppSettings(server_type=server_type, url_prefix=value("url_prefix"),
                        cors=CorsPolicy(parse_origins(value("cors_origins"))), admission=admission,
-                       front_door=front_door, server_type=server_type, metrics_dir=environ.get(MULTIPROCESS_DIR_ENV) or None)
+                       front_door=front_door, metrics_dir=environ.get(MULTIPROCESS_DIR_ENV) or None)
+
+
+def server_type_of(options: ServerOptions, stack: Stack) -> ServerType:
+    """The server type the options name, if it runs this stack; else the stack's default (an app built in-process)."""
+    named = SERVER_TYPES.get(options.server_type)
+    return named if named is not None and named.stack == stack else DEFAULT_SERVER_TYPE[stack]
 
 
 def build_core(options: ServerOptions, stack: Stack, new_lock: Callable[[], Any] = threading.Lock) -> DrumApp:
     """`new_lock`: a lock the stack's request side and its model threads can both take."""
     configure_logging(options.logging_level)
-    settings = app_settings(stack, options.core_settings or {}, options.server_type)
+    settings = app_settings(server_type_of(options, stack), options.core_settings or {})
     return DrumApp.load(model_config(options), settings, options.with_error_server, new_lock)

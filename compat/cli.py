@@ -13,7 +13,7 @@ from drum_compat.compat.bootstrap import configure_logging, flask_extension_refu
 from drum_compat.compat.instance import InstanceError
 from drum_compat.compat.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.compat.options import ServerOptions, add_server_arguments
-from drum_compat.compat.server_types import SERVER_TYPES, Server, Stack, stack_of
+from drum_compat.shared.server_types import SERVER_TYPES, Server, Stack
 from drum_compat.compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
 from drum_compat.compat.tls import CERTFILE, TlsConfigError, check_tls
 from drum_compat.shared import __version__
@@ -55,7 +55,7 @@ def settings_help() -> str:
 
 
 def effective_settings(server_type: str, environ: Mapping[str, str]):
-    resolution = resolve_settings(stack_of(server_type), environ)
+    resolution = resolve_settings(SERVER_TYPES[server_type].stack, environ)
     return resolution, server_kwargs(resolution, SERVER_TYPES[server_type].server)
 
 
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return show_config(args, environ)
         options = server_options(args, environ)
         model_config(options)  # reads model-metadata.yaml only: the model itself loads in the workers
-        if stack_of(options.server_type) == Stack.FASTAPI:
+        if SERVER_TYPES[options.server_type].stack == Stack.FASTAPI:
             refusal = flask_extension_refusal(options.code_dir)
             if refusal:
                 raise ValueError(refusal)

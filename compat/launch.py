@@ -10,7 +10,7 @@ from dataclasses import replace
 from drum_compat.compat.instance import create_instance, remove_instance
 from drum_compat.compat.listener import bind_listener
 from drum_compat.compat.options import ServerOptions
-from drum_compat.compat.server_types import SERVER_TYPES, Server
+from drum_compat.shared.server_types import SERVER_TYPES, Server
 from drum_compat.compat.settings import SETTINGS_BY_KEY
 from drum_compat.compat.startup import build_or_exit, report_startup_failure
 

@@ -8,7 +8,7 @@ from flask import Flask
 
 from drum_compat.compat.bootstrap import build_core
 from drum_compat.compat.options import ServerOptions
-from drum_compat.compat.server_types import Stack
+from drum_compat.shared.server_types import Stack
 from drum_compat.compat.startup import build_or_exit
 from drum_compat.flask_backend.app import create_flask_app, log_only
 from drum_compat.flask_backend.extensions import load_flask_extensions

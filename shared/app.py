@@ -23,6 +23,7 @@ from drum_compat.shared.model.config import ModelConfig
 from drum_compat.shared.model.python_model import PythonModel
 from drum_compat.shared.request_id import REQUEST_ID_HEADER, choose_request_id
 from drum_compat.shared.routes import ERROR_SERVER_ROUTES, PREDICTION_ROUTES, Route, RouteMatch, build_url_map, resolve
+from drum_compat.shared.server_types import ServerType
 
 logger = logging.getLogger("drum_compat")
 
@@ -32,23 +33,18 @@ VERSION_HEADER = "X-Drum-Version"
 
 @dataclass(frozen=True)
 class AppSettings:
-    server_name: str  # what /info/ reports as drumServer: "flask" or "fastapi"
+    server_type: ServerType  # its stack is what /info/ reports as drumServer; its name labels the metrics
     url_prefix: str = ""
     cors: CorsPolicy = CorsPolicy()
     admission: AdmissionLimits = AdmissionLimits()
     front_door: FrontDoorSettings = FrontDoorSettings()
-    server_type: str = ""  # DRUM_SERVER_TYPE: the metrics' server_type label; default: server_name
     metrics_dir: str | None = None  # prometheus_client's multiprocess directory; None: this process only
-
-    @property
-    def metrics_label(self) -> str:
-        return self.server_type or self.server_name
 
 
 class DrumApp:
     def __init__(self, handlers, routes: tuple[Route, ...], settings: AppSettings, metrics: Metrics | None = None) -> None:
         self.handlers = handlers
-        self.metrics = metrics or Metrics(settings.metrics_label, settings.metrics_dir)
+        self.metrics = metrics or Metrics(settings.server_type.name, settings.metrics_dir)
         self.gate = getattr(handlers, "admission", None) or AdmissionGate(settings.admission, self.metrics)
         self.routes = routes
         self.settings = settings
@@ -60,9 +56,9 @@ class DrumApp:
     @classmethod
     def for_model(cls, model: PythonModel, settings: AppSettings, new_lock: Callable[[], Any] = threading.Lock) -> "DrumApp":
         """`new_lock`: a lock the backend's request side and its model threads can both take."""
-        metrics = Metrics(settings.metrics_label, settings.metrics_dir)
+        metrics = Metrics(settings.server_type.name, settings.metrics_dir)
         gate = AdmissionGate(settings.admission, metrics, new_lock=new_lock)
-        return cls(PredictionHandlers(model, settings.server_name, gate, metrics), PREDICTION_ROUTES, settings, metrics)
+        return cls(PredictionHandlers(model, settings.server_type.stack, gate, metrics), PREDICTION_ROUTES, settings, metrics)
 
     @classmethod
     def for_load_error(cls, load_error: BaseException | str, settings: AppSettings) -> "DrumApp":

@@ -24,6 +24,7 @@ from drum_compat.shared.payloads import (
     unsupported_payload_message,
 )
 from drum_compat.shared.resources import ResourceMonitor
+from drum_compat.shared.server_types import Stack
 
 OK = {"message": "OK"}
 CAPABILITIES = {"supported_methods": {"chat": False}, "supported_payload_formats": {"csv": None, "mtx": None}}
@@ -38,10 +39,10 @@ def _is_text_mimetype(mimetype: str) -> bool:
 
 
 class PredictionHandlers:
-    def __init__(self, model: PythonModel, server_name: str, admission: AdmissionGate, metrics: Metrics,
+    def __init__(self, model: PythonModel, stack: Stack, admission: AdmissionGate, metrics: Metrics,
                  monitor: ResourceMonitor | None = None) -> None:
         self.model = model
-        self.server_name = server_name
+        self.stack = stack
         self.admission = admission
         self.telemetry = metrics
         self.monitor = monitor or ResourceMonitor()
@@ -68,7 +69,7 @@ class PredictionHandlers:
             "codeDir": config.code_dir,
             "language": "python",
             "drumVersion": __version__,
-            "drumServer": self.server_name,
+            "drumServer": str(self.stack),
             "modelMetadata": read_model_metadata(config.code_dir),
             "predictor": self.model.predictor_name,
         }

@@ -17,6 +17,7 @@ from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.guards.security import CorsPolicy
 from drum_compat.shared.model.config import resolve_model_config
 from drum_compat.shared.model.python_model import PythonModel
+from drum_compat.shared.server_types import DEFAULT_SERVER_TYPE, Stack
 from tests.models import MODELS, write_model
 
 # Headers whose values legitimately differ between two responses (request ids are random).
@@ -62,16 +63,16 @@ class Stacks:
 
     def __init__(self, model: PythonModel | None, load_error: str | None = None, url_prefix: str = "", extensions_dir=None,
                  cors: CorsPolicy = CorsPolicy(), settings: AppSettings | None = None):
-        def core(server_name):
-            base = settings or AppSettings(server_name=server_name, url_prefix=url_prefix, cors=cors)
-            settings_for_stack = replace(base, server_name=server_name)
+        def core(stack: Stack):
+            base = settings or AppSettings(server_type=DEFAULT_SERVER_TYPE[stack], url_prefix=url_prefix, cors=cors)
+            settings_for_stack = replace(base, server_type=DEFAULT_SERVER_TYPE[stack])
             return DrumApp.for_model(model, settings_for_stack) if model else DrumApp.for_load_error(load_error, settings_for_stack)
 
-        self.flask_app = create_flask_app(core("flask"))
+        self.flask_app = create_flask_app(core(Stack.FLASK))
         if extensions_dir is not None:
             load_flask_extensions(self.flask_app, extensions_dir)
         self.flask_client = self.flask_app.test_client()
-        self.fastapi_app = create_fastapi_app(core("fastapi"))
+        self.fastapi_app = create_fastapi_app(core(Stack.FASTAPI))
 
     def flask(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Answer:
         response = self.flask_client.open(path, method=method, data=body, headers=headers or {})

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from drum_compat.compat.options import SERVER_OPTIONS
-from drum_compat.compat.server_types import SERVER_TYPES
+from drum_compat.shared.server_types import SERVER_TYPES
 from drum_compat.compat.running import RunningServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,6 +17,7 @@ from drum_compat.shared.guards.body import SPOOL_ABOVE, RequestBody
 from drum_compat.shared.guards.front_door import FrontDoorSettings
 from drum_compat.shared.guards.rate_limit import LocalBuckets, RateLimitPolicy, parse_networks, take_token
 from drum_compat.shared.metrics import DEADLINE, MULTIPROCESS_DIR_ENV, QUEUE_FULL, QUEUE_TIMEOUT
+from drum_compat.shared.server_types import SERVER_TYPES, Stack
 from tests.conftest import Stacks, load_model
 
 
@@ -126,11 +127,11 @@ def test_guard_settings_are_read_with_their_fastapi_aliases():
     assert resolution.value("max_upload_size") == 2048
     assert any("DRUM_FASTAPI_MAX_UPLOAD_SIZE is deprecated" in message for message in resolution.warnings)
     core = {key: resolution.value(key) for key in resolution.values}
-    settings = app_settings("fastapi", core, "uvicorn", environ={"DRUM_RATE_LIMIT_REDIS_URL": "redis://:pw@127.0.0.1:1/0"})
+    settings = app_settings(SERVER_TYPES["uvicorn"], core, environ={"DRUM_RATE_LIMIT_REDIS_URL": "redis://:pw@127.0.0.1:1/0"})
     assert settings.admission == AdmissionLimits(threads=3, queue_depth=100, queue_timeout=30, deadline=120)
     assert settings.front_door.rate_limit.trusted_proxies == parse_networks("10.0.0.0/8")
     assert settings.front_door.redis_url == "redis://:pw@127.0.0.1:1/0" and "pw" not in repr(settings.front_door)
-    assert settings.metrics_label == "uvicorn"
+    assert settings.server_type.name == "uvicorn" and settings.server_type.stack == Stack.FASTAPI
 
 
 def test_instance_dir_is_made_and_removed_and_a_given_metrics_dir_emptied_and_locked(tmp_path):
@@ -151,7 +152,7 @@ def test_instance_dir_is_made_and_removed_and_a_given_metrics_dir_emptied_and_lo
 def guarded(tmp_path):
     model = load_model(tmp_path, "regression")
     front_door = FrontDoorSettings(max_upload_size=64, rate_limit=RateLimitPolicy(per_minute=1, burst=2))
-    return Stacks(model, settings=AppSettings(server_name="", front_door=front_door))
+    return Stacks(model, settings=AppSettings(server_type=SERVER_TYPES["gunicorn"], front_door=front_door))
 
 
 def test_both_stacks_refuse_a_declared_oversize_body_alike(guarded):
@@ -178,7 +179,7 @@ def test_the_front_door_steps_come_in_order_and_stop_at_the_first_refusal(tmp_pa
 
     policy = RateLimitPolicy(per_minute=60, burst=1)
     core = DrumApp.for_model(load_model(tmp_path, "regression"),
-                             AppSettings(server_name="flask", front_door=FrontDoorSettings(max_upload_size=64, rate_limit=policy)))
+                             AppSettings(server_type=SERVER_TYPES["gunicorn"], front_door=FrontDoorSettings(max_upload_size=64, rate_limit=policy)))
     door = FrontDoor(core)
 
     def request(length: int) -> NeutralRequest:
