@@ -10,18 +10,18 @@ from typing import Any, Callable, Mapping
 
 from drum_compat.compat.instance import instance_dir
 from drum_compat.compat.options import ServerOptions
-from drum_compat.shared.server_types import DEFAULT_SERVER_TYPE, SERVER_TYPES, ServerType, Stack
 from drum_compat.compat.settings import SETTINGS_BY_KEY, read_secret
 from drum_compat.shared.app import AppSettings, DrumApp
+from drum_compat.shared.guards.access_log import configure_access_log
 from drum_compat.shared.guards.admission import AdmissionLimits
 from drum_compat.shared.guards.front_door import FrontDoorSettings
 from drum_compat.shared.guards.rate_limit import RateLimitPolicy, parse_networks
 from drum_compat.shared.guards.security import CorsPolicy, parse_origins
-from drum_compat.shared.guards.access_log import configure_access_log
 from drum_compat.shared.metrics import MULTIPROCESS_DIR_ENV
 from drum_compat.shared.model.config import ModelConfig, read_class_labels_file, resolve_model_config
 from drum_compat.shared.model.python_model import find_code_file
 from drum_compat.shared.request_id import RequestIdLogFilter
+from drum_compat.shared.server_types import DEFAULT_SERVER_TYPE, SERVER_TYPES, ServerType, Stack
 
 LOG_FORMAT = "%(asctime)-15s %(levelname)s %(name)s:  %(message)s %(context_data)s"  # DRUM's
 logger = logging.getLogger("drum_compat")

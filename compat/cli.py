@@ -13,11 +13,11 @@ from drum_compat.compat.bootstrap import configure_logging, flask_extension_refu
 from drum_compat.compat.instance import InstanceError
 from drum_compat.compat.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.compat.options import ServerOptions, add_server_arguments
-from drum_compat.shared.server_types import SERVER_TYPES, Server, Stack
 from drum_compat.compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
 from drum_compat.compat.tls import CERTFILE, TlsConfigError, check_tls
 from drum_compat.shared import __version__
 from drum_compat.shared.model.config import ModelConfigError
+from drum_compat.shared.server_types import SERVER_TYPES, Server, Stack
 
 USAGE_ERROR = 2
 logger = logging.getLogger("drum_compat.settings")

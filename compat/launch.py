@@ -10,9 +10,9 @@ from dataclasses import replace
 from drum_compat.compat.instance import create_instance, remove_instance
 from drum_compat.compat.listener import bind_listener
 from drum_compat.compat.options import ServerOptions
-from drum_compat.shared.server_types import SERVER_TYPES, Server
 from drum_compat.compat.settings import SETTINGS_BY_KEY
 from drum_compat.compat.startup import build_or_exit, report_startup_failure
+from drum_compat.shared.server_types import SERVER_TYPES, Server
 
 
 def python_module_argv(module: str) -> list[str]:

@@ -1,11 +1,58 @@
-"""The rate limit's Redis store as each stack talks to it: a blocking client for the Flask stack, an asyncio
-one for the FastAPI stack, and the errors that mean "the store could not be asked"."""
+"""The rate limit's token store as each stack asks it: `take(client)`, blocking for the Flask stack, awaited for
+the FastAPI stack; in this worker, or in Redis (the core's script) when DRUM_RATE_LIMIT_REDIS_URL is set."""
 from __future__ import annotations
+
+from typing import Awaitable, Callable
 
 import redis
 import redis.asyncio
 from redis.exceptions import RedisError
 
+from drum_compat.shared.guards.rate_limit import (REDIS_TOKEN_BUCKET, STORE_TIMEOUT, Decision, LocalBuckets, RateLimitPolicy,
+                                                  redis_arguments, redis_decision)
+
+# what "the store could not be asked" looks like; a take returns it instead of raising (the core decides)
 STORE_ERRORS: tuple[type[BaseException], ...] = (OSError, RedisError)
-connect_blocking = redis.Redis.from_url
-connect_async = redis.asyncio.from_url
+Outcome = Decision | Exception
+TIMEOUTS = {"socket_timeout": STORE_TIMEOUT, "socket_connect_timeout": STORE_TIMEOUT}
+
+
+def blocking_store(policy: RateLimitPolicy | None, redis_url: str | None) -> Callable[[str], Outcome] | None:
+    """None when the limit is off."""
+    if policy is None:
+        return None
+    if not redis_url:
+        return LocalBuckets(policy).take
+    script = redis.Redis.from_url(redis_url, **TIMEOUTS).register_script(REDIS_TOKEN_BUCKET)
+
+    def take(client: str) -> Outcome:
+        keys, args = redis_arguments(client, policy)
+        try:
+            return redis_decision(script(keys=keys, args=args))
+        except STORE_ERRORS as exc:
+            return exc
+
+    return take
+
+
+def async_store(policy: RateLimitPolicy | None, redis_url: str | None) -> Callable[[str], Awaitable[Outcome]] | None:
+    """None when the limit is off."""
+    if policy is None:
+        return None
+    if not redis_url:
+        local = LocalBuckets(policy)
+
+        async def take_local(client: str) -> Outcome:
+            return local.take(client)
+
+        return take_local
+    script = redis.asyncio.from_url(redis_url, **TIMEOUTS).register_script(REDIS_TOKEN_BUCKET)
+
+    async def take(client: str) -> Outcome:
+        keys, args = redis_arguments(client, policy)
+        try:
+            return redis_decision(await script(keys=keys, args=args))
+        except STORE_ERRORS as exc:
+            return exc
+
+    return take

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from drum_compat.compat.options import parse_bool
-from drum_compat.shared.server_types import SERVER_TYPES, Stack
 from drum_compat.shared.runtime_parameters import PREFIX, RuntimeParameterException, RuntimeParameters
+from drum_compat.shared.server_types import SERVER_TYPES, Stack
 
 
 

@@ -2,13 +2,14 @@
 explicitly) that gunicorn's `ssl_context` hook and uvicorn's `ssl_context_factory` both call."""
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from drum_compat.shared.server_types import Stack
 from drum_compat.compat.settings import SETTINGS_BY_KEY, Resolution, read_secret
+from drum_compat.shared.server_types import Stack
 
 MINIMUM_TLS_VERSION = ssl.TLSVersion.TLSv1_2
 PASSWORD_KEY = "tls_keyfile_password"
@@ -84,16 +85,22 @@ def server_ssl_context(files: TlsFiles, password: str | None) -> ssl.SSLContext:
     return context
 
 
+@functools.cache
+def process_ssl_context(files: TlsFiles, stack: Stack) -> ssl.SSLContext:
+    """One context per process, its password resolved once: gunicorn's sync (gthread) worker asks for it on
+    every connection."""
+    return server_ssl_context(files, read_secret(PASSWORD_KEY, stack, os.environ))
+
+
 def gunicorn_ssl_context(conf: Any, default_ssl_context_factory: Any = None) -> ssl.SSLContext:
     """gunicorn's `ssl_context` hook."""
-    files = TlsFiles(conf.certfile, conf.keyfile, conf.ca_certs, conf.cert_reqs, conf.ciphers)
-    return server_ssl_context(files, read_secret(PASSWORD_KEY, Stack.FLASK, os.environ))
+    return process_ssl_context(TlsFiles(conf.certfile, conf.keyfile, conf.ca_certs, conf.cert_reqs, conf.ciphers), Stack.FLASK)
 
 
 def uvicorn_ssl_context(config: Any, default_ssl_context_factory: Any = None) -> ssl.SSLContext:
     """uvicorn's `ssl_context_factory` (module level, so it pickles into spawned workers)."""
     files = TlsFiles(config.ssl_certfile, config.ssl_keyfile, config.ssl_ca_certs, config.ssl_cert_reqs, config.ssl_ciphers)
-    return server_ssl_context(files, read_secret(PASSWORD_KEY, Stack.FASTAPI, os.environ))
+    return process_ssl_context(files, Stack.FASTAPI)
 
 
 def check_tls(resolution: Resolution, environ: Mapping[str, str]) -> bool:

@@ -1,5 +1,5 @@
 """Build the FastAPI app around a neutral DrumApp. FastAPI's own routing, slash redirects, JSON
-404/405 and docs routes are kept out of the way: the core answers every path."""
+404/405 and docs routes are kept out of the way: the core routes and answers every path."""
 from __future__ import annotations
 
 import asyncio
@@ -7,15 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from drum_compat.compat.rate_store import connect_async
-from drum_compat.fastapi_backend.endpoint import NeutralEndpoint
-from drum_compat.fastapi_backend.guards import GuardMiddleware
-from drum_compat.fastapi_backend.model_pool import AsyncModelRunner
+from drum_compat.compat.rate_store import async_store
+from drum_compat.fastapi_backend.cycle import CoreEndpoint, CycleMiddleware
 from drum_compat.fastapi_backend.recycling import UVICORN_KEEPALIVE, RecyclingMiddleware, Retirement
+from drum_compat.fastapi_backend.steps import AsyncSteps
 from drum_compat.shared.app import DrumApp
 from drum_compat.shared.guards.admission import UNWEDGED
-from drum_compat.shared.guards.front_door import FrontDoor
-from drum_compat.shared.guards.rate_limit import make_buckets
 
 
 def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: int = 0,
@@ -27,8 +24,9 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
         if loop is not None:
             loop.call_soon_threadsafe(retirement.begin, UNWEDGED)
 
-    model_runner = AsyncModelRunner(core.gate, recycle_from_model_thread)
-    core.on_close(lambda: model_runner.executor.shutdown(wait=True))
+    front_door = core.settings.front_door
+    steps = AsyncSteps(async_store(front_door.rate_limit, front_door.redis_url), core.gate.limits.threads)
+    core.on_close(lambda: steps.executor.shutdown(wait=True))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -39,10 +37,8 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     # not a route: the router's default, so every request, whatever its target (`*`, absolute-form), reaches the core
-    app.router.default = NeutralEndpoint(core, model_runner)
-    front_door = core.settings.front_door
-    app.add_middleware(GuardMiddleware, front_door=FrontDoor(core),
-                       buckets=make_buckets(front_door.rate_limit, front_door.redis_url, connect_async))
+    app.router.default = CoreEndpoint(steps)
+    app.add_middleware(CycleMiddleware, core=core, steps=steps, on_unwedged=recycle_from_model_thread)
     # added last, so outermost: a retiring worker's every answer says Connection: close
     app.add_middleware(RecyclingMiddleware, retirement=retirement, max_requests=recycle_after, jitter=recycle_jitter)
     return app

@@ -6,10 +6,10 @@ from fastapi import FastAPI
 
 from drum_compat.compat.bootstrap import build_core, flask_extension_refusal
 from drum_compat.compat.options import ServerOptions
-from drum_compat.shared.server_types import Stack
 from drum_compat.compat.startup import build_or_exit
 from drum_compat.fastapi_backend.app import create_fastapi_app
 from drum_compat.fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER, UVICORN_KEEPALIVE
+from drum_compat.shared.server_types import Stack
 
 
 class FlaskExtensionRefused(RuntimeError):

@@ -8,13 +8,13 @@ from flask import Flask
 
 from drum_compat.compat.bootstrap import build_core
 from drum_compat.compat.options import ServerOptions
-from drum_compat.shared.server_types import Stack
 from drum_compat.compat.startup import build_or_exit
 from drum_compat.flask_backend.app import create_flask_app, log_only
 from drum_compat.flask_backend.extensions import load_flask_extensions
-from drum_compat.flask_backend.model_pool import native_lock
 from drum_compat.flask_backend.recycling import GUNICORN_KEEPALIVE, CloseWhenRetiring, GunicornRetirement
+from drum_compat.flask_backend.steps import native_lock
 from drum_compat.shared.handlers import PredictionHandlers
+from drum_compat.shared.server_types import Stack
 
 
 def build_app(options: ServerOptions, recycle: Callable[[str], None] = log_only) -> Flask:

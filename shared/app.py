@@ -1,5 +1,5 @@
-"""The neutral application: a route table, its handlers and the headers every response carries.
-Backends call `resolve`, `call` and `finish` (Flask routes natively and uses `call`/`stamp`)."""
+"""The neutral application: a route table, its handlers, its guards and the headers every response carries;
+a backend serves each request with a shared.cycle.RequestCycle over it."""
 from __future__ import annotations
 
 import logging
@@ -14,7 +14,7 @@ from werkzeug.datastructures import Headers
 from drum_compat.shared import __version__
 from drum_compat.shared.errors import error_response
 from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits
-from drum_compat.shared.guards.front_door import FrontDoorSettings
+from drum_compat.shared.guards.front_door import FrontDoor, FrontDoorSettings
 from drum_compat.shared.guards.security import CorsPolicy, harden
 from drum_compat.shared.handlers import ErrorServerHandlers, PredictionHandlers
 from drum_compat.shared.http import NeutralRequest, NeutralResponse, canonical_allow
@@ -46,6 +46,7 @@ class DrumApp:
         self.handlers = handlers
         self.metrics = metrics or Metrics(settings.server_type.name, settings.metrics_dir)
         self.gate = getattr(handlers, "admission", None) or AdmissionGate(settings.admission, self.metrics)
+        self.front_door = FrontDoor(settings.front_door, self.metrics)
         self.routes = routes
         self.settings = settings
         self.url_map = build_url_map(routes, settings.url_prefix)

@@ -54,6 +54,10 @@ class NeutralRequest(SansIORequest):
             self._body = self._body.read()
         return self._body
 
+    @body.setter
+    def body(self, body: "bytes | BodySource") -> None:
+        self._body = body
+
 
 def wsgi_style_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
     """Request headers as a WSGI server presents them: names Title-Cased the way werkzeug derives

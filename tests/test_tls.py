@@ -10,6 +10,7 @@ import subprocess
 import threading
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import psutil
@@ -17,9 +18,9 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from drum_compat.compat.tls import MINIMUM_TLS_VERSION, TlsConfigError, TlsFiles, server_ssl_context
-from tests.models import write_model
 from drum_compat.compat.running import DRUM_COMPAT, RunningServer, run_to_exit
+from drum_compat.compat.tls import MINIMUM_TLS_VERSION, TlsConfigError, TlsFiles, gunicorn_ssl_context, server_ssl_context
+from tests.models import write_model
 
 PASSWORD = "s3cr3t-Pa55"
 TLS_STACKS = ["gunicorn", "fastapi"]
@@ -109,6 +110,18 @@ def test_this_machine_can_speak_tls_1_1_so_the_refusal_below_means_something(ca,
 def test_our_context_sets_the_minimum_explicitly(pki):
     context = server_ssl_context(TlsFiles(str(pki["cert"]), str(pki["key"])), PASSWORD)
     assert context.minimum_version == MINIMUM_TLS_VERSION == ssl.TLSVersion.TLSv1_2
+
+
+def test_a_worker_builds_its_context_and_reads_the_password_once(pki, monkeypatch):
+    # gunicorn's gthread worker asks its ssl_context hook on every connection
+    conf = SimpleNamespace(certfile=str(pki["cert"]), keyfile=str(pki["key"]), ca_certs=None, cert_reqs=ssl.CERT_NONE, ciphers=None)
+    for name, value in tls_env(pki).items():
+        monkeypatch.setenv(name, value)
+    first = gunicorn_ssl_context(conf)
+    monkeypatch.setenv("MLOPS_RUNTIME_PARAM_DRUM_SSL_KEYFILE_PASSWORD", json.dumps({"type": "string", "payload": "wrong"}))
+    assert gunicorn_ssl_context(conf) is first  # a wrong password now would fail, were it read again
+    with pytest.raises(TlsConfigError):
+        server_ssl_context(TlsFiles(str(pki["cert"]), str(pki["key"])), "wrong")
 
 
 @pytest.mark.servers

@@ -17,16 +17,17 @@ RETRY_AFTER = "1"  # seconds: a busy worker frees a slot or another worker takes
 
 @dataclass(frozen=True)
 class Submit:
-    """Step: start `job` in a model thread, in the request's context; send back nothing."""
+    """Step: start `job` in a model thread, in the request's context; send back a handle to wait on."""
 
     job: Callable[[], "NeutralResponse | None"]
 
 
 @dataclass(frozen=True)
 class Wait:
-    """Step: wait at most `seconds` (None: without end) for the submitted job; send back its response, or
-    STILL_RUNNING."""
+    """Step: wait at most `seconds` (None: without end) for the job behind `handle` (what Submit sent back),
+    never cancelling it; send back its response, or STILL_RUNNING."""
 
+    handle: Any
     seconds: float | None
 
 
@@ -102,9 +103,9 @@ class AdmissionGate:
         ticket = self.admit(arrived)
         if ticket is None:
             return self.rejection(QUEUE_FULL)
-        yield Submit(self.job(ticket, call, on_unwedged))
+        handle = yield Submit(self.job(ticket, call, on_unwedged))
         while True:
-            outcome = yield Wait(self.next_wait(ticket))
+            outcome = yield Wait(handle, self.next_wait(ticket))
             if outcome is not STILL_RUNNING:
                 return outcome
             reason = self.expire(ticket)

@@ -1,21 +1,19 @@
-"""What every request meets before the app (rate limit, then the body limit) and what is recorded once
-it is answered (metrics, access log): the logic both stacks' middleware calls, minus the I/O."""
+"""What every request meets before the app, in order: the rate limit, the declared length, the body read
+under its limit; as steps the backend performs (shared.steps), each refusal counted in the metrics."""
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass, field
 
-from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line
 from drum_compat.shared.guards.body import RequestBody, cut_short, declared_length, declared_too_large, too_large
 from drum_compat.shared.guards.rate_limit import Decision, RateLimitPolicy, store_unavailable, too_many_requests
 from drum_compat.shared.http import NeutralRequest, NeutralResponse
-from drum_compat.shared.metrics import BODY_TOO_LARGE, CLIENT_LEFT, RATE_LIMITED, RATE_STORE_DOWN, UNMATCHED_ROUTE, Metrics
+from drum_compat.shared.metrics import BODY_TOO_LARGE, CLIENT_LEFT, RATE_LIMITED, RATE_STORE_DOWN, Metrics
 from drum_compat.shared.routes import RouteMatch
 from drum_compat.shared.steps import Steps
 
 logger = logging.getLogger("drum_compat")
-access_logger = logging.getLogger(ACCESS_LOGGER)
 STORE_WARNING_EVERY = 60.0  # seconds between two "Redis unreachable" warnings of one worker
 
 
@@ -34,9 +32,6 @@ class ReadBody:
 
 
 BODY_COMPLETE, BODY_TOO_LARGE, BODY_CUT_SHORT = "complete", "too large", "cut short"
-# where a backend's front door leaves, in its request's WSGI environ or ASGI scope, what its app reads on
-BODY_KEY = "drum_compat.body"  # the RequestBody the front door read, bounded and spooled
-ARRIVED_KEY = "drum_compat.arrived"  # time.monotonic() at arrival, where deadlines count from
 
 
 @dataclass(frozen=True)
@@ -48,15 +43,10 @@ class FrontDoorSettings:
 
 
 class FrontDoor:
-    def __init__(self, core) -> None:
-        self.core = core
-        self.settings: FrontDoorSettings = core.settings.front_door
-        self.metrics: Metrics = core.metrics
+    def __init__(self, settings: FrontDoorSettings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
         self._store_warned_at: float | None = None
-
-    def route_of(self, request: NeutralRequest) -> RouteMatch | None:
-        matched = self.core.resolve(request)
-        return matched if isinstance(matched, RouteMatch) else None
 
     def before_app(self, request: NeutralRequest, route: RouteMatch | None, body: RequestBody) -> Steps[NeutralResponse | None]:
         """What a request meets before the app, in order, as steps (TakeToken, ReadBody) the backend performs
@@ -130,16 +120,3 @@ class FrontDoor:
         logger.warning("Client %s disconnected after %d of %s body bytes: %s %s not run", request.remote_addr, body.size,
                        declared if declared is not None else "its chunked", request.method, request.path)
         return cut_short(body.size, declared)
-
-    # -- answers -------------------------------------------------------------------------------------------
-    def refuse(self, request: NeutralRequest, response: NeutralResponse, started: float) -> NeutralResponse:
-        """A guard's own answer, with everything the app's answers carry."""
-        return self.core.finish(request, response, self.core.request_id_for(request), started)
-
-    def answered(self, request: NeutralRequest, route: RouteMatch | None, protocol: str, status: int,
-                 size: int, started: float, request_id: str) -> None:
-        seconds = time.monotonic() - started
-        self.metrics.answered(route.rule if route else UNMATCHED_ROUTE, request.method, status, seconds)
-        target = request.path + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
-        access_logger.info(access_line(request.remote_addr, request.method, request.root_path + target, protocol,
-                                       status, size, seconds, request_id))

@@ -3,14 +3,12 @@ The client is the peer, or the right-most X-Forwarded-For address not a trusted 
 State lives in this worker, or in Redis (one atomic script) so the limit holds across workers and replicas."""
 from __future__ import annotations
 
-import inspect
 import ipaddress
 import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
-
 
 from drum_compat.shared.http import NeutralResponse, json_response
 
@@ -148,31 +146,3 @@ def redis_arguments(client: str, policy: RateLimitPolicy) -> tuple[list[str], li
 def redis_decision(reply) -> Decision:
     allowed, tokens = reply
     return Decision(bool(int(allowed)), float(tokens))
-
-
-class RedisBuckets:
-    """Buckets in Redis, shared by every worker and replica. `client` is a redis.Redis or a
-    redis.asyncio.Redis; with the latter `take` returns an awaitable."""
-
-    def __init__(self, policy: RateLimitPolicy, client) -> None:
-        self.policy = policy
-        self.script = client.register_script(REDIS_TOKEN_BUCKET)
-
-    def take(self, client: str):
-        keys, args = redis_arguments(client, self.policy)
-        reply = self.script(keys=keys, args=args)
-        return self._decided(reply) if inspect.isawaitable(reply) else redis_decision(reply)
-
-    @staticmethod
-    async def _decided(reply) -> Decision:
-        return redis_decision(await reply)
-
-
-def make_buckets(policy: RateLimitPolicy | None, redis_url: str | None, connect: Callable):
-    """The buckets for a policy: in Redis when a URL is set (`connect` makes the stack's client, blocking or
-    asyncio: compat.rate_store), else in this worker; None when the limit is off."""
-    if policy is None:
-        return None
-    if redis_url:
-        return RedisBuckets(policy, connect(redis_url, socket_timeout=STORE_TIMEOUT, socket_connect_timeout=STORE_TIMEOUT))
-    return LocalBuckets(policy)

@@ -1,0 +1,80 @@
+"""The ASGI side of the core's request cycle: pure ASGI middleware (never BaseHTTPMiddleware) that feeds the
+cycle the request head and the response's progress and performs its steps, and the endpoint that sends its answer."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+from drum_compat.fastapi_backend.steps import AsyncSteps
+from drum_compat.shared.app import DrumApp
+from drum_compat.shared.cycle import CYCLE_KEY, RequestCycle
+from drum_compat.shared.http import NeutralRequest, NeutralResponse, wsgi_style_headers
+from drum_compat.shared.request_id import current_request_id
+from drum_compat.shared.steps import run_steps_async
+
+
+def head_request(scope: dict) -> NeutralRequest:
+    """The request line and headers as a WSGI server would present them; the body comes later."""
+    root_path = scope.get("root_path", "")
+    path = scope["path"]
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path):]
+    client = scope.get("client")
+    return NeutralRequest(
+        method=scope["method"], path=path, headers=wsgi_style_headers(scope["headers"]),
+        query_string=scope.get("query_string", b""), scheme=scope.get("scheme", "http"), server=scope.get("server"),
+        root_path=root_path, remote_addr=client[0] if client else None,
+    )
+
+
+async def send_response(send, response: NeutralResponse) -> None:
+    # header names go out as the core wrote them (Starlette's Response would lowercase them)
+    headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.items()]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class CycleMiddleware:
+    def __init__(self, app, core: DrumApp, steps: AsyncSteps, on_unwedged: Callable[[], None]) -> None:
+        self.app = app
+        self.core = core
+        self.steps = steps
+        self.on_unwedged = on_unwedged
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cycle = RequestCycle(self.core, head_request(scope), f"HTTP/{scope.get('http_version', '1.1')}", self.on_unwedged)
+
+        async def observed_send(message) -> None:
+            if message["type"] == "http.response.start":
+                cycle.response_started(message["status"])
+            elif message["type"] == "http.response.body":
+                cycle.sent(len(message.get("body", b"")))
+            await send(message)
+
+        token = current_request_id.set(cycle.request_id)
+        try:
+            refusal = await run_steps_async(cycle.enter(), partial(self.steps.perform, receive))
+            if refusal is not None:
+                await send_response(observed_send, refusal)
+            else:
+                scope[CYCLE_KEY] = cycle  # for CoreEndpoint
+                await self.app(scope, receive, observed_send)
+        finally:
+            current_request_id.reset(token)
+            cycle.ended()
+
+
+class CoreEndpoint:
+    """The router's default: every request no FastAPI route took gets its cycle's answer."""
+
+    def __init__(self, steps: AsyncSteps) -> None:
+        self.steps = steps
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        await send_response(send, await run_steps_async(scope[CYCLE_KEY].respond(), partial(self.steps.perform, receive)))

@@ -1,0 +1,47 @@
+"""How the event loop performs the core's steps, awaited: the body from `receive`, a token from the rate store,
+the model call in the worker's model threads, the request's context carried into the thread."""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+from typing import Awaitable, Callable
+
+from drum_compat.compat.rate_store import Outcome
+from drum_compat.shared.guards.admission import STILL_RUNNING, Submit, Wait
+from drum_compat.shared.guards.body import RequestBody
+from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_TOO_LARGE, ReadBody, TakeToken
+
+
+async def receive_body(receive, body: RequestBody) -> str:
+    """Receive into `body`, stopping as soon as it crosses the limit (the rest is never received)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return BODY_CUT_SHORT
+        if not body.feed(message.get("body", b"")):
+            return BODY_TOO_LARGE
+        if not message.get("more_body", False):
+            return BODY_COMPLETE
+
+
+class AsyncSteps:
+    def __init__(self, take: Callable[[str], Awaitable[Outcome]] | None, threads: int) -> None:
+        self.take = take  # the rate store (compat.rate_store.async_store); None when the limit is off
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drum-model")
+
+    async def perform(self, receive, step):
+        match step:
+            case TakeToken(client):
+                return await self.take(client)
+            case ReadBody(body):
+                return await receive_body(receive, body)
+            case Submit(job):
+                return asyncio.wrap_future(self.executor.submit(contextvars.copy_context().run, job))
+            case Wait(handle, seconds):
+                try:
+                    # shield: a wait that runs out must not cancel the model call, which keeps its slot
+                    return await asyncio.wait_for(asyncio.shield(handle), seconds)
+                except asyncio.TimeoutError:
+                    return STILL_RUNNING
+        raise TypeError(f"not a step: {step!r}")

@@ -1,0 +1,66 @@
+"""The WSGI side of the core's request cycle, as middleware around the Flask app: it feeds the cycle the
+request head and the response's progress, performs its steps, and sends a refusal or lets Flask answer."""
+from __future__ import annotations
+
+from functools import partial
+from http import HTTPStatus
+from typing import Callable
+
+from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Request
+from werkzeug.wsgi import ClosingIterator
+
+from drum_compat.flask_backend.steps import BlockingSteps
+from drum_compat.shared.app import DrumApp
+from drum_compat.shared.cycle import CYCLE_KEY, RequestCycle
+from drum_compat.shared.http import NeutralRequest
+from drum_compat.shared.request_id import current_request_id
+from drum_compat.shared.steps import run_steps
+
+
+def head_request(environ: dict) -> NeutralRequest:
+    """The request line and headers, as Flask will see them; the body comes later."""
+    request = Request(environ, populate_request=False)
+    return NeutralRequest(
+        method=request.method, path=request.path, headers=Headers(list(request.headers.items())),
+        query_string=request.query_string, scheme=request.scheme, server=request.server,
+        root_path=request.root_path, remote_addr=request.remote_addr,
+    )
+
+
+class CycleMiddleware:
+    def __init__(self, app, core: DrumApp, steps: BlockingSteps, on_unwedged: Callable[[], None]) -> None:
+        self.app = app
+        self.core = core
+        self.steps = steps
+        self.on_unwedged = on_unwedged
+
+    def __call__(self, environ: dict, start_response):
+        cycle = RequestCycle(self.core, head_request(environ), environ.get("SERVER_PROTOCOL", "HTTP/1.1"), self.on_unwedged)
+        environ[CYCLE_KEY] = cycle  # for the views (flask_backend.app)
+
+        def observed_start_response(status: str, headers, exc_info=None):
+            cycle.response_started(int(status.split(" ", 1)[0]))
+            return start_response(status, headers, exc_info)
+
+        token = current_request_id.set(cycle.request_id)
+        try:
+            refusal = run_steps(cycle.enter(), partial(self.steps.perform, environ))
+            if refusal is not None:
+                observed_start_response(f"{refusal.status} {HTTPStatus(refusal.status).phrase}", list(refusal.headers.items()))
+                chunks, close = [refusal.body], None
+            else:
+                chunks = self.app(environ, observed_start_response)
+                close = getattr(chunks, "close", None)
+        except BaseException:
+            cycle.ended()
+            raise
+        finally:
+            current_request_id.reset(token)
+
+        def counted():
+            for chunk in chunks:
+                cycle.sent(len(chunk))
+                yield chunk
+
+        return ClosingIterator(counted(), [callback for callback in (close, cycle.ended) if callback])

@@ -1,0 +1,74 @@
+"""How a gunicorn or werkzeug worker performs the core's steps, blocking: the body from wsgi.input, a token from
+the rate store, the model call in its model threads (under gevent a native pool: model code never blocks the hub)."""
+from __future__ import annotations
+
+import contextvars
+from concurrent.futures import Executor, ThreadPoolExecutor, TimeoutError
+from typing import Callable
+
+from gevent import monkey
+
+from drum_compat.compat.rate_store import Outcome
+from drum_compat.shared.guards.admission import STILL_RUNNING, Submit, Wait
+from drum_compat.shared.guards.body import CHUNK, RequestBody
+from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_TOO_LARGE, ReadBody, TakeToken
+
+
+def native_lock():
+    """An OS lock even where gevent patched `threading`: the hub and the native model threads both take it."""
+    return monkey.get_original("_thread", "allocate_lock")()
+
+
+def model_executor(threads: int) -> Executor:
+    if monkey.is_module_patched("threading"):  # gunicorn's gevent worker
+        from gevent.threadpool import ThreadPoolExecutor as NativeThreadPoolExecutor
+
+        return NativeThreadPoolExecutor(max_workers=threads)
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drum-model")
+
+
+def read_body(environ: dict, body: RequestBody) -> str:
+    """Read wsgi.input into `body`, stopping as soon as it crosses the limit (the rest stays unread); then the
+    app reads the spooled copy as its wsgi.input."""
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH", "")
+    remaining = int(length) if length.isdigit() else None
+    if remaining is None and not environ.get("wsgi.input_terminated"):
+        return BODY_COMPLETE  # no length and no terminated stream: WSGI says there is no body to read
+    while remaining is None or remaining > 0:
+        try:
+            chunk = stream.read(CHUNK if remaining is None else min(CHUNK, remaining))
+        except OSError:  # gunicorn's NoMoreData, a reset connection
+            return BODY_CUT_SHORT
+        if not chunk:
+            break
+        if remaining is not None:
+            remaining -= len(chunk)
+        if not body.feed(chunk):
+            return BODY_TOO_LARGE
+    environ["wsgi.input"] = body.file
+    environ["CONTENT_LENGTH"] = str(body.size)
+    environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body is now plain bytes of that length
+    environ["wsgi.input_terminated"] = True
+    return BODY_COMPLETE
+
+
+class BlockingSteps:
+    def __init__(self, take: Callable[[str], Outcome] | None, threads: int) -> None:
+        self.take = take  # the rate store (compat.rate_store.blocking_store); None when the limit is off
+        self.executor = model_executor(threads)
+
+    def perform(self, environ: dict, step):
+        match step:
+            case TakeToken(client):
+                return self.take(client)
+            case ReadBody(body):
+                return read_body(environ, body)
+            case Submit(job):
+                return self.executor.submit(contextvars.copy_context().run, job)
+            case Wait(handle, seconds):
+                try:
+                    return handle.result(timeout=seconds)
+                except TimeoutError:
+                    return STILL_RUNNING
+        raise TypeError(f"not a step: {step!r}")

@@ -1,0 +1,95 @@
+"""One request through the core, from its head to its access line, written once for both stacks (h11's
+Connection is the model): the backend feeds events and performs the steps the cycle yields, nothing more."""
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Callable
+
+from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line
+from drum_compat.shared.http import NeutralRequest, NeutralResponse
+from drum_compat.shared.metrics import UNMATCHED_ROUTE
+from drum_compat.shared.routes import RouteMatch
+from drum_compat.shared.steps import Steps
+
+if TYPE_CHECKING:
+    from drum_compat.shared.app import DrumApp
+
+access_logger = logging.getLogger(ACCESS_LOGGER)
+# where a backend's outer loop leaves the cycle, in its request's WSGI environ or ASGI scope, for the app's views
+CYCLE_KEY = "drum_compat.cycle"
+
+
+class RequestCycle:
+    """Routed once, at its head; `enter` (the front door), then `respond` (handler, model thread, finish),
+    or `handle` plus `stamp` where the framework finishes its own responses (Flask's hooks and views).
+
+    Events in: the head (construction), each step's outcome, `response_started`, `sent`, `ended`.
+    Steps out: TakeToken and ReadBody (the front door), Submit and Wait (the model call), then the response."""
+
+    def __init__(self, core: "DrumApp", head: NeutralRequest, protocol: str, on_unwedged: Callable[[], None],
+                 arrived: float | None = None) -> None:
+        self.core = core
+        self.request = head
+        self.protocol = protocol
+        self.on_unwedged = on_unwedged  # the backend's recycling, called from the model thread that ends a wedge
+        self.arrived = time.monotonic() if arrived is None else arrived  # where deadlines and durations count from
+        matched = core.resolve(head)
+        self.route: RouteMatch | None = matched if isinstance(matched, RouteMatch) else None
+        self._routing_answer = None if self.route else matched  # 404, 405, a redirect, automatic OPTIONS
+        self.body = core.front_door.new_body()
+        head.body = self.body  # read only once ReadBody completed it, in the handler
+        self.request_id = core.request_id_for(head)
+        self.status = 0  # 0 until a response started: nobody was answered
+        self.size = 0
+        core.metrics.started()
+
+    # -- the request side ----------------------------------------------------------------------------
+    def enter(self) -> Steps[NeutralResponse | None]:
+        """The front door (steps TakeToken, ReadBody): its refusal, finished and ready to send, or None to go on."""
+        refusal = yield from self.core.front_door.before_app(self.request, self.route, self.body)
+        return None if refusal is None else self.finish(refusal)
+
+    def handle(self) -> Steps[NeutralResponse]:
+        """The route's answer: model routes in a model thread through the admission gate (steps Submit, Wait),
+        others inline; unfinished (see `finish`)."""
+        if self.route is None:
+            return self._routing_answer
+        call = partial(self.core.call, self.route.endpoint, self.request)
+        if not self.route.runs_model:
+            return call()
+        return (yield from self.core.gate.model_call(call, self.arrived, self.on_unwedged))
+
+    def respond(self) -> Steps[NeutralResponse]:
+        """`handle`, finished: the whole answer, for a backend whose framework adds nothing."""
+        return self.finish((yield from self.handle()))
+
+    def finish(self, response: NeutralResponse) -> NeutralResponse:
+        return self.core.finish(self.request, response, self.request_id, self.arrived)
+
+    def stamp(self, headers, status: int) -> None:
+        """What `finish` adds, for a response the framework built (its views, hooks, automatic OPTIONS)."""
+        self.core.stamp(headers, self.request_id, self.request.method, self.request.headers)
+        self.core.log_response(self.request.method, self.request.path, status, self.arrived, self.request_id)
+
+    # -- the sending side ----------------------------------------------------------------------------
+    def response_started(self, status: int) -> None:
+        self.status = status
+
+    def sent(self, size: int) -> None:
+        self.size += size
+
+    def ended(self) -> None:
+        """The response is out, or nobody is left to answer: the body goes, then the metrics and the access line."""
+        self.body.close()
+        metrics = self.core.metrics
+        metrics.finished()
+        if not self.status:
+            return
+        seconds = time.monotonic() - self.arrived
+        request = self.request
+        metrics.answered(self.route.rule if self.route else UNMATCHED_ROUTE, request.method, self.status, seconds)
+        target = request.path + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
+        access_logger.info(access_line(request.remote_addr, request.method, request.root_path + target, self.protocol,
+                                       self.status, self.size, seconds, self.request_id))

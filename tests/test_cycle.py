@@ -1,0 +1,145 @@
+"""The core's request cycle driven by hand, without any server or framework (it is sans-I/O), and the promise
+that each stack routes a request once: the steps in order, the answers finished, the accounting at the end."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+from werkzeug.datastructures import Headers
+from werkzeug.routing import MapAdapter
+
+from drum_compat.shared.app import AppSettings, DrumApp
+from drum_compat.shared.cycle import RequestCycle
+from drum_compat.shared.guards.access_log import ACCESS_LOGGER
+from drum_compat.shared.guards.admission import STILL_RUNNING, AdmissionLimits, Submit, Wait
+from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, FrontDoorSettings, ReadBody, TakeToken
+from drum_compat.shared.guards.rate_limit import Decision, RateLimitPolicy
+from drum_compat.shared.http import NeutralRequest
+from drum_compat.shared.server_types import SERVER_TYPES
+from drum_compat.shared.steps import run_steps
+from tests.conftest import Stacks, load_model
+
+CSV = b"x\n1\n"
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory):
+    settings = AppSettings(server_type=SERVER_TYPES["uvicorn"], admission=AdmissionLimits(deadline=5.0),
+                           front_door=FrontDoorSettings(max_upload_size=64, rate_limit=RateLimitPolicy(per_minute=60, burst=1)))
+    return DrumApp.for_model(load_model(tmp_path_factory.mktemp("cycle"), "regression"), settings)
+
+
+def head(method: str, path: str, length: int | None = None, **headers: str) -> NeutralRequest:
+    if length is not None:
+        headers["Content-Length"] = str(length)
+    return NeutralRequest(method=method, path=path, headers=Headers(headers), remote_addr="10.0.0.1")
+
+
+def drive(steps, answers: dict):
+    """Perform the steps with canned outcomes (a callable outcome is called with the step); the result and the
+    names of the steps seen."""
+    seen = []
+
+    def perform(step):
+        seen.append(type(step).__name__)
+        outcome = answers[type(step)]
+        return outcome(step) if callable(outcome) else outcome
+
+    return run_steps(steps, perform), seen
+
+
+def fed(body: bytes):
+    def read(step: ReadBody) -> str:
+        step.body.feed(body)
+        return BODY_COMPLETE
+    return read
+
+
+ALLOWED = Decision(True, 1.0)
+
+
+def test_the_front_door_steps_come_in_order_and_stop_at_the_first_refusal(core):
+    def enter(length: int, answers: dict):
+        return drive(RequestCycle(core, head("POST", "/predict/", length), "HTTP/1.1", lambda: None).enter(), answers)
+
+    refused, seen = enter(10, {TakeToken: Decision(False, 0.0)})
+    assert (refused.status, seen) == (429, ["TakeToken"])  # the body is never read
+    refused, seen = enter(65, {TakeToken: ALLOWED})
+    assert (refused.status, seen) == (413, ["TakeToken"])  # declared too large: never read either
+    refused, seen = enter(10, {TakeToken: OSError("redis down"), ReadBody: BODY_CUT_SHORT})
+    assert (refused.status, seen) == (400, ["TakeToken", "ReadBody"])  # fail-open, then the client left
+    assert refused.headers["X-Request-ID"] and refused.headers["Content-Length"] == str(len(refused.body))  # finished
+    assert enter(10, {TakeToken: ALLOWED, ReadBody: fed(b"x" * 10)}) == (None, ["TakeToken", "ReadBody"])
+
+
+def test_probes_skip_the_rate_limit_and_never_reach_a_model_thread(core):
+    cycle = RequestCycle(core, head("GET", "/ping/"), "HTTP/1.1", lambda: None)
+    assert drive(cycle.enter(), {ReadBody: BODY_COMPLETE}) == (None, ["ReadBody"])
+    response, seen = drive(cycle.respond(), {})
+    assert (response.status, response.body, seen) == (200, b'{"message":"OK"}\n', [])
+
+
+def test_a_model_route_runs_its_job_through_submit_and_wait(core):
+    cycle = RequestCycle(core, head("POST", "/predict/", len(CSV), **{"Content-Type": "text/csv", "X-Request-ID": "abc-1"}),
+                         "HTTP/1.1", lambda: None)
+    assert drive(cycle.enter(), {TakeToken: ALLOWED, ReadBody: fed(CSV)})[0] is None
+    jobs = []
+    waits = iter([STILL_RUNNING])  # the first wait runs out before the job is run; the deadline is still far
+
+    def submit(step: Submit):
+        jobs.append(step.job)
+        return "handle"
+
+    def wait(step: Wait):
+        assert step.handle == "handle" and 0 < step.seconds <= 5.0
+        return next(waits, None) or jobs[0]()
+
+    response, seen = drive(cycle.respond(), {Submit: submit, Wait: wait})
+    assert seen == ["Submit", "Wait", "Wait"]
+    assert (response.status, response.body) == (200, b'{"predictions":[2.0]}')
+    assert response.headers["X-Request-ID"] == response.headers["X_Request_ID"] == "abc-1"
+
+
+def test_routing_answers_come_from_the_core_without_steps(core):
+    cycle = RequestCycle(core, head("GET", "/predict/"), "HTTP/1.1", lambda: None)
+    assert cycle.route is None
+    response, seen = drive(cycle.respond(), {})
+    assert (response.status, response.headers["Allow"], seen) == (405, "POST, OPTIONS", [])
+
+
+def test_the_end_of_a_cycle_counts_and_logs_it_once_answered(core, caplog):
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    before = core.metrics.in_flight.labels("uvicorn")._value.get()
+    answered = RequestCycle(core, head("GET", "/info/"), "HTTP/1.0", lambda: None)
+    unanswered = RequestCycle(core, head("GET", "/ping/"), "HTTP/1.1", lambda: None)
+    assert core.metrics.in_flight.labels("uvicorn")._value.get() == before + 2
+    answered.response_started(200)
+    answered.sent(10)
+    answered.sent(5)
+    answered.ended()
+    unanswered.ended()  # the client left before any answer: counted out, but no access line
+    assert core.metrics.in_flight.labels("uvicorn")._value.get() == before
+    lines = [record.getMessage() for record in caplog.records if record.name == ACCESS_LOGGER]
+    assert len(lines) == 1 and '"GET /info/ HTTP/1.0" 200 15 ' in lines[0]
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory):
+    return Stacks(load_model(tmp_path_factory.mktemp("routed"), "regression"))
+
+
+@pytest.mark.parametrize("method,path,body", [("GET", "/ping/", b""), ("POST", "/predict/", CSV), ("GET", "/nowhere", b"")])
+def test_each_stack_routes_a_request_once(stacks, monkeypatch, method, path, body):
+    matches = []
+    original = MapAdapter.match
+
+    def counted(self, *args, **kwargs):
+        matches.append(path)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MapAdapter, "match", counted)
+    for send in (stacks.flask, stacks.fastapi):
+        matches.clear()
+        send(method, path, body, {"Content-Type": "text/csv"})
+        # a path the core does not know is matched once more by Flask, which may hold custom_flask.py routes
+        assert len(matches) == (2 if send == stacks.flask and path == "/nowhere" else 1), send
