@@ -43,7 +43,9 @@ class CoreRoutedContext(RequestContext):
 
 
 class CoreRoutedFlask(Flask):
-    core_rules: dict[str, Rule] = {}  # DRUM's rules as Flask registered them, by rule text (RouteMatch.rule)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.core_rules: dict[str, Rule] = {}  # DRUM's rules as Flask registered them, by rule text (RouteMatch.rule)
 
     def request_context(self, environ: dict) -> RequestContext:
         return CoreRoutedContext(self, environ)
