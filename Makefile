@@ -6,7 +6,7 @@ ADDRESS ?= 127.0.0.1:8080
 MODEL ?= examples/models/regression
 PYTEST_ARGS ?=
 
-.PHONY: run test bench clean
+.PHONY: run test fuzz bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "drum-compat needs Python 3.10+"'
@@ -26,6 +26,11 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the differential fuzzing tests with new random cases, many more of them (each stack in-process and over sockets)
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(VENV)/.installed-test
+	DRUM_COMPAT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py -x $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench $(BENCH_ARGS)

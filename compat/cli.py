@@ -13,6 +13,7 @@ from drum_compat.compat.bootstrap import configure_logging, flask_extension_refu
 from drum_compat.compat.instance import InstanceError
 from drum_compat.compat.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.compat.options import ServerOptions, add_server_arguments
+from drum_compat.compat.parity.arguments import add_parity_arguments
 from drum_compat.compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
 from drum_compat.compat.tls import CERTFILE, TlsConfigError, check_tls
 from drum_compat.shared import __version__
@@ -41,6 +42,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     config.add_argument("--server-type", choices=list(SERVER_TYPES), help="default: DRUM_SERVER_TYPE, else gunicorn")
     config.add_argument("--json", action="store_true", help="machine-readable output")
+    parity = commands.add_parser(
+        "parity", help="Serve a model on gunicorn and on uvicorn and prove they answer alike.",
+        description="Start the model directory on gunicorn and on uvicorn (loopback, your settings), send every route, "
+                    "method, error path and payload kind, your data sliced several ways and your own cases to both, and "
+                    "compare status, headers and body bytes. Exit 1 on any difference, 2 when the model cannot start.",
+    )
+    add_parity_arguments(parity, environ)
     return parser
 
 
@@ -137,6 +145,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         if args.command == "config":
             return show_config(args, environ)
+        if args.command == "parity":
+            from drum_compat.compat.parity.runner import run
+
+            return run(args, environ)
         options = server_options(args, environ)
         model_config(options)  # reads model-metadata.yaml only: the model itself loads in the workers
         if SERVER_TYPES[options.server_type].stack == Stack.FASTAPI:

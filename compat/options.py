@@ -105,8 +105,13 @@ def _env_default(option: DrumOption, environ: Mapping[str, str]):
     return raw
 
 
-def add_server_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    for option in SERVER_OPTIONS:
+# what describes the model and its serving, not where to listen: what `drum-compat parity` hands both servers
+MODEL_OPTIONS = tuple(option for option in SERVER_OPTIONS if option.flag not in ("--code-dir", "--address"))
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str],
+                         options: tuple[DrumOption, ...] = SERVER_OPTIONS) -> None:
+    for option in options:
         help_text = option.help + (f" (env {option.env})" if option.env else "")
         kwargs: dict = {"dest": option.dest, "default": _env_default(option, environ), "help": help_text}
         if option.kind == "flag":
@@ -118,3 +123,19 @@ def add_server_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, 
         elif option.kind == "choice":
             kwargs["choices"] = option.choices
         parser.add_argument(option.flag, **kwargs)
+
+
+def as_arguments(args: argparse.Namespace, options: tuple[DrumOption, ...]) -> list[str]:
+    """The parsed options back as a command line (only those that differ from their defaults)."""
+    arguments: list[str] = []
+    for option in options:
+        value = getattr(args, option.dest)
+        if value == option.default or value is None or value is False:
+            continue
+        if option.kind == "flag":
+            arguments.append(option.flag)
+        elif option.kind == "list":
+            arguments += [option.flag, *value]
+        else:
+            arguments += [option.flag, str(value)]
+    return arguments

@@ -23,14 +23,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_environment(server_type: str, env: dict | None) -> dict[str, str]:
+    """This process's environment without its own server settings (only `env`'s count) and without a metrics
+    directory (two instances must never share one)."""
+    environ = {name: value for name, value in os.environ.items()
+               if not name.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_")) and name != "PROMETHEUS_MULTIPROC_DIR"}
+    environ.update({"DRUM_SERVER_TYPE": server_type, **(env or {})})
+    return environ
+
+
 class RunningServer:
     def __init__(self, code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0,
                  ready_path: str = "/", tls: ssl.SSLContext | None = None, cwd=None, port: int | None = None):
         self.port = port or free_port()
         self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.verify = tls or True
-        environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_"))}
-        environ.update({"DRUM_SERVER_TYPE": server_type, **(env or {})})
+        environ = server_environment(server_type, env)
         # a file, not a pipe: an unread pipe fills with access-log lines and blocks the server
         self.output = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
@@ -76,8 +84,7 @@ class RunningServer:
 def run_to_exit(code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0,
                 port: int | None = None) -> subprocess.CompletedProcess:
     """For startups that must fail: run until the process exits by itself."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_"))}
-    environ.update({"DRUM_SERVER_TYPE": server_type, **(env or {})})
+    environ = server_environment(server_type, env)
     return subprocess.run(
         [DRUM_COMPAT, "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{port or free_port()}", *args],
         env=environ, capture_output=True, text=True, timeout=timeout,

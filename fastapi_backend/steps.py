@@ -10,7 +10,7 @@ from typing import Awaitable, Callable
 from drum_compat.compat.rate_store import Outcome
 from drum_compat.shared.guards.admission import STILL_RUNNING, Submit, Wait
 from drum_compat.shared.guards.body import RequestBody
-from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_TOO_LARGE, ReadBody, TakeToken
+from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, ReadBody, TakeToken
 
 
 async def receive_body(receive, body: RequestBody) -> str:
@@ -20,7 +20,7 @@ async def receive_body(receive, body: RequestBody) -> str:
         if message["type"] == "http.disconnect":
             return BODY_CUT_SHORT
         if not body.feed(message.get("body", b"")):
-            return BODY_TOO_LARGE
+            return BODY_OVER_LIMIT
         if not message.get("more_body", False):
             return BODY_COMPLETE
 

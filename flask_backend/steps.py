@@ -11,7 +11,7 @@ from gevent import monkey
 from drum_compat.compat.rate_store import Outcome
 from drum_compat.shared.guards.admission import STILL_RUNNING, Submit, Wait
 from drum_compat.shared.guards.body import CHUNK, RequestBody
-from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_TOO_LARGE, ReadBody, TakeToken
+from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, ReadBody, TakeToken
 
 
 def native_lock():
@@ -45,7 +45,7 @@ def read_body(environ: dict, body: RequestBody) -> str:
         if remaining is not None:
             remaining -= len(chunk)
         if not body.feed(chunk):
-            return BODY_TOO_LARGE
+            return BODY_OVER_LIMIT
     environ["wsgi.input"] = body.file
     environ["CONTENT_LENGTH"] = str(body.size)
     environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body is now plain bytes of that length

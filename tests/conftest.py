@@ -3,13 +3,13 @@ helpers that send one request to both and normalise only what legitimately diffe
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import httpx
 import pytest
 
+from drum_compat.compat.parity.cases import Case
+from drum_compat.compat.parity.compare import Answer, differences, normalise
 from drum_compat.fastapi_backend.app import create_fastapi_app
 from drum_compat.flask_backend.app import create_flask_app
 from drum_compat.flask_backend.extensions import load_flask_extensions
@@ -19,43 +19,6 @@ from drum_compat.shared.model.config import resolve_model_config
 from drum_compat.shared.model.python_model import PythonModel
 from drum_compat.shared.server_types import DEFAULT_SERVER_TYPE, Stack
 from tests.models import MODELS, write_model
-
-# Headers whose values legitimately differ between two responses (request ids are random).
-VOLATILE_HEADERS = {"date", "server", "connection"}
-REQUEST_ID_HEADERS = {"x_request_id", "x-request-id"}
-BOUNDARY = re.compile(rb"[0-9a-f]{32}")
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: list[tuple[str, str]]  # lowercased names, sorted, volatile values masked
-    body: bytes
-
-    @property
-    def json(self):
-        return json.loads(self.body)
-
-    def header(self, name: str) -> str | None:
-        return next((value for key, value in self.headers if key == name.lower()), None)
-
-
-def normalise(status: int, raw_headers, body: bytes) -> Answer:
-    headers = []
-    boundary = None
-    for name, value in raw_headers:
-        key = name.lower()
-        if key in VOLATILE_HEADERS:
-            continue
-        if key in REQUEST_ID_HEADERS:
-            value = "<request-id>"
-        if key == "content-type" and "boundary=" in value:
-            boundary = value.split("boundary=")[1].encode()
-            value = value.replace(boundary.decode(), "<boundary>")
-        headers.append((key, value))
-    if boundary:
-        body = body.replace(boundary, b"<boundary>")
-    return Answer(status, sorted(headers), body)
 
 
 class Stacks:
@@ -86,6 +49,11 @@ class Stacks:
 
         response = asyncio.run(send())
         return normalise(response.status_code, response.headers.multi_items(), response.content)
+
+    def differences(self, case: Case) -> list[str]:
+        """What the parity runner would report for this case, in-process."""
+        return differences(case.method, case.path, self.flask(case.method, case.path, case.body, case.headers),
+                           self.fastapi(case.method, case.path, case.body, case.headers))
 
     def both(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Answer:
         """Send to both stacks, assert they answered alike, return the (shared) answer."""

@@ -64,8 +64,11 @@ def test_the_front_door_steps_come_in_order_and_stop_at_the_first_refusal(core):
 
     refused, seen = enter(10, {TakeToken: Decision(False, 0.0)})
     assert (refused.status, seen) == (429, ["TakeToken"])  # the body is never read
+    too_large = core.metrics.rejections.labels("body_too_large", "uvicorn")
+    counted = too_large._value.get()
     refused, seen = enter(65, {TakeToken: ALLOWED})
     assert (refused.status, seen) == (413, ["TakeToken"])  # declared too large: never read either
+    assert too_large._value.get() == counted + 1  # under its documented reason
     refused, seen = enter(10, {TakeToken: OSError("redis down"), ReadBody: BODY_CUT_SHORT})
     assert (refused.status, seen) == (400, ["TakeToken", "ReadBody"])  # fail-open, then the client left
     assert refused.headers["X-Request-ID"] and refused.headers["Content-Length"] == str(len(refused.body))  # finished

@@ -2,6 +2,7 @@
 and the option tables checked against the declarations they document."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -122,3 +123,18 @@ def test_guide_side_by_side_example():
     finally:
         for process, _ in processes:
             stop_example(process)
+
+
+@pytest.mark.servers
+def test_guide_parity_example(tmp_path):
+    command, cases = blocks_after(GUIDE, "guide-example: parity")[:2]
+    (tmp_path / "my-cases.yaml").write_text(cases)
+    command = command.replace("drum-compat", str(Path(sys.executable).with_name("drum-compat")), 1)
+    for name in ("my-cases.yaml", "parity.xml", "parity.json"):
+        command = command.replace(name, str(tmp_path / name))
+    finished = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    report = json.loads((tmp_path / "parity.json").read_text())
+    assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:3]
+    mine = [case for case in report["cases"] if case["group"] == "user"]
+    assert [(case["name"], case["status"]) for case in mine] == [("a known customer", [200, 200]), ("health probe", [200, 200])]
+    assert (tmp_path / "parity.xml").read_text().count("<testcase ") == report["summary"]["cases"]

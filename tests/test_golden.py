@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from requests_toolbelt import MultipartEncoder
 
-from tests.test_parity import CSV, CSV_HEADERS, MTX, multipart
+from drum_compat.compat.parity.cases import CSV, CSV_HEADERS, MTX, multipart
 
 SAMPLES_MISSING = (
     b'{"message":"ERROR: Samples should be provided as:   - a csv or mtx under `X` form-data param key.  - binary data"}\n'

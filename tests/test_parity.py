@@ -5,41 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from requests_toolbelt import MultipartEncoder
 
-CSV = b"x,y\n1,2\n3,4\n"
-CSV_HEADERS = {"Content-Type": "text/csv"}
-MTX = b"%%MatrixMarket matrix coordinate real general\n2 3 2\n1 1 1.5\n2 3 2.0\n"
+from drum_compat.compat.parity.cases import CSV, CSV_HEADERS, STRUCTURED_PAYLOADS, multipart, route_cases
 
-ROUTE_PATHS = [
-    "/", "/ping", "/ping/", "/health", "/health/", "/info", "/info/", "/capabilities", "/capabilities/",
-    "/stats", "/predict", "/predict/", "/predictions", "/predictions/", "/invocations", "/invocations/",
-    "/transform", "/transform/", "/predictUnstructured", "/predictUnstructured/", "/predictionsUnstructured/",
-    "/livez", "/livez/", "/readyz", "/startupz", "/nope", "/static/x", "/predict/extra", "//info/", "/info/?a=1",
-    "/%E2%9C%93/", "/info%2F",
-]
-METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-# routes whose GET body is volatile (live figures) or differs by design (drumServer)
-VOLATILE_GET = {"/stats/", "/info/", "/info/?a=1", "/info%2F"}
-
-
-def multipart(fields: dict) -> tuple[bytes, dict]:
-    encoder = MultipartEncoder(fields=fields, boundary="b0undaryb0undaryb0undary0000000a")
-    return encoder.to_string(), {"Content-Type": encoder.content_type}
-
-
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("path", ROUTE_PATHS)
-def test_routing_is_identical(stacks_for, method, path):
-    stacks = stacks_for("regression")
-    if method in ("GET", "HEAD") and path in VOLATILE_GET:
-        flask_answer, fastapi_answer = stacks.flask(method, path), stacks.fastapi(method, path)
-        assert flask_answer.status == fastapi_answer.status == 200
-        assert [name for name, _ in flask_answer.headers] == [name for name, _ in fastapi_answer.headers]
-        if method == "GET":
-            assert sorted(flask_answer.json) == sorted(fastapi_answer.json)
-        return
-    stacks.both(method, path, body=CSV if method in ("POST", "PUT", "PATCH") else b"", headers=CSV_HEADERS)
+@pytest.mark.parametrize("case", route_cases(), ids=lambda case: case.name)
+def test_routing_is_identical(stacks_for, case):
+    """The parity runner's route corpus, in-process (per-server content of /info/ and /stats/ compared as it does)."""
+    assert stacks_for("regression").differences(case) == []
 
 
 @pytest.mark.parametrize("path", ["/", "/pfx", "/pfx/", "/pfx/info", "/pfx/ping", "/pfx/predict/", "/predict/", "/pfx/invocations"])
@@ -55,31 +27,6 @@ def test_info_differs_only_in_drum_server(stacks_for):
     assert flask_info == fastapi_info
 
 
-STRUCTURED_PAYLOADS = {
-    "raw csv": (CSV, CSV_HEADERS),
-    "raw csv no content type": (CSV, {}),
-    "raw csv text/plain": (CSV, {"Content-Type": "text/plain; charset=latin-1"}),
-    "raw csv uppercase mimetype": (CSV, {"Content-Type": "TEXT/CSV"}),
-    "json body": (b'{"x": [1]}', {"Content-Type": "application/json"}),
-    "octet-stream": (CSV, {"Content-Type": "application/octet-stream"}),
-    "form urlencoded": (CSV, {"Content-Type": "application/x-www-form-urlencoded"}),
-    "empty body": (b"", CSV_HEADERS),
-    "empty body no headers": (b"", {}),
-    "multipart X csv": multipart({"X": ("data.csv", CSV, "text/csv")}),
-    "multipart X plain field": multipart({"X": "x,y\n1,2\n"}),
-    "multipart wrong key": multipart({"data": ("data.csv", CSV, "text/csv")}),
-    "multipart X mtx": multipart({"X": ("X.mtx", MTX, "text/plain"), "X.colnames": ("c", b"a\nb\nc\n", "text/plain")}),
-    "multipart X mtx no colnames": multipart({"X": ("x.mtx", MTX, "application/octet-stream")}),
-    "multipart X MTX uppercase ext": multipart({"X": ("x.MTX", MTX, "text/plain")}),
-    "raw mtx": (MTX, {"Content-Type": "text/mtx;"}),
-    "unicode csv": ("naïve,ünï\n1,2\n".encode(), CSV_HEADERS),
-    "latin-1 csv": ("naïve,x\n1,2\n".encode("latin-1"), CSV_HEADERS),
-    "single column with blank lines": (b"x\n1\n\n3\n", CSV_HEADERS),
-    "malformed csv": (b'a,b\n1,2,3,4\n"x', CSV_HEADERS),
-    "header only csv": (b"x,y\n", CSV_HEADERS),
-    "whitespace body": (b"\n\n", CSV_HEADERS),
-    "binary garbage": (bytes(range(256)), CSV_HEADERS),
-}
 STRUCTURED_MODELS = ["regression", "regression_extra", "binary", "multiclass", "multilabel", "anomaly", "failing", "custom_task", "unstructured", "transform"]
 
 

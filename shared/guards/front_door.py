@@ -26,12 +26,12 @@ class TakeToken:
 
 @dataclass(frozen=True)
 class ReadBody:
-    """Step: read the body into `body`, at most its limit; send back BODY_COMPLETE, BODY_TOO_LARGE or BODY_CUT_SHORT."""
+    """Step: read the body into `body`, at most its limit; send back BODY_COMPLETE, BODY_OVER_LIMIT or BODY_CUT_SHORT."""
 
     body: RequestBody
 
 
-BODY_COMPLETE, BODY_TOO_LARGE, BODY_CUT_SHORT = "complete", "too large", "cut short"
+BODY_COMPLETE, BODY_OVER_LIMIT, BODY_CUT_SHORT = "complete", "too large", "cut short"
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class FrontDoor:
         if refusal is not None:
             return refusal
         read = yield ReadBody(body)
-        if read == BODY_TOO_LARGE:
+        if read == BODY_OVER_LIMIT:
             return self.body_too_large()
         if read == BODY_CUT_SHORT:
             return self.client_left(request, body)

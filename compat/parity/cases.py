@@ -1,0 +1,181 @@
+"""What the parity runner sends: the built-in corpus (every route and method, each payload kind the target type
+accepts, the error paths), the user's data sliced several ways, and the user's own cases from a YAML file."""
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import httpx
+import pandas as pd
+import yaml
+
+from drum_compat.shared.routes import PREDICTION_ROUTES, prefixed
+
+METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+BOUNDARY = "b0undaryb0undaryb0undary0000000a"
+CSV = b"x,y\n1,2\n3,4\n"
+CSV_HEADERS = {"Content-Type": "text/csv"}
+MTX = b"%%MatrixMarket matrix coordinate real general\n2 3 2\n1 1 1.5\n2 3 2.0\n"
+UNSTRUCTURED_TARGET = "unstructured"
+TRANSFORM_TARGET = "transform"
+
+
+@dataclass(frozen=True)
+class Case:
+    group: str  # routes, payloads, data, errors, user, fuzz: the report's sections
+    name: str
+    method: str
+    path: str  # with its query string
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+    chunked: bool = False  # sent with Transfer-Encoding: chunked (over sockets only)
+
+    @property
+    def label(self) -> str:
+        return f"{self.group}: {self.name}"
+
+
+def multipart(fields: dict) -> tuple[bytes, dict]:
+    """A multipart/form-data body with a fixed boundary; a field is (filename, bytes, content type), or a
+    string for a plain form field."""
+    files = {name: (None, value.encode()) if isinstance(value, str) else value for name, value in fields.items()}
+    request = httpx.Request("POST", "http://parity/", files=files,
+                            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    return request.read(), {"Content-Type": request.headers["Content-Type"]}
+
+
+# every kind of body a structured model's /predict/ (and /transform/) may be sent, well or badly formed
+STRUCTURED_PAYLOADS: dict[str, tuple[bytes, dict]] = {
+    "raw csv": (CSV, CSV_HEADERS),
+    "raw csv no content type": (CSV, {}),
+    "raw csv text/plain": (CSV, {"Content-Type": "text/plain; charset=latin-1"}),
+    "raw csv uppercase mimetype": (CSV, {"Content-Type": "TEXT/CSV"}),
+    "json body": (b'{"x": [1]}', {"Content-Type": "application/json"}),
+    "octet-stream": (CSV, {"Content-Type": "application/octet-stream"}),
+    "form urlencoded": (CSV, {"Content-Type": "application/x-www-form-urlencoded"}),
+    "empty body": (b"", CSV_HEADERS),
+    "empty body no headers": (b"", {}),
+    "multipart X csv": multipart({"X": ("data.csv", CSV, "text/csv")}),
+    "multipart X plain field": multipart({"X": "x,y\n1,2\n"}),
+    "multipart wrong key": multipart({"data": ("data.csv", CSV, "text/csv")}),
+    "multipart X mtx": multipart({"X": ("X.mtx", MTX, "text/plain"), "X.colnames": ("c", b"a\nb\nc\n", "text/plain")}),
+    "multipart X mtx no colnames": multipart({"X": ("x.mtx", MTX, "application/octet-stream")}),
+    "multipart X MTX uppercase ext": multipart({"X": ("x.MTX", MTX, "text/plain")}),
+    "multipart no boundary": (CSV, {"Content-Type": "multipart/form-data"}),
+    "raw mtx": (MTX, {"Content-Type": "text/mtx;"}),
+    "unicode csv": ("naïve,ünï\n1,2\n".encode(), CSV_HEADERS),
+    "latin-1 csv": ("naïve,x\n1,2\n".encode("latin-1"), CSV_HEADERS),
+    "single column with blank lines": (b"x\n1\n\n3\n", CSV_HEADERS),
+    "malformed csv": (b'a,b\n1,2,3,4\n"x', CSV_HEADERS),
+    "header only csv": (b"x,y\n", CSV_HEADERS),
+    "whitespace body": (b"\n\n", CSV_HEADERS),
+    "binary garbage": (bytes(range(256)), CSV_HEADERS),
+}
+# what an unstructured model's hook may be sent: its bytes, mimetype and charset reach it as DRUM passes them
+UNSTRUCTURED_PAYLOADS: dict[str, tuple[bytes, dict]] = {
+    "utf-8 text": ("my text, мой текст".encode("utf-8"), {"Content-Type": "text/plain; charset=UTF-8"}),
+    "utf-16 text": ("my text".encode("utf-16"), {"Content-Type": "text/plain; charset=utf16"}),
+    "octet-stream": (b"\x00\x01\xff", {"Content-Type": "application/octet-stream"}),
+    "json": (b'{"k": "v"}', {"Content-Type": "application/json"}),
+    "form urlencoded": (b"a=1&b=2", {"Content-Type": "application/x-www-form-urlencoded"}),
+    "no content type": (b"no content type", {}),
+    "empty body": (b"", {}),
+    "bad utf-8": (b"\xff\xfe bad utf8", {"Content-Type": "text/plain"}),
+    "unknown charset": (b"x", {"Content-Type": "text/plain; charset=no-such-charset"}),
+    "image": (b"\x01\x02", {"Content-Type": "image/png"}),
+    "multipart": multipart({"filekey": ("words.txt", b"a b c", "text/plain")}),
+}
+PREDICT_PATHS = ("/predict/", "/predictions/", "/invocations")
+UNSTRUCTURED_PATHS = ("/predictUnstructured/", "/predictionsUnstructured/")
+
+
+def route_cases(url_prefix: str = "") -> list[Case]:
+    """Every rule of DRUM's route table with and without its trailing slash, unknown paths, every method."""
+    paths: list[str] = []
+    for route in PREDICTION_ROUTES:
+        rule = prefixed(route.rule, url_prefix)
+        if rule == "/":
+            paths.append(rule)
+            continue
+        paths += [rule, rule.rstrip("/") if rule.endswith("/") else rule + "/"]
+    paths += [prefixed(path, url_prefix) for path in ("/nope", "/static/x", "/predict/extra", "//info/", "/info/?a=1",
+                                                       "/%E2%9C%93/", "/info%2F")]
+    paths = list(dict.fromkeys(paths))
+    return [Case("routes", f"{method} {path}", method, path, CSV if method in ("POST", "PUT", "PATCH") else b"", CSV_HEADERS)
+            for path in paths for method in METHODS]
+
+
+def payload_cases(target_type: str, url_prefix: str = "") -> list[Case]:
+    """Each payload kind the target type accepts, on each path that takes it."""
+    if target_type == UNSTRUCTURED_TARGET:
+        payloads, paths = UNSTRUCTURED_PAYLOADS, UNSTRUCTURED_PATHS
+    else:
+        payloads, paths = STRUCTURED_PAYLOADS, PREDICT_PATHS + (("/transform/",) if target_type == TRANSFORM_TARGET else ())
+    return [Case("payloads", f"{name} to {path}", "POST", prefixed(path, url_prefix), body, headers)
+            for path in paths for name, (body, headers) in payloads.items()]
+
+
+def data_slices(data: bytes) -> dict[str, bytes]:
+    """The user's CSV as 1 row, all rows, columns shuffled (seeded), the first column missing, and empty."""
+    frame = pd.read_csv(io.BytesIO(data))
+
+    def csv(part: pd.DataFrame) -> bytes:
+        return part.to_csv(index=False).encode()
+
+    columns = list(frame.columns)
+    shuffled = columns[:]
+    random.Random(0).shuffle(shuffled)
+    slices = {"1 row": csv(frame.head(1)), "all rows": data, "columns shuffled": csv(frame[shuffled]), "empty file": b""}
+    if len(columns) > 1:
+        slices["a column missing"] = csv(frame[columns[1:]])
+    return slices
+
+
+def data_cases(files: Iterable[Path], target_type: str, url_prefix: str = "") -> list[Case]:
+    cases = []
+    for file in files:
+        data = Path(file).read_bytes()
+        if target_type == UNSTRUCTURED_TARGET:
+            for mimetype in ("application/octet-stream", "text/plain"):
+                cases.append(Case("data", f"{file.name} as {mimetype}", "POST", prefixed("/predictUnstructured/", url_prefix),
+                                  data, {"Content-Type": mimetype}))
+            continue
+        path = prefixed("/transform/" if target_type == TRANSFORM_TARGET else "/predict/", url_prefix)
+        for name, body in data_slices(data).items():
+            cases.append(Case("data", f"{file.name}, {name}", "POST", path, body, CSV_HEADERS))
+        body, headers = multipart({"X": (file.name, data, "text/csv")})
+        cases.append(Case("data", f"{file.name}, multipart X", "POST", path, body, headers))
+    return cases
+
+
+class CasesFileError(ValueError):
+    pass
+
+
+def user_cases(cases_file: Path) -> list[Case]:
+    """cases.yaml: a list of {name, method, path, headers, body | body_file} (body_file relative to the YAML file)."""
+    try:
+        entries = yaml.safe_load(Path(cases_file).read_text()) or []
+    except (OSError, yaml.YAMLError) as exc:
+        raise CasesFileError(f"{cases_file}: {exc}") from None
+    if not isinstance(entries, list):
+        raise CasesFileError(f"{cases_file}: expected a list of cases, got {type(entries).__name__}")
+    cases = []
+    for number, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or "path" not in entry:
+            raise CasesFileError(f"{cases_file}: case {number} needs at least a path")
+        unknown = set(entry) - {"name", "method", "path", "headers", "body", "body_file"}
+        if unknown:
+            raise CasesFileError(f"{cases_file}: case {number} has unknown keys {sorted(unknown)}")
+        if "body_file" in entry:
+            body = (Path(cases_file).parent / entry["body_file"]).read_bytes()
+        else:
+            raw = entry.get("body", "")
+            body = raw.encode() if isinstance(raw, str) else bytes(raw)
+        method = str(entry.get("method", "POST" if body else "GET")).upper()
+        headers = {str(name): str(value) for name, value in (entry.get("headers") or {}).items()}
+        cases.append(Case("user", str(entry.get("name", f"case {number}")), method, str(entry["path"]), body, headers))
+    return cases

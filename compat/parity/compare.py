@@ -1,0 +1,153 @@
+"""When two answers are "the same": status, headers and body bytes, after masking only what legitimately differs
+between two servers or two requests (the documented list below); the differences, said plainly."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from urllib.parse import unquote
+
+# header values set by the server itself or by the connection, never by DRUM's contract
+VOLATILE_HEADERS = frozenset({"date", "server", "connection", "keep-alive"})
+REQUEST_ID_HEADERS = frozenset({"x_request_id", "x-request-id"})  # random per request: present, value masked
+# JSON keys that differ by design: /info/'s drumServer names the stack; with --against, the code dir is another path
+INFO_DIFFERS_BY_DESIGN = ("drumServer",)
+INFO_DIFFERS_AGAINST = ("codeDir", "drumVersion")
+# routes whose content is per server or live: /info/ minus the keys above; /stats/ live figures, only its keys;
+# /metrics counters and the server_type label, not its body
+PER_SERVER_CONTENT = {"info": "info", "stats": "keys", "metrics": "none"}
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: list[tuple[str, str]]  # lowercased names, sorted, volatile values masked
+    body: bytes
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        return next((value for key, value in self.headers if key == name.lower()), None)
+
+
+ORIGIN = "<origin>"
+
+
+def normalise(status: int, raw_headers, body: bytes, origin: str | None = None) -> Answer:
+    """`origin`: the server's own scheme://host:port, which redirects quote (two servers have two)."""
+    headers = []
+    boundary = None
+    # a redirect quotes the origin in Location and its body (even a HEAD's Content-Length counts that body)
+    quoted_origin = bool(origin) and (origin.encode() in body or any(origin in value for _, value in raw_headers))
+    if quoted_origin:
+        body = body.replace(origin.encode(), ORIGIN.encode())
+    for name, value in raw_headers:
+        key = name.lower()
+        if key in VOLATILE_HEADERS or (quoted_origin and key == "content-length"):  # it follows the origin's length
+            continue
+        if key in REQUEST_ID_HEADERS:
+            value = "<request-id>"
+        if origin:
+            value = value.replace(origin, ORIGIN)
+        if key == "content-type" and "boundary=" in value:
+            boundary = value.split("boundary=")[1].encode()
+            value = value.replace(boundary.decode(), "<boundary>")
+        headers.append((key, value))
+    if boundary:
+        body = body.replace(boundary, b"<boundary>")
+    return Answer(status, sorted(headers), body)
+
+
+def _masked_json(body: bytes, drop: tuple[str, ...], keys_only: bool) -> bytes:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(document, dict):
+        return body
+    kept = sorted(document) if keys_only else {key: value for key, value in document.items() if key not in drop}
+    return json.dumps(kept, sort_keys=True).encode()
+
+
+def stable(method: str, path: str, answer: Answer, against: bool) -> Answer:
+    """The answer as it is compared: for the few routes whose content is per server or live (/info/, /stats/,
+    /metrics), only what is stable, and no Content-Length (it follows that content)."""
+    last = unquote(path.split("?", 1)[0]).rstrip("/").rsplit("/", 1)[-1]  # werkzeug matches /info%2F as /info/
+    if method not in ("GET", "HEAD") or answer.status != 200 or last not in PER_SERVER_CONTENT:
+        return answer
+    headers = [(name, value) for name, value in answer.headers if name != "content-length"]
+    kind = PER_SERVER_CONTENT[last]
+    if kind == "keys":
+        body = _masked_json(answer.body, (), keys_only=True)
+    elif kind == "info":
+        body = _masked_json(answer.body, INFO_DIFFERS_BY_DESIGN + (INFO_DIFFERS_AGAINST if against else ()), keys_only=False)
+    else:
+        body = b""
+    return replace(answer, headers=headers, body=body)
+
+
+def shorten(value: object, limit: int = 300) -> str:
+    text = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def grouped(headers: list[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+    """Each name with all its values (a repeated header is one entry, not the last of its values)."""
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        values.setdefault(name, []).append(value)
+    return {name: tuple(found) for name, found in values.items()}
+
+
+def differences(method: str, path: str, a: Answer, b: Answer, against: bool = False) -> list[str]:
+    """Empty when alike; else one line per difference (status, each header, the body)."""
+    a, b = stable(method, path, a, against), stable(method, path, b, against)
+    found = []
+    if a.status != b.status:
+        found.append(f"status: {a.status} != {b.status}")
+    headers_a, headers_b = grouped(a.headers), grouped(b.headers)
+    for name in sorted(set(headers_a) | set(headers_b)):
+        if headers_a.get(name) != headers_b.get(name):
+            found.append(f"header {name}: {', '.join(headers_a.get(name, ('(absent)',)))!r} != {', '.join(headers_b.get(name, ('(absent)',)))!r}")
+    if a.body != b.body:
+        found.append(f"body: {shorten(a.body)} != {shorten(b.body)}")
+    return found
+
+
+# With --against a DRUM deployment: what the guide's "Where drum-compat deliberately differs" table says will
+# differ. Such lines are reported as documented, apart from the differences that fail the run.
+ADDED_HEADERS = ("x-content-type-options", "x-frame-options", "referrer-policy", "x-request-id")
+ADDED_ROUTES = ("livez", "readyz", "startupz", "metrics")
+
+
+def documented_difference(path: str, line: str) -> str | None:
+    """The guide's row that explains this line of a comparison with DRUM, or None."""
+    segments = unquote(path.split("?", 1)[0]).strip("/").split("/")
+    if segments[-1] in ADDED_ROUTES:
+        return "probes and /metrics: routes DRUM does not have"
+    if segments[0] == "static":
+        return "/static/<path>: no such route"
+    if any(line.startswith(f"header {name}: '(absent)' != ") for name in ADDED_HEADERS):
+        return "security headers and X-Request-ID on every response"
+    if line.startswith("header x-drum-version: "):
+        return "X-Drum-Version: drum-compat's version"
+    if line.startswith("header allow: "):
+        values = [side.strip(" '").split(", ") for side in line.removeprefix("header allow: ").split(" != ")]
+        if len(values) == 2 and sorted(values[0]) == sorted(values[1]):
+            return "Allow: one fixed order"
+    if segments[-1] == "stats" and line.startswith("body: "):
+        return "/stats/: an admission section"
+    return None
+
+
+def split_documented(path: str, lines: list[str]) -> tuple[list[str], list[str]]:
+    """(unexpected, documented as "line (guide: row)")."""
+    unexpected, documented = [], []
+    for line in lines:
+        reason = documented_difference(path, line)
+        if reason is None:
+            unexpected.append(line)
+        else:
+            documented.append(f"{line} (guide: {reason})")
+    return unexpected, documented

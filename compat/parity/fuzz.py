@@ -1,0 +1,102 @@
+"""Generated requests for differential fuzzing (hypothesis): methods, paths, query strings, headers, content
+types and parameters, CSV shapes and encodings, multipart edge cases, chunked bodies; and the search itself."""
+from __future__ import annotations
+
+from typing import Callable
+from urllib.parse import quote, urlencode
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from drum_compat.compat.parity.cases import BOUNDARY, METHODS, Case, multipart
+from drum_compat.shared.routes import PREDICTION_ROUTES
+
+TOKEN = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=1, max_size=12)
+PRINTABLE = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30)
+RULES = sorted({route.rule for route in PREDICTION_ROUTES})
+MODEL_RULES = sorted({route.rule for route in PREDICTION_ROUTES if route.runs_model})
+CONTENT_TYPES = ("text/csv", "TEXT/CSV", "text/plain", "application/json", "application/octet-stream", "text/mtx",
+                 "application/x-www-form-urlencoded", "multipart/form-data", f"multipart/form-data; boundary={BOUNDARY}",
+                 "image/png", "no/such", "", ";")
+CHARSETS = ("utf-8", "UTF-8", "latin-1", "utf-16", "ascii", "no-such-charset")
+ENCODINGS = ("utf-8", "latin-1", "utf-16")
+
+
+@st.composite
+def paths(draw) -> str:
+    # most requests go where the payload parsers are: a model route as written
+    exact = st.sampled_from(MODEL_RULES)
+    varied = st.sampled_from(RULES).flatmap(lambda rule: st.sampled_from((rule, rule.rstrip("/") or "/", rule + "/", "/" + rule)))
+    unknown = st.lists(TOKEN, min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts))
+    path = draw(st.one_of(exact, exact, varied, unknown))
+    query = draw(st.lists(st.tuples(TOKEN, PRINTABLE), max_size=3))
+    return path + (f"?{urlencode(query, quote_via=quote)}" if query else "")
+
+
+@st.composite
+def content_types(draw) -> str:
+    mimetype = draw(st.sampled_from(CONTENT_TYPES))
+    if draw(st.booleans()) and mimetype and "boundary" not in mimetype:
+        mimetype += f"; charset={draw(st.sampled_from(CHARSETS))}"
+    return mimetype
+
+
+@st.composite
+def csv_bodies(draw) -> bytes:
+    columns = draw(st.lists(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x17F, exclude_characters=',"\r\n'),
+                                    min_size=1, max_size=6), min_size=1, max_size=4, unique=True))
+    cell = st.one_of(st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=False, width=32).map(repr),
+                     st.text(st.characters(min_codepoint=0x20, max_codepoint=0x17F, exclude_characters=',"\r\n'), max_size=5))
+    rows = draw(st.lists(st.lists(cell, min_size=len(columns), max_size=len(columns)), max_size=6))
+    text = "\n".join(",".join(row) for row in [columns, *rows]) + draw(st.sampled_from(("\n", "", "\r\n")))
+    return text.encode(draw(st.sampled_from(ENCODINGS)), "replace")
+
+
+@st.composite
+def multipart_bodies(draw) -> tuple[bytes, dict]:
+    name = draw(st.sampled_from(("X", "x", "data", "X.colnames", "y")))
+    filename = draw(st.sampled_from(("data.csv", "X.mtx", "x.MTX", "noext", None)))
+    content = draw(csv_bodies())
+    field = (filename, content, draw(st.sampled_from(("text/csv", "text/plain", "application/octet-stream")))) if filename else content.decode("latin-1")
+    return multipart({name: field})
+
+
+@st.composite
+def cases(draw) -> Case:
+    method = draw(st.one_of(st.just("POST"), st.sampled_from(METHODS)))
+    path = draw(paths())
+    headers = {}
+    kind = draw(st.sampled_from(("csv", "csv", "csv", "multipart", "bytes", "none")))
+    if kind == "multipart":
+        body, headers = draw(multipart_bodies())
+    else:
+        body = {"none": st.just(b""), "csv": csv_bodies(), "bytes": st.binary(max_size=64)}[kind]
+        body = draw(body)
+        content_type = draw(st.one_of(st.just("text/csv"), content_types()))
+        if content_type:
+            headers["Content-Type"] = content_type
+    for name, value in draw(st.dictionaries(TOKEN, PRINTABLE, max_size=3)).items():
+        headers.setdefault(f"X-{name}", value)
+    chunked = bool(body) and draw(st.booleans())
+    return Case("fuzz", f"{method} {path} ({kind}{', chunked' if chunked else ''})", method, path, body, headers, chunked)
+
+
+def search(examples: int, check: Callable[[Case], list[str]], derandomize: bool = False) -> tuple[Case, list[str]] | None:
+    """Run `check` on up to `examples` generated cases; the shrunk case that differed and its differences, or None.
+    `derandomize`: the same cases every run (a CI gate), instead of new ones (a search)."""
+    failure: dict = {}
+
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize, print_blob=False,
+              phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
+    @given(cases())
+    def alike(case: Case) -> None:
+        found = check(case)
+        if found:
+            failure["case"], failure["differences"] = case, found  # the last one seen is the shrunk one
+            raise AssertionError("\n".join(found))
+
+    try:
+        alike()
+    except AssertionError:
+        return failure["case"], failure["differences"]
+    return None

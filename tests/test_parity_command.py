@@ -1,0 +1,101 @@
+"""`drum-compat parity` as users run it: real gunicorn and uvicorn servers on loopback for every example model
+(the project's own parity gate), its reports, its exit statuses, `--against` a running server, `--fuzz`."""
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+from drum_compat.compat.running import DRUM_COMPAT, RunningServer
+from tests.models import write_model
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLE_MODELS = sorted(path.name for path in (EXAMPLES / "models").iterdir() if path.is_dir())
+EXAMPLE_DATA = {"regression": ["houses.csv"], "binary": ["customers.csv"], "unstructured": ["houses.csv"], "cpu_bound": []}
+# answers that tell the two stacks apart: the server process's DRUM_SERVER_TYPE reaches the model
+TELLS_STACKS_APART = '''
+import os
+import pandas as pd
+
+def load_model(code_dir):
+    return 1.0 if os.environ["DRUM_SERVER_TYPE"] == "gunicorn" else 2.0
+
+def score(data, model, **kwargs):
+    return pd.DataFrame({"Predictions": [model] * len(data)})
+'''
+
+pytestmark = pytest.mark.servers
+
+
+def parity(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([DRUM_COMPAT, "parity", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("model", EXAMPLE_MODELS)
+def test_every_example_model_answers_alike_on_both_stacks(model, tmp_path):
+    data = [str(EXAMPLES / "data" / name) for name in EXAMPLE_DATA[model]]
+    finished = parity("--code-dir", str(EXAMPLES / "models" / model), *(["--data", *data] if data else []),
+                      "--junit", str(tmp_path / "parity.xml"), "--json", str(tmp_path / "parity.json"))
+    report = json.loads((tmp_path / "parity.json").read_text())
+    assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
+    assert report["summary"] == {"cases": len(report["cases"]), "different": 0} and report["summary"]["cases"] > 250
+    groups = {case["group"] for case in report["cases"]}
+    assert groups == ({"routes", "payloads", "data"} if data else {"routes", "payloads"})
+    suite = ElementTree.parse(tmp_path / "parity.xml").getroot().find("testsuite")
+    assert (int(suite.get("tests")), int(suite.get("failures"))) == (len(report["cases"]), 0)
+    assert "│ all" in finished.stdout  # the table
+
+
+def test_a_difference_exits_1_and_is_named_in_every_report(tmp_path):
+    code_dir = tmp_path / "apart"
+    code_dir.mkdir()
+    (code_dir / "custom.py").write_text(TELLS_STACKS_APART)
+    (tmp_path / "cases.yaml").write_text("- name: one row\n  path: /predict/\n  headers: {Content-Type: text/csv}\n  body: \"x\\n1\\n\"\n")
+    finished = parity("--code-dir", str(code_dir), "--target-type", "regression", "--cases", str(tmp_path / "cases.yaml"),
+                      "--junit", str(tmp_path / "parity.xml"), "--json", str(tmp_path / "parity.json"))
+    assert finished.returncode == 1, finished.stdout + finished.stderr
+    report = json.loads((tmp_path / "parity.json").read_text())
+    mine = next(case for case in report["cases"] if case["group"] == "user")
+    assert mine["name"] == "one row" and not mine["alike"]
+    assert 'body: {"predictions":[1.0]}' in mine["differences"][0] and '{"predictions":[2.0]}' in mine["differences"][0]
+    assert "different user: one row" in finished.stdout
+    failures = ElementTree.parse(tmp_path / "parity.xml").getroot().findall(".//failure")
+    assert len(failures) == report["summary"]["different"] > 1
+
+
+def test_fuzzing_finds_the_difference_and_shrinks_it(tmp_path):
+    code_dir = tmp_path / "apart"
+    code_dir.mkdir()
+    (code_dir / "custom.py").write_text(TELLS_STACKS_APART)
+    finished = parity("--code-dir", str(code_dir), "--target-type", "regression", "--fuzz", "200", "--json", str(tmp_path / "r.json"))
+    assert finished.returncode == 1
+    fuzzed = [case for case in json.loads((tmp_path / "r.json").read_text())["cases"] if case["group"] == "fuzz"]
+    failed = [case for case in fuzzed if not case["alike"]]
+    assert len(failed) == 1 and failed[0]["status"] == [200, 200]  # shrunk to a request both stacks score
+    assert failed[0]["method"] == "POST"
+
+
+def test_a_model_that_cannot_start_exits_2(tmp_path):
+    code_dir, options = write_model(tmp_path, "broken")
+    finished = parity("--code-dir", str(code_dir), "--target-type", "regression", "--startup-timeout", "60")
+    assert finished.returncode == 2
+    assert "the model did not start on gunicorn" in finished.stderr and "Traceback" in finished.stderr
+
+
+def test_a_broken_cases_file_exits_2_before_any_server_starts(tmp_path):
+    (tmp_path / "cases.yaml").write_text("- method: GET\n")
+    finished = parity("--code-dir", str(tmp_path), "--cases", str(tmp_path / "cases.yaml"), timeout=30)
+    assert (finished.returncode, "case 1 needs at least a path" in finished.stderr) == (2, True)
+
+
+def test_against_a_running_deployment(tmp_path):
+    model = EXAMPLES / "models" / "regression"
+    with RunningServer(model, "gunicorn", env={"DRUM_GUNICORN_WORKER_CLASS": "sync"}) as deployment:
+        finished = parity("--code-dir", str(model), "--against", deployment.base_url, "--stack", "fastapi",
+                          "--data", str(EXAMPLES / "data" / "houses.csv"), "--json", str(tmp_path / "r.json"))
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
+    assert (report["a"], report["b"]) == (deployment.base_url, "fastapi")
