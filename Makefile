@@ -6,7 +6,7 @@ ADDRESS ?= 127.0.0.1:8080
 MODEL ?= examples/models/regression
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz bench clean
+.PHONY: run test fuzz reference bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "drum-compat needs Python 3.10+"'
@@ -27,6 +27,14 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# DRUM 1.18 itself, in a venv of its own, for the tests that compare drum-compat with the real thing
+DRUM_VENV ?= .venv-drum
+reference: $(DRUM_VENV)/bin/drum
+$(DRUM_VENV)/bin/drum:
+	$(PYTHON) -m venv $(DRUM_VENV)
+	$(DRUM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DRUM_VENV)/bin/python -m pip install --quiet 'datarobot-drum==1.18.*'
+
 # the differential fuzzing tests with new random cases, many more of them (each stack in-process and over sockets)
 FUZZ_EXAMPLES ?= 5000
 fuzz: $(VENV)/.installed-test
@@ -38,4 +46,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.overload --defaults $(OVERLOAD_ARGS)
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(DRUM_VENV) *.egg-info .pytest_cache

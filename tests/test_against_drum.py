@@ -1,0 +1,59 @@
+"""drum-compat against DRUM 1.18 itself (installed by `make reference` into its own venv, as CI does): the
+parity runner's whole corpus and a bounded fuzz run, on each stack, differ only where the guide says they do."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from drum_compat.compat.running import DRUM_COMPAT, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DRUM = Path(os.environ.get("DRUM_REFERENCE", ROOT / ".venv-drum" / "bin" / "drum"))
+MODEL = ROOT / "examples" / "models" / "regression"
+
+pytestmark = [pytest.mark.servers,
+              pytest.mark.skipif(not DRUM.exists(), reason=f"DRUM 1.18 is not installed at {DRUM}: run `make reference`")]
+
+
+@pytest.fixture(scope="module")
+def drum():
+    port = free_port()
+    environ = {name: value for name, value in os.environ.items() if not name.startswith(("DRUM_", "MLOPS_RUNTIME_PARAM_"))}
+    process = subprocess.Popen([str(DRUM), "server", "--code-dir", str(MODEL), "--address", f"127.0.0.1:{port}",
+                                "--target-type", "regression"], env=environ, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, "DRUM exited"
+            try:
+                if httpx.get(url + "/", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "DRUM did not start"
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # its own session: DRUM and its workers, nothing else
+        process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("stack", ["gunicorn", "fastapi"])
+def test_drum_compat_differs_from_drum_only_as_documented(drum, stack, tmp_path):
+    finished = subprocess.run([DRUM_COMPAT, "parity", "--code-dir", str(MODEL), "--against", drum, "--stack", stack,
+                               "--data", str(ROOT / "examples" / "data" / "houses.csv"), "--fuzz", "150",
+                               "--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=600)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
+    documented = {line.rsplit("(guide: ", 1)[1] for case in report["cases"] for line in case["documented"]}
+    assert "security headers and X-Request-ID on every response)" in documented  # the comparison did see DRUM
+    predictions = [case for case in report["cases"] if case["group"] == "data" and case["status"] == [200, 200]]
+    assert predictions  # DRUM and drum-compat both scored the user's data, with the same bytes
