@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Mapping, Sequence
 
+from drum_compat.compat.ab.arguments import add_ab_arguments, add_status_arguments
 from drum_compat.compat.bootstrap import configure_logging, flask_extension_refusal, model_config
 from drum_compat.compat.instance import InstanceError
 from drum_compat.compat.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
@@ -49,6 +50,15 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                     "compare status, headers and body bytes. Exit 1 on any difference, 2 when the model cannot start.",
     )
     add_parity_arguments(parity, environ)
+    ab = commands.add_parser(
+        "ab", help="Serve a model on both stacks behind an nginx front that splits (or mirrors) traffic by weight.",
+        description="Start the model on gunicorn and on uvicorn (each on its own loopback port, metrics and instance "
+                    "directory) behind an nginx front on --address that sends --fastapi-weight percent of requests to the "
+                    "fastapi arm. Every answer says which arm gave it (X-Drum-Stack). Runs until SIGTERM or Ctrl-C.",
+    )
+    add_ab_arguments(ab, environ)
+    status = commands.add_parser("ab-status", help="The two arms of an A/B front side by side, from their /metrics.")
+    add_status_arguments(status)
     return parser
 
 
@@ -149,6 +159,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from drum_compat.compat.parity.runner import run
 
             return run(args, environ)
+        if args.command == "ab":
+            from drum_compat.compat.ab.runner import run as run_ab
+
+            return run_ab(args, environ)
+        if args.command == "ab-status":
+            from drum_compat.compat.ab.status import run as show_status
+
+            return show_status(args)
         options = server_options(args, environ)
         model_config(options)  # reads model-metadata.yaml only: the model itself loads in the workers
         if SERVER_TYPES[options.server_type].stack == Stack.FASTAPI:

@@ -34,13 +34,16 @@ def server_environment(server_type: str, env: dict | None) -> dict[str, str]:
 
 class RunningServer:
     def __init__(self, code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0,
-                 ready_path: str = "/", tls: ssl.SSLContext | None = None, cwd=None, port: int | None = None):
+                 ready_path: str = "/", tls: ssl.SSLContext | None = None, cwd=None, port: int | None = None,
+                 output=None):
+        """`output`: where the server's log goes (an open file); by default a temp file `read_output` reads."""
         self.port = port or free_port()
         self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.verify = tls or True
         environ = server_environment(server_type, env)
         # a file, not a pipe: an unread pipe fills with access-log lines and blocks the server
-        self.output = tempfile.TemporaryFile(mode="w+")
+        self.output = tempfile.TemporaryFile(mode="w+") if output is None else output
+        self._owns_output = output is None
         self.process = subprocess.Popen(
             [DRUM_COMPAT, "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{self.port}", *args],
             env=environ, stdout=self.output, stderr=subprocess.STDOUT, text=True, cwd=cwd,
@@ -61,6 +64,8 @@ class RunningServer:
         raise TimeoutError(f"server on port {self.port} not ready after {timeout}s")
 
     def read_output(self) -> str:
+        if not self._owns_output:
+            return ""
         self.output.seek(0)
         return self.output.read()
 

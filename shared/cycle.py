@@ -92,4 +92,4 @@ class RequestCycle:
         metrics.answered(self.route.rule if self.route else UNMATCHED_ROUTE, request.method, self.status, seconds)
         target = request.path + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
         access_logger.info(access_line(request.remote_addr, request.method, request.root_path + target, self.protocol,
-                                       self.status, self.size, seconds, self.request_id))
+                                       self.status, self.size, seconds, self.request_id, self.core.settings.server_type.name))

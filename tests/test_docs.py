@@ -106,7 +106,7 @@ def test_guide_guards_example():
     assert stats["admission"]["queue_depth"] == 8 and stats["admission"]["request_timeout"] == 30
     assert stats["admission"]["threads"] == 1
     # the documented line has the shape the access log test checks on every stack
-    assert re.fullmatch(r'127\.0\.0\.1 - - \[[^\]]+\] "POST /predictions/ HTTP/1\.1" 200 \d+ \d+\.\d{4} \S+', access_line.strip())
+    assert re.fullmatch(r'127\.0\.0\.1 - - \[[^\]]+\] "POST /predictions/ HTTP/1\.1" 200 \d+ \d+\.\d{4} \S+ fastapi', access_line.strip())
 
 
 @pytest.mark.servers
@@ -138,3 +138,18 @@ def test_guide_parity_example(tmp_path):
     mine = [case for case in report["cases"] if case["group"] == "user"]
     assert [(case["name"], case["status"]) for case in mine] == [("a known customer", [200, 200]), ("health probe", [200, 200])]
     assert (tmp_path / "parity.xml").read_text().count("<testcase ") == report["summary"]["cases"]
+
+
+@pytest.mark.servers
+def test_guide_ab_example():
+    start, status = blocks_after(GUIDE, "guide-example: ab")[0].strip().splitlines()
+    port = free_port()
+    process = start_example(start.rstrip(" &").replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
+    try:
+        answer_of(process, f"http://127.0.0.1:{port}/info/")
+        command = status.replace("drum-compat", str(Path(sys.executable).with_name("drum-compat")), 1)
+        shown = subprocess.run(command.replace("127.0.0.1:8080", f"127.0.0.1:{port}"), shell=True, capture_output=True,
+                               text=True, timeout=60, check=True).stdout
+    finally:
+        stop_example(process)
+    assert "gunicorn" in shown and "fastapi" in shown and "p99 latency" in shown

@@ -295,7 +295,7 @@ def test_metrics_add_up_across_two_workers(tmp_path, configuration):
 
 
 ACCESS_LINE = re.compile(r'^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] '
-                         r'"POST /predictUnstructured/\?x=1 HTTP/1\.1" 200 (\d+) (\d+\.\d{4}) trace-42$', re.M)
+                         r'"POST /predictUnstructured/\?x=1 HTTP/1\.1" 200 (\d+) (\d+\.\d{4}) trace-42 (\w+)$', re.M)
 
 
 @pytest.mark.parametrize("configuration", CONFIGURATIONS)
@@ -306,3 +306,4 @@ def test_access_log_line_is_the_same_on_every_stack(tmp_path, configuration):
     match = ACCESS_LINE.search(output)
     assert match, output
     assert int(match.group(1)) == len(answer.content)
+    assert match.group(3) == CONFIGURATIONS[configuration][0]  # the server type, last

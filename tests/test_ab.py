@@ -1,0 +1,132 @@
+"""`drum-compat ab` for real: both arms behind a real nginx front on loopback (nginx from Debian, installed by
+.ci/run), the split by weight, sticky clients, mirroring, `ab-status`, a clear error without nginx, a clean stop."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from drum_compat.compat.ab.front import FrontPlan, nginx_conf
+from drum_compat.compat.ab.status import figures, quantile
+from drum_compat.compat.running import DRUM_COMPAT, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "examples" / "models" / "regression"
+HOUSES = (ROOT / "examples" / "data" / "houses.csv").read_bytes()
+
+
+class Front:
+    """`drum-compat ab` in its own session (stopped by its pid, with SIGTERM, as an operator would)."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environ = {name: value for name, value in os.environ.items() if not name.startswith(("DRUM_", "MLOPS_RUNTIME_PARAM_"))}
+        self.process = subprocess.Popen([DRUM_COMPAT, "ab", "--code-dir", str(MODEL), "--address", f"127.0.0.1:{self.port}", *args],
+                                        env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.output = ""
+        deadline = time.monotonic() + 120
+        while True:
+            assert self.process.poll() is None, self.process.stdout.read()
+            line = self.process.stdout.readline()
+            self.output += line
+            if line.startswith("drum-compat ab: "):
+                break
+            assert time.monotonic() < deadline, self.output
+
+    def predict(self, client: httpx.Client) -> httpx.Response:
+        return client.post(f"{self.url}/predictions/", content=HOUSES, headers={"Content-Type": "text/csv"})
+
+    def status(self) -> dict:
+        shown = subprocess.run([DRUM_COMPAT, "ab-status", self.url, "--json"], capture_output=True, text=True, timeout=30, check=True)
+        return json.loads(shown.stdout)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        self.output += self.process.communicate(timeout=60)[0]
+        return self.process.returncode
+
+
+pytestmark = pytest.mark.servers
+
+
+def test_the_front_splits_by_weight_and_says_which_arm_answered():
+    front = Front("--fastapi-weight", "30")
+    try:
+        with httpx.Client() as client:
+            answers = [front.predict(client) for _ in range(200)]
+        status = front.status()
+    finally:
+        assert front.stop() == 0
+    arms = [answer.headers["X-Drum-Stack"] for answer in answers]
+    assert set(arms) == {"gunicorn", "fastapi"} and 30 <= arms.count("fastapi") <= 95  # 60 expected; 4.5 sigma either side
+    assert {(answer.status_code, answer.content) for answer in answers} == {(200, answers[0].content)}  # alike
+    for arm in ("gunicorn", "fastapi"):
+        assert status[arm]["requests"] >= arms.count(arm) and status[arm]["error_ratio"] == 0
+        assert 0 < status[arm]["p50"] <= status[arm]["p99"]
+    # each arm's access lines name it
+    assert ' 200 ' in front.output and "gunicorn\n" in front.output and "fastapi\n" in front.output
+
+
+def test_sticky_clients_keep_their_arm_and_mirroring_shadows_every_request():
+    front = Front("--fastapi-weight", "0", "--sticky", "--mirror")
+    try:
+        before = front.status()["fastapi"]["requests"]
+        with httpx.Client() as client:
+            arms = {front.predict(client).headers["X-Drum-Stack"] for _ in range(40)}
+        time.sleep(1)  # mirrored copies are sent alongside; their answers are discarded
+        after = front.status()["fastapi"]["requests"]
+    finally:
+        assert front.stop() == 0
+    assert arms == {"gunicorn"}  # weight 0: every answer from gunicorn
+    assert after - before >= 40  # yet fastapi saw each request
+
+
+def test_stopping_the_command_stops_the_front_and_both_arms():
+    front = Front("--fastapi-weight", "50")
+    ports = [int(word) for word in front.output.rsplit("arms on ports ", 1)[1].replace(",", " ").split() if word.isdigit()]
+    assert len(ports) == 2
+    assert front.stop() == 0
+    for port in [front.port, *ports]:
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2)
+
+
+def test_without_nginx_the_command_says_how_to_install_it():
+    finished = subprocess.run([DRUM_COMPAT, "ab", "--code-dir", str(MODEL), "--address", f"127.0.0.1:{free_port()}",
+                               "--nginx", "/nonexistent/nginx"], capture_output=True, text=True, timeout=30)
+    assert finished.returncode == 2
+    assert "nginx not found" in finished.stderr and "apt-get install -y nginx" in finished.stderr
+
+
+def test_the_front_configuration():
+    plan = FrontPlan("0.0.0.0:8080", {"gunicorn": 9001, "fastapi": 9002}, 12.5, sticky=True, mirror=True, directory="/tmp/x")
+    conf = nginx_conf(plan)
+    assert 'split_clients "${remote_addr}" $drum_arm { 12.5% fastapi; * gunicorn; }' in conf
+    assert "upstream gunicorn { server 127.0.0.1:9001;" in conf and "upstream fastapi { server 127.0.0.1:9002;" in conf
+    assert "mirror /_drum_compat/mirror;" in conf and "listen 0.0.0.0:8080;" in conf and "client_max_body_size 0;" in conf
+    assert '{ * fastapi; }' in nginx_conf(FrontPlan("127.0.0.1:1", {"gunicorn": 1, "fastapi": 2}, 100))
+    assert "mirror " not in nginx_conf(FrontPlan("127.0.0.1:1", {"gunicorn": 1, "fastapi": 2}, 10))
+
+
+def test_status_figures_from_an_exposition():
+    exposition = "\n".join([
+        'drum_requests_total{route="/predictions/",method="POST",status="200",server_type="fastapi"} 90',
+        'drum_requests_total{route="/predictions/",method="POST",status="503",server_type="fastapi"} 10',
+        'drum_requests_total{route="/metrics",method="GET",status="200",server_type="fastapi"} 7',
+        'drum_request_duration_seconds_bucket{route="/predictions/",method="POST",server_type="fastapi",le="0.01"} 50',
+        'drum_request_duration_seconds_bucket{route="/predictions/",method="POST",server_type="fastapi",le="0.1"} 100',
+        'drum_request_duration_seconds_bucket{route="/predictions/",method="POST",server_type="fastapi",le="+Inf"} 100',
+        'drum_rejections_total{reason="queue_full",server_type="fastapi"} 10',
+        'drum_rejections_total{reason="deadline",server_type="fastapi"} 0',
+    ]) + "\n"
+    arm = figures(exposition)
+    assert (arm.requests, arm.errors, arm.error_ratio, arm.rejections) == (100, 10, 0.1, {"queue_full": 10})
+    assert arm.p50 == pytest.approx(0.01) and arm.p99 == pytest.approx(0.01 + 0.09 * 49 / 50)
+    assert quantile([], 0.5) is None
