@@ -6,10 +6,12 @@ import logging
 import os
 import sys
 import threading
+from functools import partial
 from typing import Any, Callable, Mapping
 
 from drum_compat.compat.instance import instance_dir
 from drum_compat.compat.options import ServerOptions
+from drum_compat.compat.record import recorder_from
 from drum_compat.compat.settings import SETTINGS_BY_KEY, read_secret
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.guards.access_log import configure_access_log
@@ -63,14 +65,17 @@ def flask_extension_refusal(code_dir: str) -> str | None:
     )
 
 
+def setting_value(core: Mapping[str, Any], key: str) -> Any:
+    """A resolved core setting; a missing key keeps the table's default."""
+    return core.get(key, SETTINGS_BY_KEY[key].default)
+
+
 def app_settings(server_type: ServerType, core: Mapping[str, Any],
                  environ: Mapping[str, str] | None = None) -> AppSettings:
     """The core's settings from the resolved table (compat.settings.core_settings); a missing key
     keeps the table's default. The Redis URL, a secret, is read here from the operator's variable."""
     environ = os.environ if environ is None else environ
-
-    def value(key: str) -> Any:
-        return core.get(key, SETTINGS_BY_KEY[key].default)
+    value = partial(setting_value, core)
 
     rate_limit = None
     if value("rate_limit_enabled"):
@@ -102,5 +107,10 @@ def server_type_of(options: ServerOptions, stack: Stack) -> ServerType:
 def build_core(options: ServerOptions, stack: Stack, new_lock: Callable[[], Any] = threading.Lock) -> DrumApp:
     """`new_lock`: a lock the stack's request side and its model threads can both take."""
     configure_logging(options.logging_level)
-    settings = app_settings(server_type_of(options, stack), options.core_settings or {})
-    return DrumApp.load(model_config(options), settings, options.with_error_server, new_lock)
+    core_values = options.core_settings or {}
+    settings = app_settings(server_type_of(options, stack), core_values)
+    core = DrumApp.load(model_config(options), settings, options.with_error_server, new_lock)
+    core.recorder = recorder_from(partial(setting_value, core_values))
+    if core.recorder is not None:
+        core.on_close(core.recorder.close)
+    return core

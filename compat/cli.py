@@ -14,7 +14,7 @@ from drum_compat.compat.bootstrap import configure_logging, flask_extension_refu
 from drum_compat.compat.instance import InstanceError
 from drum_compat.compat.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.compat.options import ServerOptions, add_server_arguments
-from drum_compat.compat.parity.arguments import add_parity_arguments
+from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
 from drum_compat.compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
 from drum_compat.compat.tls import CERTFILE, TlsConfigError, check_tls
 from drum_compat.shared import __version__
@@ -50,6 +50,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
                     "compare status, headers and body bytes. Exit 1 on any difference, 2 when the model cannot start.",
     )
     add_parity_arguments(parity, environ)
+    replay = commands.add_parser("replay", help="Send requests recorded by DRUM_RECORD_REQUESTS to two servers and compare.")
+    add_replay_arguments(replay)
     ab = commands.add_parser(
         "ab", help="Serve a model on both stacks behind an nginx front that splits (or mirrors) traffic by weight.",
         description="Start the model on gunicorn and on uvicorn (each on its own loopback port, metrics and instance "
@@ -159,6 +161,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from drum_compat.compat.parity.runner import run
 
             return run(args, environ)
+        if args.command == "replay":
+            from drum_compat.compat.replay import run as replay
+
+            return replay(args)
         if args.command == "ab":
             from drum_compat.compat.ab.runner import run as run_ab
 

@@ -128,6 +128,18 @@ SETTINGS: tuple[Setting, ...] = (
             _both("DRUM_LIMIT_REQUEST_FIELD_SIZE"), gunicorn="limit_request_field_size", uvicorn="limit_request_field_size",
             minimum=0, maximum=1 << 20, uvicorn_has_none=True),
     Setting("url_prefix", str, "", "Serve every route under this prefix.", _both("URL_PREFIX"), core=True),
+    Setting("record_requests", str, "", "Record sampled requests to this JSONL file (rotated) for `drum-compat replay`; empty: off.",
+            _both("DRUM_RECORD_REQUESTS"), core=True, accepts="a file path, or empty"),
+    Setting("record_sample_percent", int, 100, "Percent of the answered requests that are recorded.",
+            _both("DRUM_RECORD_SAMPLE_PERCENT"), minimum=1, maximum=100, core=True),
+    Setting("record_redact_headers", str, "", "Headers recorded as <redacted>, besides Authorization, Proxy-Authorization "
+            "and Cookie (always).", _both("DRUM_RECORD_REDACT_HEADERS"), core=True, accepts="header names separated by commas"),
+    Setting("record_max_body", int, MIB, "Bytes of body recorded per request; a larger body is recorded without its bytes.",
+            _both("DRUM_RECORD_MAX_BODY"), minimum=0, maximum=1 << 30, core=True),
+    Setting("record_max_bytes", int, 100 * MIB, "Size of the recording file at which it is rotated.",
+            _both("DRUM_RECORD_MAX_BYTES"), minimum=MIB, maximum=1 << 40, core=True),
+    Setting("record_backups", int, 5, "Rotated recording files kept (FILE.1 ... FILE.N); older ones are removed.",
+            _both("DRUM_RECORD_BACKUPS"), minimum=1, maximum=1000, core=True),
     Setting("cors_origins", str, "", "CORS: origins allowed to call the API from a browser, separated by commas "
             "(`*` for any; credentials are never allowed); empty: no CORS headers.", _both("DRUM_CORS_ORIGINS"),
             accepts="origins like https://app.example.com, or *", core=True),

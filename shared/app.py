@@ -21,6 +21,7 @@ from drum_compat.shared.http import NeutralRequest, NeutralResponse, canonical_a
 from drum_compat.shared.metrics import Metrics
 from drum_compat.shared.model.config import ModelConfig
 from drum_compat.shared.model.python_model import PythonModel
+from drum_compat.shared.record import Recorder
 from drum_compat.shared.request_id import REQUEST_ID_HEADER, choose_request_id
 from drum_compat.shared.routes import ERROR_SERVER_ROUTES, PREDICTION_ROUTES, Route, RouteMatch, build_url_map, resolve
 from drum_compat.shared.server_types import ServerType
@@ -44,6 +45,7 @@ class AppSettings:
 class DrumApp:
     def __init__(self, handlers, routes: tuple[Route, ...], settings: AppSettings, metrics: Metrics | None = None) -> None:
         self.handlers = handlers
+        self.recorder: Recorder | None = None  # DRUM_RECORD_REQUESTS: set by the process that writes the file; None: off
         self.metrics = metrics or Metrics(settings.server_type.name, settings.metrics_dir)
         self.gate = getattr(handlers, "admission", None) or AdmissionGate(settings.admission, self.metrics)
         self.front_door = FrontDoor(settings.front_door, self.metrics)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Callable
 from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line
 from drum_compat.shared.http import NeutralRequest, NeutralResponse
 from drum_compat.shared.metrics import UNMATCHED_ROUTE
+from drum_compat.shared.record import RecordPolicy, record_entry
 from drum_compat.shared.routes import RouteMatch
 from drum_compat.shared.steps import Steps
 
@@ -81,15 +82,24 @@ class RequestCycle:
         self.size += size
 
     def ended(self) -> None:
-        """The response is out, or nobody is left to answer: the body goes, then the metrics and the access line."""
+        """The response is out, or nobody is left to answer: the recording if sampled, the body goes, then the
+        metrics and the access line."""
+        seconds = time.monotonic() - self.arrived
+        recorder = self.core.recorder
+        if self.status and recorder is not None and recorder.keep():
+            recorder.write(self._recorded(recorder.policy, seconds))
         self.body.close()
         metrics = self.core.metrics
         metrics.finished()
         if not self.status:
             return
-        seconds = time.monotonic() - self.arrived
         request = self.request
         metrics.answered(self.route.rule if self.route else UNMATCHED_ROUTE, request.method, self.status, seconds)
         target = request.path + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
         access_logger.info(access_line(request.remote_addr, request.method, request.root_path + target, self.protocol,
                                        self.status, self.size, seconds, self.request_id, self.core.settings.server_type.name))
+
+    def _recorded(self, policy: RecordPolicy, seconds: float) -> dict:
+        body = self.body.read() if self.body.complete and self.body.size <= policy.max_body else None
+        return record_entry(policy, self.request, body, self.body.size, self.status, seconds, self.request_id,
+                            self.core.settings.server_type.name)

@@ -153,3 +153,29 @@ def test_guide_ab_example():
     finally:
         stop_example(process)
     assert "gunicorn" in shown and "fastapi" in shown and "p99 latency" in shown
+
+
+@pytest.mark.servers
+def test_guide_record_and_replay_example(tmp_path):
+    serve, replay = blocks_after(GUIDE, "guide-example: record")[:2]
+    port = free_port()
+    process = start_example(serve.replace("/var/tmp/requests.jsonl", str(tmp_path / "requests.jsonl"))
+                            .replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
+    try:
+        answer_of(process, f"http://127.0.0.1:{port}/info/")
+        with httpx.Client() as client:
+            for _ in range(100):
+                client.post(f"http://127.0.0.1:{port}/predictions/", content=(ROOT / "examples/data/houses.csv").read_bytes(),
+                            headers={"Content-Type": "text/csv"})
+    finally:
+        stop_example(process)
+    recorded = (tmp_path / "requests.jsonl").read_text().splitlines()
+    assert 1 <= len(recorded) <= 40  # 10 % of about 100
+    model = ROOT / "examples/models/regression"
+    with RunningServer(model, "gunicorn") as a, RunningServer(model, "fastapi") as b:
+        command = (replay.replace("drum-compat", str(Path(sys.executable).with_name("drum-compat")), 1)
+                   .replace("/var/tmp/requests.jsonl", str(tmp_path / "requests.jsonl")).replace("replay.json", str(tmp_path / "replay.json"))
+                   .replace("127.0.0.1:8081", f"127.0.0.1:{a.port}").replace("127.0.0.1:8082", f"127.0.0.1:{b.port}"))
+        subprocess.run(command, shell=True, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
+    report = json.loads((tmp_path / "replay.json").read_text())
+    assert (report["replayed"], report["different"]) == (len(recorded), 0)

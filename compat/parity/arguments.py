@@ -26,3 +26,15 @@ def add_parity_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, 
     parser.add_argument("--fuzz", type=int, default=0, metavar="N", help="also send N generated requests (hypothesis)")
     parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds a server may take to load the model")
     parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds per request")
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log", nargs="+", type=Path, required=True, metavar="FILE",
+                        help="recording files (DRUM_RECORD_REQUESTS, rotated ones included), replayed in the order given")
+    parser.add_argument("--a", required=True, metavar="URL", help="the first server, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--b", required=True, metavar="URL", help="the second server")
+    parser.add_argument("--rate", type=float, default=0.0, metavar="R", help="requests per second at most; 0: as fast as answered")
+    parser.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                        help="add this header to every request (a redacted Authorization, say); repeatable")
+    parser.add_argument("--report", type=Path, metavar="FILE", help="write the differences and latency figures as JSON")
+    parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds per request")

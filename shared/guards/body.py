@@ -17,6 +17,7 @@ class RequestBody:
     def __init__(self, limit: int, spool_dir: str | None = None) -> None:
         self.limit = limit
         self.size = 0
+        self.complete = False  # set by the front door once all of it arrived within the limit
         self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_ABOVE, dir=spool_dir)
 
     def feed(self, chunk: bytes) -> bool:

@@ -66,7 +66,9 @@ class FrontDoor:
             return self.body_too_large()
         if read == BODY_CUT_SHORT:
             return self.client_left(request, body)
-        return self.body_incomplete(request, body)
+        refusal = self.body_incomplete(request, body)
+        body.complete = refusal is None
+        return refusal
 
     # -- rate limit: model routes only, so probes and scrapes never count against a client --------------
     def rate_limited_client(self, request: NeutralRequest, route: RouteMatch | None) -> str | None:

@@ -1,0 +1,55 @@
+"""What a recorded request is (DRUM_RECORD_REQUESTS), as a plain JSON-ready dict: its head with secrets redacted,
+its body within a cap (base64), and its answer's status and duration; writing it is the caller's business."""
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from drum_compat.shared.http import NeutralRequest
+
+ALWAYS_REDACTED = frozenset({"authorization", "proxy-authorization", "cookie"})
+REDACTED = "<redacted>"
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RecordPolicy:
+    sample_percent: int = 100  # of the requests answered, how many are recorded
+    redact: frozenset = field(default_factory=frozenset)  # lower-case header names recorded as REDACTED, besides the above
+    max_body: int = 1024 * 1024  # bytes; a larger body is recorded without its bytes (body_omitted)
+
+    def redacted(self, name: str) -> bool:
+        return name.lower() in ALWAYS_REDACTED or name.lower() in self.redact
+
+
+class Recorder(Protocol):
+    """Where recorded requests go (compat.record.FileRecorder): it samples, and writes one entry per line."""
+
+    policy: RecordPolicy
+
+    def keep(self) -> bool: ...
+    def write(self, entry: dict) -> None: ...
+
+
+def record_entry(policy: RecordPolicy, request: NeutralRequest, body: bytes | None, body_size: int, status: int,
+                 seconds: float, request_id: str, server_type: str, now: float | None = None) -> dict:
+    """`body`: the bytes received, or None when they are not kept (over the cap, or the body never completed)."""
+    entry = {
+        "v": RECORD_VERSION,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
+        "method": request.method,
+        "path": request.root_path + request.path,
+        "query": request.query_string.decode("latin-1"),
+        "headers": [[name, REDACTED if policy.redacted(name) else value] for name, value in request.headers.items()],
+        "status": status,
+        "seconds": round(seconds, 6),
+        "request_id": request_id,
+        "server_type": server_type,
+    }
+    if body is None:
+        entry["body_omitted"] = body_size
+    else:
+        entry["body"] = base64.b64encode(body).decode("ascii")
+    return entry
