@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,17 +29,22 @@ class Front:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environ = {name: value for name, value in os.environ.items() if not name.startswith(("DRUM_", "MLOPS_RUNTIME_PARAM_"))}
+        self.log = tempfile.TemporaryFile(mode="w+")  # not a pipe: the arms' access lines must never block them
         self.process = subprocess.Popen([DRUM_COMPAT, "ab", "--code-dir", str(MODEL), "--address", f"127.0.0.1:{self.port}", *args],
-                                        env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.output = ""
+                                        env=environ, stdout=self.log, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 120
-        while True:
-            assert self.process.poll() is None, self.process.stdout.read()
-            line = self.process.stdout.readline()
-            self.output += line
-            if line.startswith("drum-compat ab: "):
-                break
-            assert time.monotonic() < deadline, self.output
+        while "drum-compat ab: " not in self.read():
+            assert self.process.poll() is None, self.read()
+            assert time.monotonic() < deadline, self.read()
+            time.sleep(0.2)
+
+    def read(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    @property
+    def output(self) -> str:
+        return self.read()
 
     def predict(self, client: httpx.Client) -> httpx.Response:
         return client.post(f"{self.url}/predictions/", content=HOUSES, headers={"Content-Type": "text/csv"})
@@ -49,8 +55,7 @@ class Front:
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
-        self.output += self.process.communicate(timeout=60)[0]
-        return self.process.returncode
+        return self.process.wait(timeout=60)
 
 
 pytestmark = pytest.mark.servers

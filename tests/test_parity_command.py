@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -30,8 +31,9 @@ def score(data, model, **kwargs):
 pytestmark = pytest.mark.servers
 
 
-def parity(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([DRUM_COMPAT, "parity", *args], capture_output=True, text=True, timeout=timeout)
+def parity(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([DRUM_COMPAT, "parity", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env})
 
 
 @pytest.mark.parametrize("model", EXAMPLE_MODELS)
@@ -99,3 +101,13 @@ def test_against_a_running_deployment(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
     assert (report["a"], report["b"]) == (deployment.base_url, "fastapi")
+
+
+def test_the_users_url_prefix_is_where_every_case_goes(tmp_path):
+    finished = parity("--code-dir", str(EXAMPLES / "models" / "unstructured"), "--json", str(tmp_path / "r.json"), URL_PREFIX="/pfx")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
+    payloads = [case for case in report["cases"] if case["group"] == "payloads"]
+    assert payloads and all(case["path"].startswith("/pfx/predictUnstructured/") or case["path"].startswith("/pfx/predictionsUnstructured/")
+                            for case in payloads)  # the target type was read under the prefix
+    assert any(case["status"] == [200, 200] for case in payloads)

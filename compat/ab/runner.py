@@ -18,8 +18,10 @@ import httpx
 
 from drum_compat.compat.ab.front import ARMS, FrontPlan, nginx_conf
 from drum_compat.compat.options import MODEL_OPTIONS, as_arguments
-from drum_compat.compat.parity.runner import shared_environment
+from drum_compat.compat.parity.runner import shared_environment, url_prefix_of
 from drum_compat.compat.running import RunningServer
+from drum_compat.compat.settings import SettingError
+from drum_compat.shared.routes import prefixed
 
 CANNOT_START = 2
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
@@ -76,14 +78,15 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     arms: dict[str, RunningServer] = {}
     front: subprocess.Popen | None = None
     try:
+        root = prefixed("/", url_prefix_of(ARMS[0], environ))
         for arm in ARMS:
             arms[arm] = RunningServer(args.code_dir, arm, *as_arguments(args, MODEL_OPTIONS), env=arm_environment(environ),
-                                      timeout=args.startup_timeout, output=sys.stdout)
+                                      timeout=args.startup_timeout, output=sys.stdout, ready_path=root)
         plan = FrontPlan(args.address, {arm: server.port for arm, server in arms.items()}, args.fastapi_weight,
                          args.sticky, args.mirror, directory)
         Path(directory, "nginx.conf").write_text(nginx_conf(plan))
         front = subprocess.Popen([nginx, "-p", directory, "-c", f"{directory}/nginx.conf", "-g", "daemon off;"])
-        wait_for_front(front, f"http://{local_address(args.address)}/ping", args.startup_timeout)
+        wait_for_front(front, f"http://{local_address(args.address)}{root}", args.startup_timeout)
         split = "per client" if args.sticky else "per request"
         print(f"drum-compat ab: {args.address} -> fastapi {args.fastapi_weight:g}% / gunicorn {100 - args.fastapi_weight:g}% "
               f"({split}{', mirrored to the other arm' if args.mirror else ''}); arms on ports "
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
                 if server.process.poll() is not None:
                     raise FrontError(f"the {arm} arm exited with {server.process.returncode}")
         return 0
-    except (RuntimeError, TimeoutError) as exc:  # an arm that cannot start, or the front
+    except (RuntimeError, TimeoutError, SettingError) as exc:  # an arm that cannot start, the front, a bad setting
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return CANNOT_START
     finally:

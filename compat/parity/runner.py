@@ -19,7 +19,8 @@ from drum_compat.compat.parity.cases import Case, CasesFileError, data_cases, pa
 from drum_compat.compat.parity.compare import Answer, differences, normalise, split_documented
 from drum_compat.compat.parity.report import Result, print_table, write_json, write_junit
 from drum_compat.compat.running import RunningServer
-from drum_compat.compat.settings import resolve_settings
+from drum_compat.compat.settings import SettingError, resolve_settings
+from drum_compat.shared.routes import prefixed
 from drum_compat.shared.server_types import SERVER_TYPES
 
 DIFFERENT, CANNOT_START = 1, 2
@@ -54,10 +55,15 @@ def shared_environment(environ: Mapping[str, str]) -> dict[str, str]:
             if name.startswith(("DRUM_", "MLOPS_RUNTIME_PARAM_")) and name not in NOT_SHARED}
 
 
+def url_prefix_of(server_type: str, environ: Mapping[str, str]) -> str:
+    """URL_PREFIX as the server will read it: every route, the readiness check's included, lives under it."""
+    return resolve_settings(SERVER_TYPES[server_type].stack, environ).value("url_prefix")
+
+
 def start(server_type: str, args: argparse.Namespace, model_arguments: list[str], environ: Mapping[str, str]) -> RunningServer:
     try:
         return RunningServer(args.code_dir, server_type, *model_arguments, env=shared_environment(environ),
-                             timeout=args.startup_timeout)
+                             timeout=args.startup_timeout, ready_path=prefixed("/", url_prefix_of(server_type, environ)))
     except (RuntimeError, TimeoutError) as exc:
         raise CannotStart(f"the model did not start on {server_type}: {exc}") from None
 
@@ -102,7 +108,7 @@ def fuzzed(examples: int, a: Side, b: Side, against: bool, console: Console) -> 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None, console: Console | None = None) -> int:
     environ = os.environ if environ is None else environ
-    console = console or Console(stderr=False)
+    console = console or Console()
     try:
         own = [case for path in args.cases for case in user_cases(path)]  # a broken file stops before any server starts
     except CasesFileError as exc:
@@ -117,19 +123,20 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None, cons
             servers.append(start(kind, args, model_arguments, environ))
         with httpx.Client(timeout=args.request_timeout) as client_a, httpx.Client(timeout=args.request_timeout) as client_b:
             if args.against:
-                a = Side(f"{args.against}", args.against.rstrip("/"), client_a)
+                a = Side(args.against, args.against.rstrip("/"), client_a)
                 b = Side(kinds[0], servers[0].base_url, client_b)
             else:
                 a, b = (Side(kind, server.base_url, client) for kind, server, client in zip(kinds, servers, (client_a, client_b)))
-            info = b.client.get(b.base_url + "/info/")
+            url_prefix = url_prefix_of(kinds[-1], environ)
+            info = b.client.get(b.base_url + prefixed("/info/", url_prefix))
+            # the error server (a model that failed to load) has no target type: its routes are the corpus
             target_type = info.json().get("targetType", "regression") if info.status_code == 200 else "regression"
-            url_prefix = resolve_settings(SERVER_TYPES[kinds[-1]].stack, environ).value("url_prefix")
             cases = corpus(args, target_type, url_prefix, own)
             console.print(f"parity: {len(cases)} cases, {a.label} vs {b.label} ({target_type} model in {args.code_dir})")
             results = compare_all(cases, a, b, bool(args.against), console)
             if args.fuzz:
                 results += fuzzed(args.fuzz, a, b, bool(args.against), console)
-    except CannotStart as exc:
+    except (CannotStart, SettingError) as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return CANNOT_START
     finally:
