@@ -19,8 +19,9 @@ from drum_compat.shared.guards.security import CorsPolicy, harden
 from drum_compat.shared.handlers import ErrorServerHandlers, PredictionHandlers
 from drum_compat.shared.http import NeutralRequest, NeutralResponse, canonical_allow
 from drum_compat.shared.metrics import Metrics
-from drum_compat.shared.model.config import ModelConfig
+from drum_compat.shared.model.config import ModelConfig, read_model_metadata
 from drum_compat.shared.model.python_model import PythonModel
+from drum_compat.shared.openapi import ApiDocs, bundled_assets
 from drum_compat.shared.record import Recorder
 from drum_compat.shared.request_id import REQUEST_ID_HEADER, choose_request_id
 from drum_compat.shared.routes import ERROR_SERVER_ROUTES, PREDICTION_ROUTES, Route, RouteMatch, build_url_map, resolve
@@ -61,7 +62,9 @@ class DrumApp:
         """`new_lock`: a lock the backend's request side and its model threads can both take."""
         metrics = Metrics(settings.server_type.name, settings.metrics_dir)
         gate = AdmissionGate(settings.admission, metrics, new_lock=new_lock)
-        return cls(PredictionHandlers(model, settings.server_type.stack, gate, metrics), PREDICTION_ROUTES, settings, metrics)
+        title = (read_model_metadata(model.config.code_dir) or {}).get("name") or "DRUM model"
+        docs = ApiDocs(PREDICTION_ROUTES, settings.url_prefix, title, __version__, bundled_assets())
+        return cls(PredictionHandlers(model, settings.server_type.stack, gate, metrics, docs), PREDICTION_ROUTES, settings, metrics)
 
     @classmethod
     def for_load_error(cls, load_error: BaseException | str, settings: AppSettings) -> "DrumApp":

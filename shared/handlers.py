@@ -10,6 +10,7 @@ from drum_compat.shared.metrics import Metrics
 from drum_compat.shared.errors import MODEL_LOAD_FAILED_STATUS, unprocessable
 from drum_compat.shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, json_response
 from drum_compat.shared.model.config import read_model_metadata
+from drum_compat.shared.openapi import ApiDocs
 from drum_compat.shared.model.python_model import PythonModel
 from drum_compat.shared.model.target_types import TargetType
 from drum_compat.shared.payloads import (
@@ -39,8 +40,9 @@ def _is_text_mimetype(mimetype: str) -> bool:
 
 
 class PredictionHandlers:
-    def __init__(self, model: PythonModel, stack: Stack, admission: AdmissionGate, metrics: Metrics,
+    def __init__(self, model: PythonModel, stack: Stack, admission: AdmissionGate, metrics: Metrics, docs: ApiDocs,
                  monitor: ResourceMonitor | None = None) -> None:
+        self.api_docs = docs
         self.model = model
         self.stack = stack
         self.admission = admission
@@ -88,6 +90,15 @@ class PredictionHandlers:
 
     def metrics(self, request: NeutralRequest) -> NeutralResponse:
         return self.telemetry.exposition()
+
+    def openapi(self, request: NeutralRequest) -> NeutralResponse:
+        return self.api_docs.openapi()
+
+    def docs(self, request: NeutralRequest) -> NeutralResponse:
+        return self.api_docs.page()
+
+    def docs_asset(self, request: NeutralRequest) -> NeutralResponse:
+        return self.api_docs.asset(request.path.rsplit("/", 1)[1])
 
     # -- model routes --------------------------------------------------------------------------------
     def _unsupported(self, mimetype: str | None) -> NeutralResponse | None:

@@ -46,7 +46,14 @@ MODEL_ROUTES: tuple[Route, ...] = (
     Route("/predictionsUnstructured/", "predict_unstructured", POST, runs_model=True),
 )
 
-PREDICTION_ROUTES = PROBE_ROUTES + INFO_ROUTES + MODEL_ROUTES
+# additions to DRUM: the OpenAPI document of this table and a page showing it (shared.openapi)
+API_DOC_ROUTES: tuple[Route, ...] = (
+    Route("/openapi.json", "openapi"),
+    Route("/docs", "docs"),
+    *(Route(f"/docs/{name}", "docs_asset") for name in ("swagger-ui.css", "swagger-ui-bundle.js")),
+)
+
+PREDICTION_ROUTES = PROBE_ROUTES + INFO_ROUTES + MODEL_ROUTES + API_DOC_ROUTES
 # DRUM's error server (contract 1.7): probes and model routes answer the load failure (no model
 # code runs); the information routes do not exist there.
 ERROR_SERVER_ROUTES = PROBE_ROUTES + tuple(replace(route, runs_model=False) for route in MODEL_ROUTES)
