@@ -2,6 +2,8 @@
 `PredictionHandlers` serve a loaded model; `ErrorServerHandlers` answer 513 when loading failed."""
 from __future__ import annotations
 
+import logging
+
 from werkzeug.datastructures import Headers
 
 from drum_compat.shared import __version__
@@ -25,9 +27,13 @@ from drum_compat.shared.payloads import (
     unsupported_payload_message,
 )
 from drum_compat.shared.resources import ResourceMonitor
+from drum_compat.shared.runtime_parameters import RuntimeParameters
 from drum_compat.shared.server_types import Stack
 
+logger = logging.getLogger("drum_compat")
 OK = {"message": "OK"}
+LLM_ID = "LLM_ID"  # the runtime parameter naming a text-generation model's LLM, for GET /models
+MODELS_ONLY_TEXTGEN = "get_supported_llm_models is supported only for TextGen models"
 CAPABILITIES = {"supported_methods": {"chat": False}, "supported_payload_formats": {"csv": None, "mtx": None}}
 NO_TIMINGS = {"run_predictor_total": {"avg": None, "max": None, "min": None, "total": None}}
 NOT_READY_WEDGED = ("ERROR: every model thread is held by a request that passed DRUM_CLIENT_REQUEST_TIMEOUT; "
@@ -43,6 +49,7 @@ class PredictionHandlers:
     def __init__(self, model: PythonModel, stack: Stack, admission: AdmissionGate, metrics: Metrics, docs: ApiDocs,
                  monitor: ResourceMonitor | None = None) -> None:
         self.api_docs = docs
+        self.llm_id = RuntimeParameters.get(LLM_ID) if RuntimeParameters.has(LLM_ID) else None  # read once, at load
         self.model = model
         self.stack = stack
         self.admission = admission
@@ -90,6 +97,12 @@ class PredictionHandlers:
 
     def metrics(self, request: NeutralRequest) -> NeutralResponse:
         return self.telemetry.exposition()
+
+    def models(self, request: NeutralRequest) -> NeutralResponse:
+        if self.target_type != TargetType.TEXT_GENERATION:
+            logger.warning(MODELS_ONLY_TEXTGEN)
+            return json_response({"message": f"ERROR: {MODELS_ONLY_TEXTGEN}"}, 404)
+        return json_response(self.model.supported_llm_models(self.llm_id))
 
     def openapi(self, request: NeutralRequest) -> NeutralResponse:
         return self.api_docs.openapi()

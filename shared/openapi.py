@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -39,7 +39,8 @@ class Operation:
     summary: str
     answer: dict  # the 200 answer's content
     body: dict | None = None  # request body content by media type
-    errors: tuple[str, ...] = ()  # statuses from MODEL_ERRORS or the probes'
+    errors: tuple[str, ...] = ()  # error statuses, described by MODEL_ERRORS unless `why` says otherwise
+    why: dict = field(default_factory=dict)
 
 
 def json_answer(schema: dict) -> dict:
@@ -54,7 +55,7 @@ OPERATIONS: dict[str, Operation] = {
     "health": Operation("Health: 200 once the model is loaded", json_answer(OK_SCHEMA)),
     "livez": Operation("Kubernetes liveness: 200 while the process runs", json_answer(OK_SCHEMA)),
     "readyz": Operation("Kubernetes readiness: 200 once loaded, 503 when every model thread is stuck", json_answer(OK_SCHEMA),
-                        errors=("503",)),
+                        errors=("503",), why={"503": "every model thread is held past its deadline"}),
     "startupz": Operation("Kubernetes startup: 200 once the model is loaded", json_answer(OK_SCHEMA)),
     "info": Operation("The model: target type, labels, code dir, server", json_answer(ANY_OBJECT)),
     "capabilities": Operation("What the model supports", json_answer(ANY_OBJECT)),
@@ -65,6 +66,9 @@ OPERATIONS: dict[str, Operation] = {
         "schema": ANY_OBJECT}}, TRANSFORM_BODY, tuple(MODEL_ERRORS)),
     "predict_unstructured": Operation("Unstructured: the body reaches score_unstructured as sent", {"*/*": {"schema": BINARY}},
                                       {"*/*": {"schema": BINARY}}, tuple(MODEL_ERRORS)),
+    "models": Operation("The LLMs a text-generation model offers (OpenAI's models.list); 404 for other target types",
+                        json_answer({"type": "object", "properties": {"object": {"const": "list"}, "data": {"type": "array"}}}),
+                        errors=("404",), why={"404": "not a text-generation model"}),
     "openapi": Operation("This document", json_answer(ANY_OBJECT)),
     "docs": Operation("This document, as a page", {"text/html": {"schema": {"type": "string"}}}),
 }
@@ -83,7 +87,7 @@ def openapi_document(routes: tuple[Route, ...], url_prefix: str, title: str, ver
         for method in route.methods:
             responses = {"200": {"description": "OK", "content": operation.answer}}
             for status in operation.errors:
-                responses[status] = {"description": MODEL_ERRORS.get(status, "not ready"), "content": json_answer(ERROR)}
+                responses[status] = {"description": operation.why.get(status) or MODEL_ERRORS[status], "content": json_answer(ERROR)}
             entry = {"operationId": operation_id(route), "summary": operation.summary, "responses": responses}
             if operation.body is not None:
                 entry["requestBody"] = {"required": True, "content": operation.body}

@@ -46,6 +46,11 @@ MODEL_ROUTES: tuple[Route, ...] = (
     Route("/predictionsUnstructured/", "predict_unstructured", POST, runs_model=True),
 )
 
+# OpenAI-style routes of text-generation models, without trailing slash as DRUM defines them (the OpenAI client's paths)
+LLM_ROUTES: tuple[Route, ...] = (
+    Route("/models", "models", runs_model=True),
+    Route("/v1/models", "models", runs_model=True),
+)
 # additions to DRUM: the OpenAPI document of this table and a page showing it (shared.openapi)
 API_DOC_ROUTES: tuple[Route, ...] = (
     Route("/openapi.json", "openapi"),
@@ -53,7 +58,7 @@ API_DOC_ROUTES: tuple[Route, ...] = (
     *(Route(f"/docs/{name}", "docs_asset") for name in ("swagger-ui.css", "swagger-ui-bundle.js")),
 )
 
-PREDICTION_ROUTES = PROBE_ROUTES + INFO_ROUTES + MODEL_ROUTES + API_DOC_ROUTES
+PREDICTION_ROUTES = PROBE_ROUTES + INFO_ROUTES + MODEL_ROUTES + LLM_ROUTES + API_DOC_ROUTES
 # DRUM's error server (contract 1.7): probes and model routes answer the load failure (no model
 # code runs); the information routes do not exist there.
 ERROR_SERVER_ROUTES = PROBE_ROUTES + tuple(replace(route, runs_model=False) for route in MODEL_ROUTES)

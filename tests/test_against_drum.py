@@ -7,12 +7,14 @@ import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from drum_compat.compat.running import DRUM_COMPAT, free_port
+from tests.test_llm_routes import HOOKED
 
 ROOT = Path(__file__).resolve().parent.parent
 DRUM = Path(os.environ.get("DRUM_REFERENCE", ROOT / ".venv-drum" / "bin" / "drum"))
@@ -22,12 +24,12 @@ pytestmark = [pytest.mark.servers,
               pytest.mark.skipif(not DRUM.exists(), reason=f"DRUM 1.18 is not installed at {DRUM}: run `make reference`")]
 
 
-@pytest.fixture(scope="module")
-def drum():
+@contextmanager
+def running_drum(code_dir: Path, target_type: str, **env: str):
     port = free_port()
     environ = {name: value for name, value in os.environ.items() if not name.startswith(("DRUM_", "MLOPS_RUNTIME_PARAM_"))}
-    process = subprocess.Popen([str(DRUM), "server", "--code-dir", str(MODEL), "--address", f"127.0.0.1:{port}",
-                                "--target-type", "regression"], env=environ, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([str(DRUM), "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{port}",
+                                "--target-type", target_type], env={**environ, **env}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -46,6 +48,12 @@ def drum():
         process.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def drum():
+    with running_drum(MODEL, "regression") as url:
+        yield url
+
+
 @pytest.mark.parametrize("stack", ["gunicorn", "fastapi"])
 def test_drum_compat_differs_from_drum_only_as_documented(drum, stack, tmp_path):
     finished = subprocess.run([DRUM_COMPAT, "parity", "--code-dir", str(MODEL), "--against", drum, "--stack", stack,
@@ -57,3 +65,16 @@ def test_drum_compat_differs_from_drum_only_as_documented(drum, stack, tmp_path)
     assert "security headers and X-Request-ID on every response)" in documented  # the comparison did see DRUM
     predictions = [case for case in report["cases"] if case["group"] == "data" and case["status"] == [200, 200]]
     assert predictions  # DRUM and drum-compat both scored the user's data, with the same bytes
+
+
+def test_a_text_generation_model_with_its_models_hook_differs_only_as_documented(tmp_path):
+    (tmp_path / "custom.py").write_text(HOOKED)
+    env = {"TARGET_NAME": "answer"}
+    with running_drum(tmp_path, "textgeneration", **env) as url:
+        finished = subprocess.run([DRUM_COMPAT, "parity", "--code-dir", str(tmp_path), "--target-type", "textgeneration",
+                                   "--against", url, "--json", str(tmp_path / "r.json")], capture_output=True, text=True,
+                                  timeout=600, env={**os.environ, **env})
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
+    models = next(case for case in report["cases"] if case["name"] == "GET /v1/models")
+    assert models["status"] == [200, 200]  # the hook's models, the same bytes as DRUM's

@@ -24,7 +24,7 @@ from drum_compat.shared.payloads import read_structured_input
 logger = logging.getLogger("drum_compat.model")
 
 CUSTOM_FILE = "custom.py"
-STRUCTURED_HOOKS = ("init", "read_input_data", "load_model", "transform", "score", "post_process")
+STRUCTURED_HOOKS = ("init", "read_input_data", "load_model", "transform", "score", "post_process", "get_supported_llm_models")
 UNSTRUCTURED_HOOKS = ("init", "load_model", "score_unstructured")
 
 
@@ -166,6 +166,17 @@ class PythonModel:
     def has_read_input_data_hook(self) -> bool:
         return "read_input_data" in self.hooks
 
+    def supported_llm_models(self, llm_id: str | None) -> dict:
+        """GET /models as DRUM answers it: the hook's OpenAI `Model` objects, else the LLM_ID runtime parameter's,
+        else none (DRUM's python_model_adapter.get_supported_llm_models)."""
+        result: dict = {"object": "list", "data": []}
+        hook = self.hooks.get("get_supported_llm_models")
+        if hook is not None:
+            result["data"] = [model.to_dict() for model in hook(self.model) if getattr(model, "object", None) == "model"]
+        elif llm_id is not None:
+            result["data"].append({"id": llm_id, "object": "model", "created": 1735689600, "owned_by": "DataRobot"})
+        return result
+
     @property
     def predictor_name(self) -> str | None:
         return self.artifact_predictor.name if self.artifact_predictor else None
@@ -286,7 +297,8 @@ class PythonModel:
         return pd.DataFrame(transformed)
 
     def predict_unstructured(self, data: str | bytes, **kwargs) -> tuple[Any, dict | None]:
-        result = self.hooks["score_unstructured"](self.model, data, **kwargs)
+        # a text-generation model may have no such hook: calling the missing one fails as in DRUM ("'NoneType' object ...")
+        result = self.hooks.get("score_unstructured")(self.model, data, **kwargs)
         single = not isinstance(result, tuple)
         pair = (result, None) if single else result
         if len(pair) != 2:
