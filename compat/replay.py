@@ -82,9 +82,13 @@ def timed(side: Side, case: Case):
 
 
 def run(args: argparse.Namespace) -> int:
-    extra = dict(header.split(":", 1) for header in args.header)
+    malformed = [header for header in args.header if ":" not in header]
+    if malformed:
+        print(f"drum-compat: error: --header {malformed[0]!r}: expected NAME:VALUE", file=sys.stderr)
+        return UNREADABLE
+    extra = {name.strip(): value.strip() for name, value in (header.split(":", 1) for header in args.header)}
     try:
-        cases, omitted = recorded_cases(args.log, {name.strip(): value.strip() for name, value in extra.items()})
+        cases, omitted = recorded_cases(args.log, extra)
     except RecordingError as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return UNREADABLE

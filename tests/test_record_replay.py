@@ -126,3 +126,10 @@ def test_an_unreadable_recording_exits_2(tmp_path):
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     finished = replay("--log", str(tmp_path / "bad.jsonl"), "--a", "http://127.0.0.1:1", "--b", "http://127.0.0.1:2")
     assert finished.returncode == 2 and "bad.jsonl:1: not a recorded request" in finished.stderr
+
+
+def test_a_malformed_header_option_exits_2(tmp_path):
+    (tmp_path / "r.jsonl").write_text("")
+    finished = replay("--log", str(tmp_path / "r.jsonl"), "--a", "http://127.0.0.1:1", "--b", "http://127.0.0.1:2",
+                      "--header", "Authorization Bearer x")
+    assert finished.returncode == 2 and "expected NAME:VALUE" in finished.stderr
