@@ -34,6 +34,7 @@ logger = logging.getLogger("drum_compat")
 OK = {"message": "OK"}
 LLM_ID = "LLM_ID"  # the runtime parameter naming a text-generation model's LLM, for GET /models
 MODELS_ONLY_TEXTGEN = "get_supported_llm_models is supported only for TextGen models"
+NOT_AN_OPENAI_PREDICTOR = "This endpoint is only supported by OpenAI based predictors"  # DRUM's text, no ERROR: prefix
 CAPABILITIES = {"supported_methods": {"chat": False}, "supported_payload_formats": {"csv": None, "mtx": None}}
 NO_TIMINGS = {"run_predictor_total": {"avg": None, "max": None, "min": None, "total": None}}
 NOT_READY_WEDGED = ("ERROR: every model thread is held by a request that passed DRUM_CLIENT_REQUEST_TIMEOUT; "
@@ -103,6 +104,10 @@ class PredictionHandlers:
             logger.warning(MODELS_ONLY_TEXTGEN)
             return json_response({"message": f"ERROR: {MODELS_ONLY_TEXTGEN}"}, 404)
         return json_response(self.model.supported_llm_models(self.llm_id))
+
+    def forward_request(self, request: NeutralRequest) -> NeutralResponse:
+        # DRUM forwards only for OpenAI-based (GPU, NIM) predictors; a Python model is never one
+        return json_response({"message": NOT_AN_OPENAI_PREDICTOR}, 400)
 
     def openapi(self, request: NeutralRequest) -> NeutralResponse:
         return self.api_docs.openapi()

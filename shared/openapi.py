@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 from drum_compat.shared.http import NeutralResponse
-from drum_compat.shared.routes import Route, prefixed
+from drum_compat.shared.routes import Route, openapi_path, prefixed
 
 JSON = "application/json"
 DOC_ASSETS = {"swagger-ui.css": "text/css; charset=utf-8", "swagger-ui-bundle.js": "text/javascript; charset=utf-8"}
@@ -69,13 +69,17 @@ OPERATIONS: dict[str, Operation] = {
     "models": Operation("The LLMs a text-generation model offers (OpenAI's models.list); 404 for other target types",
                         json_answer({"type": "object", "properties": {"object": {"const": "list"}, "data": {"type": "array"}}}),
                         errors=("404",), why={"404": "not a text-generation model"}),
+    "forward_request": Operation("DRUM's proxy to an OpenAI-compatible upstream: 400, Python models have none",
+                                 json_answer(ANY_OBJECT), errors=("400",), why={"400": "no OpenAI-based predictor"}),
     "openapi": Operation("This document", json_answer(ANY_OBJECT)),
     "docs": Operation("This document, as a page", {"text/html": {"schema": {"type": "string"}}}),
 }
 
 
-def operation_id(route: Route) -> str:
-    return f"{route.endpoint}_" + "_".join(re.findall(r"[A-Za-z0-9]+", route.rule)) if route.rule != "/" else route.endpoint + "_root"
+def operation_id(route: Route, method: str) -> str:
+    """Unique per path and method: the endpoint, the rule's words, and the method when the route has several."""
+    words = "_".join(re.findall(r"[A-Za-z0-9]+", route.rule)) or "root"
+    return f"{route.endpoint}_{words}" + (f"_{method.lower()}" if len(route.methods) > 1 else "")
 
 
 def openapi_document(routes: tuple[Route, ...], url_prefix: str, title: str, version: str) -> dict:
@@ -88,10 +92,14 @@ def openapi_document(routes: tuple[Route, ...], url_prefix: str, title: str, ver
             responses = {"200": {"description": "OK", "content": operation.answer}}
             for status in operation.errors:
                 responses[status] = {"description": operation.why.get(status) or MODEL_ERRORS[status], "content": json_answer(ERROR)}
-            entry = {"operationId": operation_id(route), "summary": operation.summary, "responses": responses}
+            entry = {"operationId": operation_id(route, method), "summary": operation.summary, "responses": responses}
             if operation.body is not None:
                 entry["requestBody"] = {"required": True, "content": operation.body}
-            paths.setdefault(prefixed(route.rule, url_prefix), {})[method.lower()] = entry
+            template, names = openapi_path(prefixed(route.rule, url_prefix))
+            if names:
+                entry["parameters"] = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                                       for name in names]
+            paths.setdefault(template, {})[method.lower()] = entry
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version,

@@ -4,6 +4,7 @@ The Flask blueprint is generated from it, and the FastAPI side routes through `r
 werkzeug's Map (Flask's own router), so 308/404/405/HEAD/OPTIONS are decided the same way on both."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from werkzeug.exceptions import HTTPException
@@ -51,6 +52,11 @@ LLM_ROUTES: tuple[Route, ...] = (
     Route("/models", "models", runs_model=True),
     Route("/v1/models", "models", runs_model=True),
 )
+# DRUM's proxy to an OpenAI-compatible upstream; Python models have none, so DRUM (and this table) answer 400
+PROXY_ROUTES: tuple[Route, ...] = (
+    Route("/directAccess/<path:path>", "forward_request", ("GET", "POST", "PUT")),
+    Route("/nim/<path:path>", "forward_request", ("GET", "POST", "PUT")),
+)
 # additions to DRUM: the OpenAPI document of this table and a page showing it (shared.openapi)
 API_DOC_ROUTES: tuple[Route, ...] = (
     Route("/openapi.json", "openapi"),
@@ -58,10 +64,24 @@ API_DOC_ROUTES: tuple[Route, ...] = (
     *(Route(f"/docs/{name}", "docs_asset") for name in ("swagger-ui.css", "swagger-ui-bundle.js")),
 )
 
-PREDICTION_ROUTES = PROBE_ROUTES + INFO_ROUTES + MODEL_ROUTES + LLM_ROUTES + API_DOC_ROUTES
+PREDICTION_ROUTES = PROBE_ROUTES + INFO_ROUTES + MODEL_ROUTES + LLM_ROUTES + PROXY_ROUTES + API_DOC_ROUTES
 # DRUM's error server (contract 1.7): probes and model routes answer the load failure (no model
 # code runs); the information routes do not exist there.
 ERROR_SERVER_ROUTES = PROBE_ROUTES + tuple(replace(route, runs_model=False) for route in MODEL_ROUTES)
+
+
+PLACEHOLDER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+EXAMPLE_SEGMENT = "v1/models"  # what a request corpus puts where a rule has a variable part
+
+
+def example_path(rule: str) -> str:
+    """A path the rule matches: each variable part filled with an example (for request corpora)."""
+    return PLACEHOLDER.sub(EXAMPLE_SEGMENT, rule)
+
+
+def openapi_path(rule: str) -> tuple[str, list[str]]:
+    """The rule as an OpenAPI path template, and its parameters' names."""
+    return PLACEHOLDER.sub(r"{\1}", rule), PLACEHOLDER.findall(rule)
 
 
 def prefixed(rule: str, url_prefix: str) -> str:

@@ -72,3 +72,12 @@ def test_the_llm_id_runtime_parameter_or_nothing(tmp_path, monkeypatch):
 def test_unstructured_routes_of_a_text_generation_model_without_the_hook_fail_as_drum_does(tmp_path):
     answer = textgen(tmp_path, PLAIN).both("POST", "/predictUnstructured/", b"abc", {"Content-Type": "text/plain"})
     assert (answer.status, answer.json) == (500, {"message": "ERROR: 'NoneType' object is not callable"})  # DRUM 1.18's bytes
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
+@pytest.mark.parametrize("path", ["/directAccess/v1/chat/completions", "/nim/v1/models/", "/directAccess/a?b=1"])
+def test_the_proxy_routes_answer_as_drum_does_for_a_python_model(stacks_for, method, path):
+    # DRUM forwards only for OpenAI-based (GPU, NIM) predictors; every Python model gets this 400
+    answer = stacks_for("regression").both(method, path, b"{}", {"Content-Type": "application/json"})
+    assert (answer.status, answer.body) == (400, b'{"message":"This endpoint is only supported by OpenAI based predictors"}\n')
+    assert stacks_for("regression").both("DELETE", path).status == 405

@@ -12,7 +12,7 @@ import httpx
 import pandas as pd
 import yaml
 
-from drum_compat.shared.routes import PREDICTION_ROUTES, prefixed
+from drum_compat.shared.routes import PREDICTION_ROUTES, example_path, prefixed
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 BOUNDARY = "b0undaryb0undaryb0undary0000000a"
@@ -96,7 +96,7 @@ def route_cases(url_prefix: str = "") -> list[Case]:
     """Every rule of DRUM's route table with and without its trailing slash, unknown paths, every method."""
     paths: list[str] = []
     for route in PREDICTION_ROUTES:
-        rule = prefixed(route.rule, url_prefix)
+        rule = prefixed(example_path(route.rule), url_prefix)
         if rule == "/":
             paths.append(rule)
             continue

@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from drum_compat.compat.parity.cases import BOUNDARY, METHODS, Case, multipart
-from drum_compat.shared.routes import PREDICTION_ROUTES
+from drum_compat.shared.routes import PREDICTION_ROUTES, example_path
 
 TOKEN = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=1, max_size=12)
 PRINTABLE = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30)
-RULES = sorted({route.rule for route in PREDICTION_ROUTES})
+RULES = sorted({example_path(route.rule) for route in PREDICTION_ROUTES})
 MODEL_RULES = sorted({route.rule for route in PREDICTION_ROUTES if route.runs_model})
 CONTENT_TYPES = ("text/csv", "TEXT/CSV", "text/plain", "application/json", "application/octet-stream", "text/mtx",
                  "application/x-www-form-urlencoded", "multipart/form-data", f"multipart/form-data; boundary={BOUNDARY}",
