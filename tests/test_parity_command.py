@@ -72,7 +72,8 @@ def test_fuzzing_finds_the_difference_and_shrinks_it(tmp_path):
     code_dir = tmp_path / "apart"
     code_dir.mkdir()
     (code_dir / "custom.py").write_text(TELLS_STACKS_APART)
-    finished = parity("--code-dir", str(code_dir), "--target-type", "regression", "--fuzz", "200", "--json", str(tmp_path / "r.json"))
+    finished = parity("--code-dir", str(code_dir), "--target-type", "regression", "--fuzz", "300", "--fuzz-seed", "1",
+                      "--json", str(tmp_path / "r.json"))
     assert finished.returncode == 1
     fuzzed = [case for case in json.loads((tmp_path / "r.json").read_text())["cases"] if case["group"] == "fuzz"]
     failed = [case for case in fuzzed if not case["alike"]]

@@ -24,6 +24,7 @@ def add_parity_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, 
                                                          "instead of gunicorn with uvicorn")
     parser.add_argument("--stack", choices=DEFAULT_SERVER_TYPES, default="fastapi", help="with --against: the server type to start")
     parser.add_argument("--fuzz", type=int, default=0, metavar="N", help="also send N generated requests (hypothesis)")
+    parser.add_argument("--fuzz-seed", type=int, metavar="S", help="generate the same requests as another run with this seed")
     parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds a server may take to load the model")
     parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds per request")
 

@@ -6,6 +6,7 @@ from typing import Callable
 from urllib.parse import quote, urlencode
 
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from drum_compat.compat.parity.cases import BOUNDARY, METHODS, Case, multipart
@@ -81,9 +82,11 @@ def cases(draw) -> Case:
     return Case("fuzz", f"{method} {path} ({kind}{', chunked' if chunked else ''})", method, path, body, headers, chunked)
 
 
-def search(examples: int, check: Callable[[Case], list[str]], derandomize: bool = False) -> tuple[Case, list[str]] | None:
+def search(examples: int, check: Callable[[Case], list[str]], derandomize: bool = False,
+           seed: int | None = None) -> tuple[Case, list[str]] | None:
     """Run `check` on up to `examples` generated cases; the shrunk case that differed and its differences, or None.
-    `derandomize`: the same cases every run (a CI gate), instead of new ones (a search)."""
+    `derandomize`: the same cases every run (a CI gate), instead of new ones (a search); `seed`: the same cases
+    as another run with that seed."""
     failure: dict = {}
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize, print_blob=False,
@@ -95,6 +98,8 @@ def search(examples: int, check: Callable[[Case], list[str]], derandomize: bool 
             failure["case"], failure["differences"] = case, found  # the last one seen is the shrunk one
             raise AssertionError("\n".join(found))
 
+    if seed is not None:
+        alike = hypothesis_seed(seed)(alike)
     try:
         alike()
     except AssertionError:

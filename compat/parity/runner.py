@@ -89,7 +89,7 @@ def compare_all(cases: list[Case], a: Side, b: Side, against: bool, console: Con
     return results
 
 
-def fuzzed(examples: int, a: Side, b: Side, against: bool, console: Console) -> list[Result]:
+def fuzzed(examples: int, seed: int | None, a: Side, b: Side, against: bool, console: Console) -> list[Result]:
     """The generated cases that were alike, and the shrunk one that was not, if any (the search stops there)."""
     from drum_compat.compat.parity.fuzz import search
 
@@ -101,8 +101,8 @@ def fuzzed(examples: int, a: Side, b: Side, against: bool, console: Console) -> 
             alike.append(result)
         return list(result.differences)
 
-    console.print(f"fuzzing: up to {examples} generated requests")
-    failure = search(examples, check)
+    console.print(f"fuzzing: up to {examples} generated requests" + (f" (seed {seed})" if seed is not None else ""))
+    failure = search(examples, check, seed=seed)
     return alike if failure is None else alike + [compared(failure[0], a, b, against)]
 
 
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None, cons
             console.print(f"parity: {len(cases)} cases, {a.label} vs {b.label} ({target_type} model in {args.code_dir})")
             results = compare_all(cases, a, b, bool(args.against), console)
             if args.fuzz:
-                results += fuzzed(args.fuzz, a, b, bool(args.against), console)
+                results += fuzzed(args.fuzz, args.fuzz_seed, a, b, bool(args.against), console)
     except (CannotStart, SettingError) as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return CANNOT_START
