@@ -33,7 +33,7 @@ reference: $(DRUM_VENV)/bin/drum
 $(DRUM_VENV)/bin/drum:
 	$(PYTHON) -m venv $(DRUM_VENV)
 	$(DRUM_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(DRUM_VENV)/bin/python -m pip install --quiet 'datarobot-drum==1.18.*'
+	$(DRUM_VENV)/bin/python -m pip install --quiet 'datarobot-drum==1.18.*' 'openai>=1.30'  # chat models' types
 
 # the differential fuzzing tests with new random cases, many more of them (each stack in-process and over sockets)
 FUZZ_EXAMPLES ?= 5000

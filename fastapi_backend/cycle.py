@@ -2,6 +2,7 @@
 cycle the request head and the response's progress and performs its steps, and the endpoint that sends its answer."""
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Callable
 
@@ -31,7 +32,28 @@ async def send_response(send, response: NeutralResponse) -> None:
     # header names go out as the core wrote them (Starlette's Response would lowercase them)
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.items()]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
+    if response.chunks is None:
+        await send({"type": "http.response.body", "body": response.body})
+
+
+async def send_stream(send, receive, cycle: RequestCycle, perform) -> None:
+    """A streamed answer's chunks, each sent as the model thread makes it, until the end or until the client
+    leaves (uvicorn's `send` to a gone client does nothing, so `receive` is watched for the disconnect)."""
+    async def until_disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(until_disconnected())
+    try:
+        while not watcher.done():
+            chunk = await run_steps_async(cycle.next_chunk(), perform)
+            if chunk is None:
+                await send({"type": "http.response.body", "body": b""})
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    finally:
+        watcher.cancel()
+        await run_steps_async(cycle.close_stream(), perform)
 
 
 class CycleMiddleware:
@@ -77,4 +99,8 @@ class CoreEndpoint:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1000})
             return
-        await send_response(send, await run_steps_async(scope[CYCLE_KEY].respond(), partial(self.steps.perform, receive)))
+        cycle, perform = scope[CYCLE_KEY], partial(self.steps.perform, receive)
+        response = await run_steps_async(cycle.respond(), perform)
+        await send_response(send, response)
+        if response.chunks is not None:
+            await send_stream(send, receive, cycle, perform)

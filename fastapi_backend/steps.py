@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable
 
 from drum_compat.compat.rate_store import Outcome
-from drum_compat.shared.guards.admission import STILL_RUNNING, Submit, Wait
+from drum_compat.shared.steps import STILL_RUNNING, Submit, Wait
 from drum_compat.shared.guards.body import RequestBody
 from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, ReadBody, TakeToken
 

@@ -11,7 +11,7 @@ from flask.ctx import RequestContext
 from werkzeug.routing import Rule
 
 from drum_compat.compat.rate_store import blocking_store
-from drum_compat.flask_backend.cycle import CycleMiddleware
+from drum_compat.flask_backend.cycle import CycleMiddleware, StreamedBody
 from drum_compat.flask_backend.steps import BlockingSteps
 from drum_compat.shared.app import DrumApp
 from drum_compat.shared.cycle import CYCLE_KEY
@@ -25,8 +25,10 @@ logger = logging.getLogger("drum_compat")
 CORE_EXTENSION = "drum_compat"  # app.extensions key holding the DrumApp (gunicorn's worker_exit closes it)
 
 
-def flask_response(response: NeutralResponse) -> Response:
-    return Response(response.body, status=response.status, headers=list(response.headers.items()))
+def flask_response(response: NeutralResponse, body=None) -> Response:
+    """`body`: what to send instead of `response.body` (a streamed answer's chunks)."""
+    return Response(response.body if body is None else body, status=response.status,
+                    headers=list(response.headers.items()))
 
 
 class CoreRoutedContext(RequestContext):
@@ -54,7 +56,9 @@ class CoreRoutedFlask(Flask):
 def _view(endpoint: str, steps: BlockingSteps):
     def view(**view_args):
         environ = request.environ
-        return flask_response(run_steps(environ[CYCLE_KEY].handle(), partial(steps.perform, environ)))
+        cycle, perform = environ[CYCLE_KEY], partial(steps.perform, environ)
+        response = run_steps(cycle.handle(), perform)
+        return flask_response(response, StreamedBody(cycle, perform) if response.chunks is not None else None)
 
     view.__name__ = endpoint
     return view

@@ -28,6 +28,28 @@ def head_request(environ: dict) -> NeutralRequest:
     )
 
 
+class StreamedBody:
+    """A streamed answer as a WSGI iterable: each chunk is made in the model thread when the server asks for it, so
+    gunicorn writes (and flushes) it at once; the server's `close` (the end, or a write to a client that left)
+    stops the model's iterator."""
+
+    def __init__(self, cycle: RequestCycle, perform: Callable) -> None:
+        self.cycle = cycle
+        self.perform = perform
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = run_steps(self.cycle.next_chunk(), self.perform)
+        if chunk is None:
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        run_steps(self.cycle.close_stream(), self.perform)
+
+
 class CycleMiddleware:
     def __init__(self, app, core: DrumApp, steps: BlockingSteps, on_unwedged: Callable[[], None]) -> None:
         self.app = app

@@ -8,6 +8,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Callable
 
 from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line
+from drum_compat.shared.guards.streaming import ModelStream, StreamAborted
 from drum_compat.shared.http import NeutralRequest, NeutralResponse
 from drum_compat.shared.metrics import UNMATCHED_ROUTE
 from drum_compat.shared.record import RecordPolicy, record_entry
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from drum_compat.shared.app import DrumApp
 
 access_logger = logging.getLogger(ACCESS_LOGGER)
+logger = logging.getLogger("drum_compat")
 # where a backend's outer loop leaves the cycle, in its request's WSGI environ or ASGI scope, for the app's views
 CYCLE_KEY = "drum_compat.cycle"
 
@@ -27,7 +29,8 @@ class RequestCycle:
     or `handle` plus `stamp` where the framework finishes its own responses (Flask's hooks and views).
 
     Events in: the head (construction), each step's outcome, `response_started`, `sent`, `ended`.
-    Steps out: TakeToken and ReadBody (the front door), Submit and Wait (the model call), then the response."""
+    Steps out: TakeToken and ReadBody (the front door), Submit and Wait (the model call), then the response;
+    for a streamed answer, Submit and Wait again per chunk (`next_chunk`) until `close_stream`."""
 
     def __init__(self, core: "DrumApp", head: NeutralRequest, protocol: str, on_unwedged: Callable[[], None],
                  arrived: float | None = None) -> None:
@@ -43,6 +46,7 @@ class RequestCycle:
         head.body = self.body  # read only once ReadBody completed it, in the handler
         self.request_id = core.request_id_for(head)
         self.status = 0  # 0 until a response started: nobody was answered
+        self.stream: ModelStream | None = None  # a streamed answer's chunks, once `handle` returned one
         self.size = 0
         core.metrics.started()
 
@@ -60,7 +64,9 @@ class RequestCycle:
         call = partial(self.core.call, self.route.endpoint, self.request)
         if not self.route.runs_model:
             return call()
-        return (yield from self.core.gate.model_call(call, self.arrived, self.on_unwedged))
+        response = yield from self.core.gate.model_call(call, self.arrived, self.on_unwedged)
+        self.stream = response.chunks
+        return response
 
     def respond(self) -> Steps[NeutralResponse]:
         """`handle`, finished: the whole answer, for a backend whose framework adds nothing."""
@@ -73,6 +79,21 @@ class RequestCycle:
         """What `finish` adds, for a response the framework built (its views, hooks, automatic OPTIONS)."""
         self.core.stamp(headers, self.request_id, self.request.method, self.request.headers)
         self.core.log_response(self.request.method, self.request.path, status, self.arrived, self.request_id)
+
+    def next_chunk(self) -> Steps[bytes | None]:
+        """The next chunk of a streamed answer, made in the model thread (steps Submit, Wait); None at its end.
+        Raises StreamAborted when it cannot be completed: the backend then drops the connection."""
+        try:
+            return (yield from self.stream.next())
+        except StreamAborted as aborted:
+            logger.warning("Streamed answer to %s %s aborted: %s", self.request.method, self.request.path, aborted)
+            raise
+
+    def close_stream(self) -> Steps[None]:
+        """The backend stops reading the stream (its end, a failure, the client left): the model's iterator is
+        closed in a model thread, which frees the slot; nothing to wait for."""
+        if self.stream is not None:
+            yield from self.stream.close()
 
     # -- the sending side ----------------------------------------------------------------------------
     def response_started(self, status: int) -> None:

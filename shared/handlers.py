@@ -11,6 +11,7 @@ from drum_compat.shared.guards.admission import AdmissionGate
 from drum_compat.shared.metrics import Metrics
 from drum_compat.shared.errors import MODEL_LOAD_FAILED_STATUS, unprocessable
 from drum_compat.shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, json_response
+from drum_compat.shared.model import chat
 from drum_compat.shared.model.config import read_model_metadata
 from drum_compat.shared.openapi import ApiDocs
 from drum_compat.shared.model.python_model import PythonModel
@@ -35,7 +36,10 @@ OK = {"message": "OK"}
 LLM_ID = "LLM_ID"  # the runtime parameter naming a text-generation model's LLM, for GET /models
 MODELS_ONLY_TEXTGEN = "get_supported_llm_models is supported only for TextGen models"
 NOT_AN_OPENAI_PREDICTOR = "This endpoint is only supported by OpenAI based predictors"  # DRUM's text, no ERROR: prefix
-CAPABILITIES = {"supported_methods": {"chat": False}, "supported_payload_formats": {"csv": None, "mtx": None}}
+PAYLOAD_FORMATS = {"csv": None, "mtx": None}
+CHAT_NOT_IMPLEMENTED = "This model's chat interface was called, but chat() is not implemented."
+CHAT_NOT_SUPPORTED = "This model's chat interface was called, but chat is not supported."
+CHAT_TARGETS = (TargetType.TEXT_GENERATION, TargetType.AGENTIC_WORKFLOW)  # where a missing hook is "not implemented"
 NO_TIMINGS = {"run_predictor_total": {"avg": None, "max": None, "min": None, "total": None}}
 NOT_READY_WEDGED = ("ERROR: every model thread is held by a request that passed DRUM_CLIENT_REQUEST_TIMEOUT; "
                     "this worker is recycled once that work ends")
@@ -91,7 +95,8 @@ class PredictionHandlers:
         return json_response(info)
 
     def capabilities(self, request: NeutralRequest) -> NeutralResponse:
-        return json_response(CAPABILITIES)
+        return json_response({"supported_methods": {"chat": self.model.supports_chat},
+                              "supported_payload_formats": PAYLOAD_FORMATS})
 
     def stats(self, request: NeutralRequest) -> NeutralResponse:
         return json_response({**self.monitor.collect(), "time_info": NO_TIMINGS, "admission": self.admission.snapshot()})
@@ -104,6 +109,24 @@ class PredictionHandlers:
             logger.warning(MODELS_ONLY_TEXTGEN)
             return json_response({"message": f"ERROR: {MODELS_ONLY_TEXTGEN}"}, 404)
         return json_response(self.model.supported_llm_models(self.llm_id))
+
+    def chat(self, request: NeutralRequest) -> NeutralResponse:
+        """DRUM's do_chat: a ChatCompletion as JSON, anything else as a stream of server-sent events, made
+        chunk by chunk in the model thread (shared.guards.streaming)."""
+        params = chat.request_json(request)
+        chat.traced_attributes(params)
+        if not self.model.supports_chat:
+            message = CHAT_NOT_IMPLEMENTED if self.target_type in CHAT_TARGETS else CHAT_NOT_SUPPORTED
+            logger.error(message)
+            return json_response({"message": f"ERROR: {message}"}, 404)
+        tag = chat.association_id(params)
+        result = self.model.chat(params, request.headers)
+        if not chat.is_streaming_response(result):
+            setattr(result, chat.ASSOCIATION_ID_KEY, tag)
+            return json_response(result.to_dict())
+        first, rest = chat.checked_chunks(result)
+        return NeutralResponse(200, headers=Headers([("Content-Type", chat.EVENT_STREAM_MIMETYPE)]),
+                               chunks=chat.event_stream(first, rest, tag))
 
     def forward_request(self, request: NeutralRequest) -> NeutralResponse:
         # DRUM forwards only for OpenAI-based (GPU, NIM) predictors; a Python model is never one

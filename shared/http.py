@@ -79,12 +79,16 @@ class NeutralResponse:
     status: int
     body: bytes = b""
     headers: Headers = field(default_factory=Headers)
+    # a streamed answer: what the handler returned, an iterator of bytes run in the model thread, which the gate
+    # turns into a shared.guards.streaming.ModelStream that backends read through the cycle; `body` stays empty
+    chunks: Any = None
 
     def complete(self) -> "NeutralResponse":
-        """Add what Flask adds to every response: a default Content-Type and the Content-Length."""
+        """Add what Flask adds to every response: a default Content-Type and, unless streamed, the Content-Length."""
         if "Content-Type" not in self.headers:
             self.headers.set("Content-Type", HTML_MIMETYPE)
-        self.headers.set("Content-Length", str(len(self.body)))
+        if self.chunks is None:
+            self.headers.set("Content-Length", str(len(self.body)))
         return self
 
 

@@ -49,6 +49,8 @@ MODEL_ROUTES: tuple[Route, ...] = (
 
 # OpenAI-style routes of text-generation models, without trailing slash as DRUM defines them (the OpenAI client's paths)
 LLM_ROUTES: tuple[Route, ...] = (
+    Route("/chat/completions", "chat", POST, runs_model=True),
+    Route("/v1/chat/completions", "chat", POST, runs_model=True),
     Route("/models", "models", runs_model=True),
     Route("/v1/models", "models", runs_model=True),
 )

@@ -2,10 +2,30 @@
 next, the backend does the I/O and sends the outcome back): one blocking driver and one async driver."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Generator, TypeVar
 
 Result = TypeVar("Result")
 Steps = Generator[Any, Any, Result]
+
+
+@dataclass(frozen=True)
+class Submit:
+    """Step: start `job` in a model thread, in the request's context; send back a handle to wait on."""
+
+    job: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Step: wait at most `seconds` (None: without end) for the job behind `handle` (what Submit sent back),
+    never cancelling it; send back its response, or STILL_RUNNING."""
+
+    handle: Any
+    seconds: float | None
+
+
+STILL_RUNNING = "still running"
 
 
 def run_steps(steps: Steps[Result], perform: Callable[[Any], Any]) -> Result:

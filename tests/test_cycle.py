@@ -11,7 +11,8 @@ from werkzeug.routing import MapAdapter
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.cycle import RequestCycle
 from drum_compat.shared.guards.access_log import ACCESS_LOGGER
-from drum_compat.shared.guards.admission import STILL_RUNNING, AdmissionLimits, Submit, Wait
+from drum_compat.shared.guards.admission import AdmissionLimits
+from drum_compat.shared.steps import STILL_RUNNING, Submit, Wait
 from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, FrontDoorSettings, ReadBody, TakeToken
 from drum_compat.shared.guards.rate_limit import Decision, RateLimitPolicy
 from drum_compat.shared.http import NeutralRequest

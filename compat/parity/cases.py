@@ -3,6 +3,7 @@ accepts, the error paths), the user's data sliced several ways, and the user's o
 from __future__ import annotations
 
 import io
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,28 @@ UNSTRUCTURED_PAYLOADS: dict[str, tuple[bytes, dict]] = {
     "image": (b"\x01\x02", {"Content-Type": "image/png"}),
     "multipart": multipart({"filekey": ("words.txt", b"a b c", "text/plain")}),
 }
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def chat_request(**fields) -> bytes:
+    # the association id is fixed: without one the server draws a uuid4, which no two servers share
+    return json.dumps({"model": "any", "messages": [{"role": "user", "content": "hello big world"}],
+                       "datarobot_association_id": "parity", **fields}).encode()
+
+
+# what OpenAI clients send to /chat/completions, and what they get wrong; a model without a chat hook answers 404
+CHAT_PAYLOADS: dict[str, tuple[bytes, dict]] = {
+    "chat completion": (chat_request(), JSON_HEADERS),
+    "streamed chat": (chat_request(stream=True), JSON_HEADERS),
+    "chat, json with charset": (chat_request(), {"Content-Type": "application/json; charset=utf-8"}),
+    "chat, text/plain": (chat_request(), {"Content-Type": "text/plain"}),
+    "chat, malformed json": (b'{"messages": [', JSON_HEADERS),
+    "chat, json null": (b"null", JSON_HEADERS),
+    "chat, json list": (b"[1, 2]", JSON_HEADERS),
+    "chat, messages not a list": (b'{"messages": 5}', JSON_HEADERS),
+}
 PREDICT_PATHS = ("/predict/", "/predictions/", "/invocations")
+CHAT_PATHS = ("/chat/completions", "/v1/chat/completions")
 UNSTRUCTURED_PATHS = ("/predictUnstructured/", "/predictionsUnstructured/")
 
 
@@ -109,13 +131,14 @@ def route_cases(url_prefix: str = "") -> list[Case]:
 
 
 def payload_cases(target_type: str, url_prefix: str = "") -> list[Case]:
-    """Each payload kind the target type accepts, on each path that takes it."""
+    """Each payload kind the target type accepts, on each path that takes it; and chat requests, for every model."""
     if target_type == UNSTRUCTURED_TARGET:
         payloads, paths = UNSTRUCTURED_PAYLOADS, UNSTRUCTURED_PATHS
     else:
         payloads, paths = STRUCTURED_PAYLOADS, PREDICT_PATHS + (("/transform/",) if target_type == TRANSFORM_TARGET else ())
+    kinds = [(payloads, paths), (CHAT_PAYLOADS, CHAT_PATHS)]
     return [Case("payloads", f"{name} to {path}", "POST", prefixed(path, url_prefix), body, headers)
-            for path in paths for name, (body, headers) in payloads.items()]
+            for payloads, paths in kinds for path in paths for name, (body, headers) in payloads.items()]
 
 
 def data_slices(data: bytes) -> dict[str, bytes]:

@@ -1,37 +1,20 @@
 """Admission to the model threads and the request deadline, as plain bookkeeping: who runs, who waits,
-who gave up; each stack supplies only the thread pool and the blocking or async wait (see `waits`)."""
+who gave up; each stack supplies only the thread pool and the blocking or async wait (shared.steps)."""
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Protocol
 
 from drum_compat.shared.http import NeutralResponse, json_response
 from drum_compat.shared.metrics import DEADLINE, QUEUE_FULL, QUEUE_TIMEOUT
-from drum_compat.shared.steps import Steps
+from drum_compat.shared.guards.streaming import ModelStream
+from drum_compat.shared.steps import STILL_RUNNING, Steps, Submit, Wait
 
 UNWEDGED = "the work that held every model thread past its deadline has ended"
 RETRY_AFTER = "1"  # seconds: a busy worker frees a slot or another worker takes the retry
-
-
-@dataclass(frozen=True)
-class Submit:
-    """Step: start `job` in a model thread, in the request's context; send back a handle to wait on."""
-
-    job: Callable[[], "NeutralResponse | None"]
-
-
-@dataclass(frozen=True)
-class Wait:
-    """Step: wait at most `seconds` (None: without end) for the job behind `handle` (what Submit sent back),
-    never cancelling it; send back its response, or STILL_RUNNING."""
-
-    handle: Any
-    seconds: float | None
-
-
-STILL_RUNNING = "still running"
 
 
 @dataclass(frozen=True)
@@ -49,6 +32,7 @@ class Ticket:
     arrived: float
     state: str = "waiting"  # waiting -> running -> done, or waiting -> abandoned (never runs)
     timed_out: bool = False  # the requester got its 504 while the model still ran
+    stream: ModelStream | None = None  # a streamed answer holds the ticket until the stream ends
 
 
 @dataclass
@@ -90,7 +74,7 @@ class AdmissionGate:
         self.clock = clock
         # shared by the event loop or gevent hub and real model threads: the backend says which lock
         # both can take (under gevent, an OS lock from before the patching)
-        self._lock = new_lock()
+        self.lock = new_lock()
         self.running = 0
         self.waiting = 0
         self.stuck = 0  # running, but their requester already had its 504
@@ -110,12 +94,14 @@ class AdmissionGate:
                 return outcome
             reason = self.expire(ticket)
             if reason:
+                if ticket.stream is not None:  # the answer began streaming just as the deadline passed
+                    yield from ticket.stream.close()
                 return self.rejection(reason)
 
     # -- requester side ------------------------------------------------------------------------------
     def admit(self, arrived: float) -> Ticket | None:
         """A ticket to hand to the pool, or None: the queue is full (answer `rejection(QUEUE_FULL)`)."""
-        with self._lock:
+        with self.lock:
             full = self.running + self.waiting >= self.limits.threads + self.limits.queue_depth
             if full:
                 self.figures.rejected[QUEUE_FULL] += 1
@@ -142,7 +128,7 @@ class AdmissionGate:
         """The wait ran out: the reason to answer with, or None if the work has meanwhile started
         (then wait again for `next_wait`)."""
         now = self.clock()
-        with self._lock:
+        with self.lock:
             past_deadline = bool(self.limits.deadline) and now >= ticket.arrived + self.limits.deadline
             if ticket.state == "waiting":
                 if not past_deadline and now < ticket.arrived + self.limits.queue_timeout:
@@ -164,7 +150,7 @@ class AdmissionGate:
     # -- model thread side ---------------------------------------------------------------------------
     def start(self, ticket: Ticket) -> bool:
         """Called by the model thread that picked the ticket: False if its requester already left."""
-        with self._lock:
+        with self.lock:
             if ticket.state != "waiting":
                 return False
             ticket.state = "running"
@@ -176,7 +162,7 @@ class AdmissionGate:
     def finish(self, ticket: Ticket) -> bool:
         """The model thread is free again. True when this ends a state where every thread was held
         by a timed-out request: the worker should then be recycled."""
-        with self._lock:
+        with self.lock:
             was_wedged = self.wedged
             ticket.state = "done"
             self.running -= 1
@@ -196,7 +182,7 @@ class AdmissionGate:
         return self.stuck >= self.limits.threads
 
     def snapshot(self) -> dict:
-        with self._lock:
+        with self.lock:
             return {
                 "threads": self.limits.threads,
                 "queue_depth": self.limits.queue_depth,
@@ -224,17 +210,35 @@ class AdmissionGate:
         return json_response({"message": f"ERROR: Server busy: {text}; retry later"}, 503, [("Retry-After", RETRY_AFTER)])
 
     def job(self, ticket: Ticket, call: Callable[[], NeutralResponse], on_unwedged: Callable[[], None]):
-        """What the pool runs for a ticket: nothing if its requester left while it waited; the slot
-        is released only when the model call really returns."""
+        """What the pool runs for a ticket: nothing if its requester left while it waited; the slot is released
+        only when the model call really returns, or for a streamed answer when its stream ends."""
         def run() -> NeutralResponse | None:
             if not self.start(ticket):
                 return None
-            began = self.clock()
+            release = partial(self.release, ticket, self.clock(), on_unwedged)
+            chunks = None
             try:
-                return call()
+                response = call()
+                chunks = getattr(response, "chunks", None)
             finally:
-                self.observer.model_ran(self.clock() - began)
-                if self.finish(ticket):
-                    on_unwedged()
+                if chunks is None:
+                    release()
+            if chunks is None:
+                return response
+            stream = ModelStream(self, ticket, chunks, release)
+            with self.lock:
+                orphaned = ticket.timed_out  # the requester already had its 504: nobody will read this stream
+                if not orphaned:
+                    ticket.stream = stream
+            if orphaned:
+                stream.end()
+                return None
+            response.chunks = stream
+            return response
 
         return run
+
+    def release(self, ticket: Ticket, began: float, on_unwedged: Callable[[], None]) -> None:
+        self.observer.model_ran(self.clock() - began)
+        if self.finish(ticket):
+            on_unwedged()

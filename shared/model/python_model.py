@@ -24,7 +24,8 @@ from drum_compat.shared.payloads import read_structured_input
 logger = logging.getLogger("drum_compat.model")
 
 CUSTOM_FILE = "custom.py"
-STRUCTURED_HOOKS = ("init", "read_input_data", "load_model", "transform", "score", "post_process", "get_supported_llm_models")
+STRUCTURED_HOOKS = ("init", "read_input_data", "load_model", "transform", "score", "post_process", "chat",
+                    "get_supported_llm_models")
 UNSTRUCTURED_HOOKS = ("init", "load_model", "score_unstructured")
 
 
@@ -152,7 +153,7 @@ class PythonModel:
                 raise DrumError("'load_model' hook failed to load model, None is returned.")
         else:
             self.model = load_artifact(find_artifact(self.config.code_dir))
-        if target_type not in (TargetType.UNSTRUCTURED, TargetType.TRANSFORM) and "score" not in self.hooks:
+        if target_type not in (TargetType.UNSTRUCTURED, TargetType.TRANSFORM) and not {"score", "chat"} & self.hooks.keys():
             if not SklearnPredictor.can_use(self.model):
                 raise DrumError(
                     f"\n\n{RUNNING_LANG_MSG}\nCould not find any framework to handle loaded model and a score hook is not provided"
@@ -165,6 +166,10 @@ class PythonModel:
     @property
     def has_read_input_data_hook(self) -> bool:
         return "read_input_data" in self.hooks
+
+    @property
+    def supports_chat(self) -> bool:
+        return "chat" in self.hooks
 
     def supported_llm_models(self, llm_id: str | None) -> dict:
         """GET /models as DRUM answers it: the hook's OpenAI `Model` objects, else the LLM_ID runtime parameter's,
@@ -230,8 +235,9 @@ class PythonModel:
             frame, extra = self._split_extra_output(frame)
             raw, model_labels = frame.values, frame.columns
         else:
+            # looked up inside the hook's context: a chat-only model has no predictor, and fails there as in DRUM
             raw, model_labels = run_hook(
-                "Failure when making predictions.", self.artifact_predictor.predict, data, self.model, target_type
+                "Failure when making predictions.", lambda: self.artifact_predictor.predict(data, self.model, target_type)
             )
         if "post_process" in self.hooks:
             marshalled = marshal_predictions(self.config.class_ordering, raw, target_type, model_labels)
@@ -295,6 +301,14 @@ class PythonModel:
         if issparse(transformed):
             return pd.DataFrame.sparse.from_spmatrix(transformed)
         return pd.DataFrame(transformed)
+
+    def chat(self, params: Any, headers) -> Any:
+        """The `chat` hook's ChatCompletion or iterable of chunks; `headers=` only for a hook that takes more than
+        (params, model), as DRUM decides. Its errors are not wrapped (DRUM's text is the hook's own)."""
+        hook = self.hooks["chat"]
+        if len(inspect.signature(hook).parameters) > 2:
+            return hook(params, self.model, headers=headers)
+        return hook(params, self.model)
 
     def predict_unstructured(self, data: str | bytes, **kwargs) -> tuple[Any, dict | None]:
         # a text-generation model may have no such hook: calling the missing one fails as in DRUM ("'NoneType' object ...")
