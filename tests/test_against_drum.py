@@ -78,3 +78,18 @@ def test_a_text_generation_model_with_its_models_hook_differs_only_as_documented
     assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
     models = next(case for case in report["cases"] if case["name"] == "GET /v1/models")
     assert models["status"] == [200, 200]  # the hook's models, the same bytes as DRUM's
+
+
+def test_a_chat_model_streams_the_same_bytes_as_drum(tmp_path):
+    chat_model = ROOT / "examples" / "models" / "chat"
+    env = {"TARGET_NAME": "resultText"}
+    with running_drum(chat_model, "textgeneration", **env) as url:
+        finished = subprocess.run([DRUM_COMPAT, "parity", "--code-dir", str(chat_model), "--target-type", "textgeneration",
+                                   "--against", url, "--json", str(tmp_path / "r.json")], capture_output=True, text=True,
+                                  timeout=600, env={**os.environ, **env})
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
+    answered = {case["name"]: case["status"] for case in report["cases"] if case["name"].startswith(("chat", "streamed"))}
+    assert answered["streamed chat to /v1/chat/completions"] == [200, 200]  # the event bytes compared equal
+    assert answered["chat completion to /chat/completions"] == [200, 200]
+    assert answered["chat, text/plain to /chat/completions"] == [500, 500]
