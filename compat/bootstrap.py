@@ -21,7 +21,6 @@ from drum_compat.shared.guards.rate_limit import RateLimitPolicy, parse_networks
 from drum_compat.shared.guards.security import CorsPolicy, parse_origins
 from drum_compat.shared.metrics import MULTIPROCESS_DIR_ENV
 from drum_compat.shared.model.config import ModelConfig, read_class_labels_file, resolve_model_config
-from drum_compat.shared.model.python_model import find_code_file
 from drum_compat.shared.request_id import RequestIdLogFilter
 from drum_compat.shared.server_types import DEFAULT_SERVER_TYPE, SERVER_TYPES, ServerType, Stack
 
@@ -50,18 +49,6 @@ def model_config(options: ServerOptions) -> ModelConfig:
         negative_class_label=options.negative_class_label,
         class_labels=labels,
         target_name=options.target_name,
-    )
-
-
-def flask_extension_refusal(code_dir: str) -> str | None:
-    """Why the FastAPI stack must not start for this code dir, if it must not."""
-    path = find_code_file(code_dir, "custom_flask.py")
-    if path is None:
-        return None
-    return (
-        f"{path} extends the Flask app (often with authentication hooks), and the FastAPI stack cannot "
-        "apply Flask extensions yet. Refusing to start rather than serve without them; "
-        "use DRUM_SERVER_TYPE=gunicorn for this model."
     )
 
 

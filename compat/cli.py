@@ -10,7 +10,8 @@ import sys
 from typing import Mapping, Sequence
 
 from drum_compat.compat.ab.arguments import add_ab_arguments, add_status_arguments
-from drum_compat.compat.bootstrap import configure_logging, flask_extension_refusal, model_config
+from drum_compat.compat.bootstrap import configure_logging, model_config
+from drum_compat.compat.extensions import extension_refusal
 from drum_compat.compat.instance import InstanceError
 from drum_compat.compat.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.compat.options import ServerOptions, add_server_arguments
@@ -175,10 +176,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return show_status(args)
         options = server_options(args, environ)
         model_config(options)  # reads model-metadata.yaml only: the model itself loads in the workers
-        if SERVER_TYPES[options.server_type].stack == Stack.FASTAPI:
-            refusal = flask_extension_refusal(options.code_dir)
-            if refusal:
-                raise ValueError(refusal)
+        refusal = extension_refusal(options.code_dir, SERVER_TYPES[options.server_type].stack)
+        if refusal:
+            raise ValueError(refusal)
     except (ValueError, ModelConfigError, SettingError, TlsConfigError) as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return USAGE_ERROR

@@ -9,14 +9,18 @@ from fastapi import FastAPI
 
 from drum_compat.compat.rate_store import async_store
 from drum_compat.fastapi_backend.cycle import CoreEndpoint, CycleMiddleware
+from drum_compat.fastapi_backend.extensions import STEPS_STATE
 from drum_compat.fastapi_backend.recycling import UVICORN_KEEPALIVE, RecyclingMiddleware, Retirement
 from drum_compat.fastapi_backend.steps import AsyncSteps
+from drum_compat.fastapi_backend.wsgi_bridge import WsgiBridge
 from drum_compat.shared.app import DrumApp
 from drum_compat.shared.guards.admission import UNWEDGED
 
 
 def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: int = 0,
-                       keepalive: float = UVICORN_KEEPALIVE) -> FastAPI:
+                       keepalive: float = UVICORN_KEEPALIVE, wsgi_app=None) -> FastAPI:
+    """`wsgi_app`: the Flask app of a custom_flask.py (compat.extensions.bridged_flask_app), which then answers
+    every request no FastAPI route took, DRUM's routes included, so that its hooks still run for them."""
     retirement = Retirement(keepalive)
     loop: asyncio.AbstractEventLoop | None = None
 
@@ -37,8 +41,14 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     # not a route: the router's default, so every request, whatever its target (`*`, absolute-form), reaches the core
-    app.router.default = CoreEndpoint(steps)
-    app.add_middleware(CycleMiddleware, core=core, steps=steps, on_unwedged=recycle_from_model_thread)
+    if wsgi_app is None:
+        app.router.default = CoreEndpoint(steps)
+    else:
+        bridge = WsgiBridge(wsgi_app, core.gate.limits.request_threads)
+        core.on_close(lambda: bridge.executor.shutdown(wait=True))
+        app.router.default = bridge
+    setattr(app.state, STEPS_STATE, steps)  # for extensions' in_model_thread
+    app.add_middleware(CycleMiddleware, core=core, steps=steps, on_unwedged=recycle_from_model_thread, router=app.router)
     # added last, so outermost: a retiring worker's every answer says Connection: close
     app.add_middleware(RecyclingMiddleware, retirement=retirement, max_requests=recycle_after, jitter=recycle_jitter)
     return app

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from drum_compat.compat.bootstrap import build_core, flask_extension_refusal
+from drum_compat.compat.bootstrap import build_core
+from drum_compat.compat.extensions import bridged_flask_app
 from drum_compat.compat.options import ServerOptions
 from drum_compat.compat.startup import build_or_exit
 from drum_compat.fastapi_backend.app import create_fastapi_app
+from drum_compat.fastapi_backend.extensions import load_fastapi_extensions
 from drum_compat.fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER, UVICORN_KEEPALIVE
+from drum_compat.shared.handlers import PredictionHandlers
 from drum_compat.shared.server_types import Stack
 
 
-class FlaskExtensionRefused(RuntimeError):
-    pass
-
-
 def build_app(options: ServerOptions) -> FastAPI:
-    refusal = flask_extension_refusal(options.code_dir)
-    if refusal:
-        raise FlaskExtensionRefused(refusal)
     settings = options.server_settings or {}
-    return create_fastapi_app(build_core(options, Stack.FASTAPI), settings.get(RECYCLE_AFTER, 0), settings.get(RECYCLE_JITTER, 0),
-                              settings.get("timeout_keep_alive", UVICORN_KEEPALIVE))
+    core = build_core(options, Stack.FASTAPI)
+    extended = isinstance(core.handlers, PredictionHandlers)  # DRUM's error server loads no extensions
+    app = create_fastapi_app(core, settings.get(RECYCLE_AFTER, 0), settings.get(RECYCLE_JITTER, 0),
+                             settings.get("timeout_keep_alive", UVICORN_KEEPALIVE),
+                             wsgi_app=bridged_flask_app(core, options.code_dir) if extended else None)
+    if extended:
+        load_fastapi_extensions(app, options.code_dir)
+    return app
 
 
 def app_from_environment() -> FastAPI:

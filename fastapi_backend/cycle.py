@@ -6,9 +6,13 @@ import asyncio
 from functools import partial
 from typing import Callable
 
+from starlette.routing import Match
+from werkzeug.datastructures import Headers
+
 from drum_compat.fastapi_backend.steps import AsyncSteps
 from drum_compat.shared.app import DrumApp
 from drum_compat.shared.cycle import CYCLE_KEY, RequestCycle
+from drum_compat.shared.guards.body import CHUNK, RequestBody
 from drum_compat.shared.http import NeutralRequest, NeutralResponse, wsgi_style_headers
 from drum_compat.shared.request_id import current_request_id
 from drum_compat.shared.steps import run_steps_async
@@ -56,21 +60,56 @@ async def send_stream(send, receive, cycle: RequestCycle, perform) -> None:
         await run_steps_async(cycle.close_stream(), perform)
 
 
+def stamped(message: dict, cycle: RequestCycle) -> dict:
+    headers = Headers([(name.decode("latin-1"), value.decode("latin-1")) for name, value in message["headers"]])
+    cycle.stamp(headers, message["status"])
+    return {**message, "headers": [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]}
+
+
+def replayed(body: RequestBody, receive):
+    """`receive` for the app once the front door has the body: the body again, chunk by chunk, then the client's
+    own messages (its disconnect)."""
+    source = body.file
+    replaying = True
+
+    async def receive_again() -> dict:
+        nonlocal replaying
+        if not replaying:
+            return await receive()
+        chunk = source.read(CHUNK)
+        replaying = len(chunk) == CHUNK
+        return {"type": "http.request", "body": chunk, "more_body": replaying}
+
+    return receive_again
+
+
+EXTENSION_ROUTE = "extension"  # the route label until the extension's router says which of its routes answered
+
+
+def taken_by(router, scope: dict) -> bool:
+    return any(route.matches(scope)[0] == Match.FULL for route in router.routes)
+
+
 class CycleMiddleware:
-    def __init__(self, app, core: DrumApp, steps: AsyncSteps, on_unwedged: Callable[[], None]) -> None:
+    def __init__(self, app, core: DrumApp, steps: AsyncSteps, on_unwedged: Callable[[], None], router) -> None:
         self.app = app
         self.core = core
         self.steps = steps
         self.on_unwedged = on_unwedged
+        self.router = router  # the app's: its routes are the extensions' (custom_fastapi.py); DRUM's are the core's
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         cycle = RequestCycle(self.core, head_request(scope), f"HTTP/{scope.get('http_version', '1.1')}", self.on_unwedged)
+        if cycle.route is None and self.router.routes and taken_by(self.router, scope):
+            cycle.served_by_extension(EXTENSION_ROUTE)
 
         async def observed_send(message) -> None:
             if message["type"] == "http.response.start":
+                if not cycle.stamped:  # an extension's or FastAPI's own answer
+                    message = stamped(message, cycle)
                 cycle.response_started(message["status"])
             elif message["type"] == "http.response.body":
                 cycle.sent(len(message.get("body", b"")))
@@ -82,8 +121,11 @@ class CycleMiddleware:
             if refusal is not None:
                 await send_response(observed_send, refusal)
             else:
-                scope[CYCLE_KEY] = cycle  # for CoreEndpoint
-                await self.app(scope, receive, observed_send)
+                scope[CYCLE_KEY] = cycle  # for CoreEndpoint, the WSGI bridge and extensions
+                await self.app(scope, replayed(cycle.body, receive), observed_send)
+                answered_by = scope.get("route")  # set by the router that matched
+                if cycle.route is not None and cycle.route.extension and hasattr(answered_by, "path"):
+                    cycle.served_by_extension(answered_by.path)
         finally:
             current_request_id.reset(token)
             cycle.ended()

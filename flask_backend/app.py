@@ -81,7 +81,9 @@ def log_only(why: str) -> None:
     logger.warning("Worker should be recycled (%s) but is not run by gunicorn: carrying on", why)
 
 
-def create_flask_app(core: DrumApp, recycle: Callable[[str], None] = log_only) -> Flask:
+def create_flask_app(core: DrumApp, recycle: Callable[[str], None] = log_only, bridged: bool = False) -> Flask:
+    """`bridged`: served by the FastAPI stack through a2wsgi (custom_flask.py there), whose loop already ran the
+    cycle's front door and left the cycle in the environ: no WSGI loop of our own, no rate store."""
     # No static folder: drum-compat serves no files (DRUM's Flask app had an unused /static/ rule).
     app = CoreRoutedFlask(__name__, static_folder=None)
     app.extensions[CORE_EXTENSION] = core
@@ -92,9 +94,11 @@ def create_flask_app(core: DrumApp, recycle: Callable[[str], None] = log_only) -
         return response
 
     front_door = core.settings.front_door
-    steps = BlockingSteps(blocking_store(front_door.rate_limit, front_door.redis_url), core.gate.limits.threads)
+    take = None if bridged else blocking_store(front_door.rate_limit, front_door.redis_url)
+    steps = BlockingSteps(take, core.gate.limits.threads)
     core.on_close(lambda: steps.executor.shutdown(wait=True))
     app.register_blueprint(build_blueprint(core, steps), url_prefix=core.settings.url_prefix)
     app.core_rules = {rule.rule: rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith(f"{BLUEPRINT_NAME}.")}
-    app.wsgi_app = CycleMiddleware(app.wsgi_app, core, steps, partial(recycle, UNWEDGED))
+    if not bridged:
+        app.wsgi_app = CycleMiddleware(app.wsgi_app, core, steps, partial(recycle, UNWEDGED))
     return app

@@ -17,9 +17,9 @@ from drum_compat.compat.options import ServerOptions
 from drum_compat.compat.settings import SETTINGS_BY_KEY
 from drum_compat.compat.startup import report_startup_failure
 from drum_compat.compat.tls import gunicorn_ssl_context
+from drum_compat.shared.guards.admission import AdmissionLimits
 
 LAST_RESORT_MARGIN = 30  # seconds
-SPARE_THREADS = 32  # gthread threads beyond what admission may hold
 CONTROL_SOCKET_OFF = "control_socket_disable"
 
 
@@ -90,10 +90,10 @@ def gunicorn_settings(options: ServerOptions) -> dict[str, Any]:
         # and overload would queue unseen in the kernel. gthread is sync's no-monkey-patching twin that
         # keeps accepting: each connection gets a thread; drum-compat's admission bounds the model work.
         settings["worker_class"] = "gthread"
-        # a thread for every request admission lets run or wait, and spares so probes and refusals never wait;
         # the rest of worker_connections stays open as idle keep-alive connections, which hold no thread
         core = options.core_settings or {}
-        settings["threads"] = sum(core.get(key, SETTINGS_BY_KEY[key].default) for key in ("executor_workers", "executor_queue_depth")) + SPARE_THREADS
+        threads, depth = (core.get(key, SETTINGS_BY_KEY[key].default) for key in ("executor_workers", "executor_queue_depth"))
+        settings["threads"] = AdmissionLimits(threads, depth).request_threads
     return {
         **settings,
         "bind": [f"fd://{options.listen_fd}"],  # the launcher's socket (compat.listener)

@@ -46,10 +46,7 @@ def read_body(environ: dict, body: RequestBody) -> str:
             remaining -= len(chunk)
         if not body.feed(chunk):
             return BODY_OVER_LIMIT
-    environ["wsgi.input"] = body.file
-    environ["CONTENT_LENGTH"] = str(body.size)
-    environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body is now plain bytes of that length
-    environ["wsgi.input_terminated"] = True
+    body.as_wsgi_input(environ)
     return BODY_COMPLETE
 
 

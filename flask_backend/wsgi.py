@@ -7,6 +7,7 @@ from typing import Callable
 from flask import Flask
 
 from drum_compat.compat.bootstrap import build_core
+from drum_compat.compat.extensions import ExtensionError, extension_refusal
 from drum_compat.compat.options import ServerOptions
 from drum_compat.compat.startup import build_or_exit
 from drum_compat.flask_backend.app import create_flask_app, log_only
@@ -18,6 +19,9 @@ from drum_compat.shared.server_types import Stack
 
 
 def build_app(options: ServerOptions, recycle: Callable[[str], None] = log_only) -> Flask:
+    refusal = extension_refusal(options.code_dir, Stack.FLASK)
+    if refusal:
+        raise ExtensionError(refusal)
     core = build_core(options, Stack.FLASK, native_lock)
     app = create_flask_app(core, recycle)
     if isinstance(core.handlers, PredictionHandlers):  # DRUM's error server loads no extensions

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from werkzeug.datastructures import Headers
+from werkzeug.routing import Rule
 
 from drum_compat.shared import __version__
 from drum_compat.shared.errors import error_response
@@ -24,7 +25,8 @@ from drum_compat.shared.model.python_model import PythonModel
 from drum_compat.shared.openapi import ApiDocs, bundled_assets
 from drum_compat.shared.record import Recorder
 from drum_compat.shared.request_id import REQUEST_ID_HEADER, choose_request_id
-from drum_compat.shared.routes import ERROR_SERVER_ROUTES, PREDICTION_ROUTES, Route, RouteMatch, build_url_map, resolve
+from drum_compat.shared.routes import (ERROR_SERVER_ROUTES, PREDICTION_ROUTES, Route, RouteMatch, build_url_map,
+                                      flask_methods, prefixed, resolve)
 from drum_compat.shared.server_types import ServerType
 
 logger = logging.getLogger("drum_compat")
@@ -52,6 +54,7 @@ class DrumApp:
         self.front_door = FrontDoor(settings.front_door, self.metrics)
         self.routes = routes
         self.settings = settings
+        self.extension_routes: tuple[Route, ...] = ()
         self.url_map = build_url_map(routes, settings.url_prefix)
         self._routes_by_endpoint = {route.endpoint: route for route in routes}
         self._cleanups: list[Callable[[], None]] = [self.metrics.worker_stopped]
@@ -105,6 +108,17 @@ class DrumApp:
     @staticmethod
     def request_id_for(request: NeutralRequest) -> str:
         return choose_request_id(request.headers.get(REQUEST_ID_HEADER))
+
+    def add_extension_routes(self, routes) -> None:
+        """Routes an extension added (their rules already prefixed as served): the core routes them too, so the rate
+        limit, the metrics' route label and the access line treat them as its own; their framework answers them."""
+        taken = {prefixed(route.rule, self.settings.url_prefix) for route in self.routes}
+        added = tuple(route for route in routes if route.rule not in taken)
+        self.extension_routes += added
+        self.url_map = build_url_map(self.routes, self.settings.url_prefix)
+        for route in self.extension_routes:
+            self.url_map.add(Rule(route.rule, endpoint=route.endpoint, methods=flask_methods(route)))
+        self._routes_by_endpoint.update({route.endpoint: route for route in added})
 
     def resolve(self, request: NeutralRequest) -> RouteMatch | NeutralResponse:
         return resolve(self.url_map, self._routes_by_endpoint, request)

@@ -7,9 +7,11 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Callable
 
+from werkzeug.exceptions import NotFound
+
 from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line
 from drum_compat.shared.guards.streaming import ModelStream, StreamAborted
-from drum_compat.shared.http import NeutralRequest, NeutralResponse
+from drum_compat.shared.http import NeutralRequest, NeutralResponse, response_from_http_exception
 from drum_compat.shared.metrics import UNMATCHED_ROUTE
 from drum_compat.shared.record import RecordPolicy, record_entry
 from drum_compat.shared.routes import RouteMatch
@@ -46,9 +48,15 @@ class RequestCycle:
         head.body = self.body  # read only once ReadBody completed it, in the handler
         self.request_id = core.request_id_for(head)
         self.status = 0  # 0 until a response started: nobody was answered
+        self.stamped = False  # the answer has the headers every answer carries (`finish` or `stamp` ran)
         self.stream: ModelStream | None = None  # a streamed answer's chunks, once `handle` returned one
         self.size = 0
         core.metrics.started()
+
+    def served_by_extension(self, rule: str) -> None:
+        """An extension's route takes this request (known to its framework, not to the core's table): the rate limit,
+        the metrics' route label and the access line treat it as one of the core's."""
+        self.route = RouteMatch(f"extension {rule}", {}, False, rule, extension=True)
 
     # -- the request side ----------------------------------------------------------------------------
     def enter(self) -> Steps[NeutralResponse | None]:
@@ -61,6 +69,8 @@ class RequestCycle:
         others inline; unfinished (see `finish`)."""
         if self.route is None:
             return self._routing_answer
+        if self.route.extension:  # its framework answers it; only a path it then did not take gets here
+            return response_from_http_exception(NotFound())
         call = partial(self.core.call, self.route.endpoint, self.request)
         if not self.route.runs_model:
             return call()
@@ -73,10 +83,12 @@ class RequestCycle:
         return self.finish((yield from self.handle()))
 
     def finish(self, response: NeutralResponse) -> NeutralResponse:
+        self.stamped = True
         return self.core.finish(self.request, response, self.request_id, self.arrived)
 
     def stamp(self, headers, status: int) -> None:
-        """What `finish` adds, for a response the framework built (its views, hooks, automatic OPTIONS)."""
+        """What `finish` adds, for a response the framework built (its views, hooks, automatic OPTIONS, extensions)."""
+        self.stamped = True
         self.core.stamp(headers, self.request_id, self.request.method, self.request.headers)
         self.core.log_response(self.request.method, self.request.path, status, self.arrived, self.request_id)
 

@@ -20,6 +20,7 @@ class Route:
     methods: tuple[str, ...] = ("GET",)
     strict_slashes: bool = True
     runs_model: bool = False  # calls model code: runs in the model executor, never on an event loop
+    extension: bool = False  # added by custom_flask.py or custom_fastapi.py: its framework answers, the guards still apply
 
 
 POST = ("POST",)
@@ -93,6 +94,11 @@ def prefixed(rule: str, url_prefix: str) -> str:
     return "/".join((url_prefix.rstrip("/"), rule.lstrip("/"))) if rule else url_prefix
 
 
+def extension_route(rule: str, methods) -> Route:
+    """A route custom_flask.py added, by its werkzeug rule."""
+    return Route(rule, f"extension {rule}", tuple(sorted(methods)), extension=True)
+
+
 def flask_methods(route: Route) -> set[str]:
     # Flask adds OPTIONS to every rule (automatic OPTIONS); werkzeug's Rule adds HEAD to GET rules.
     return set(route.methods) | {"OPTIONS"}
@@ -118,6 +124,7 @@ class RouteMatch:
     view_args: dict
     runs_model: bool
     rule: str  # the rule as matched, URL prefix included: the metrics' route label
+    extension: bool = False
 
 
 def resolve(url_map: Map, routes_by_endpoint: dict[str, Route], request: NeutralRequest) -> RouteMatch | NeutralResponse:
@@ -141,4 +148,4 @@ def resolve(url_map: Map, routes_by_endpoint: dict[str, Route], request: Neutral
         if allowed:  # Flask leaves an empty Allow set out (werkzeug finds none for non-strict /ping)
             response.headers.set("Allow", ", ".join(allowed))
         return response
-    return RouteMatch(rule.endpoint, view_args, route.runs_model, rule.rule)
+    return RouteMatch(rule.endpoint, view_args, route.runs_model, rule.rule, route.extension)

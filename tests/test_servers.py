@@ -1,5 +1,5 @@
 """`drum-compat server` started for real per server type: same answers over HTTP, DRUM_SERVER_TYPE
-selection, startup failures, the error server, and the FastAPI refusal of custom_flask.py."""
+selection, startup failures and the error server."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from tests.models import AUTH_CUSTOM_FLASK, write_model, write_sklearn_model
+from tests.models import write_model, write_sklearn_model
 from drum_compat.compat.running import RunningServer, run_to_exit
 
 pytestmark = pytest.mark.servers
@@ -124,18 +124,3 @@ def test_with_error_server_answers_513(tmp_path, server_type):
         assert response.status_code == 513
         assert "'load_model' hook failed to load the model. Exception: RuntimeError('weights are corrupt')" in response.json()["message"]
         assert httpx.get(f"{server.base_url}/ping").status_code == 513
-
-
-def test_fastapi_refuses_custom_flask_and_gunicorn_applies_it(tmp_path):
-    code_dir, _ = write_model(tmp_path, "unstructured")
-    (code_dir / "custom_flask.py").write_text(AUTH_CUSTOM_FLASK)
-    refused = run_to_exit(code_dir, "fastapi", "--target-type", "unstructured")
-    assert refused.returncode == 2 and "custom_flask.py" in refused.stderr and "Refusing to start" in refused.stderr
-    with RunningServer(code_dir, "gunicorn", "--target-type", "unstructured") as server:
-        assert httpx.get(f"{server.base_url}/ping/").status_code == 200
-        missing = httpx.get(f"{server.base_url}/info/")
-        assert (missing.status_code, missing.json()) == (401, {"message": "Missing X-Auth header"})
-        assert "X_Request_ID" in missing.headers
-        assert httpx.get(f"{server.base_url}/info/", headers={"X-Auth": "nope"}).json() == {"message": "Auth token is invalid"}
-        good = httpx.get(f"{server.base_url}/info/", headers={"X-Auth": "t0k3n"})
-        assert good.status_code == 200 and good.json()["drumServer"] == "flask"

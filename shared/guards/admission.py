@@ -15,6 +15,7 @@ from drum_compat.shared.steps import STILL_RUNNING, Steps, Submit, Wait
 
 UNWEDGED = "the work that held every model thread past its deadline has ended"
 RETRY_AFTER = "1"  # seconds: a busy worker frees a slot or another worker takes the retry
+SPARE_REQUEST_THREADS = 32  # beyond what admission may hold: probes and refusals never wait for a thread
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,12 @@ class AdmissionLimits:
     queue_depth: int = 100
     queue_timeout: float = 30.0  # DRUM_EXECUTOR_QUEUE_TIMEOUT
     deadline: float = 0.0  # DRUM_CLIENT_REQUEST_TIMEOUT; 0: none
+
+    @property
+    def request_threads(self) -> int:
+        """Threads a thread-per-request server (gunicorn's gthread, a2wsgi's pool) needs so that admission, never
+        the server's own queue, decides who waits: one per request admission lets run or wait, plus spares."""
+        return self.threads + self.queue_depth + SPARE_REQUEST_THREADS
 
 
 @dataclass(eq=False)

@@ -40,6 +40,13 @@ class RequestBody:
     def read(self) -> bytes:
         return self.file.read()
 
+    def as_wsgi_input(self, environ: dict) -> None:
+        """Make a WSGI environ's body this one: plain bytes of a known length, however the client sent them."""
+        environ["wsgi.input"] = self.file
+        environ["CONTENT_LENGTH"] = str(self.size)
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ["wsgi.input_terminated"] = True
+
     def close(self) -> None:
         self._file.close()
 

@@ -73,7 +73,7 @@ class FrontDoor:
     # -- rate limit: model routes only, so probes and scrapes never count against a client --------------
     def rate_limited_client(self, request: NeutralRequest, route: RouteMatch | None) -> str | None:
         policy = self.settings.rate_limit
-        if policy is None or route is None or not route.runs_model:
+        if policy is None or route is None or not (route.runs_model or route.extension):
             return None
         return policy.client_of(request.remote_addr, request.headers.get("X-Forwarded-For"))
 
