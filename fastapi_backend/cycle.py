@@ -40,21 +40,23 @@ async def send_response(send, response: NeutralResponse) -> None:
         await send({"type": "http.response.body", "body": response.body})
 
 
-async def send_stream(send, receive, cycle: RequestCycle, perform) -> None:
-    """A streamed answer's chunks, each sent as the model thread makes it, until the end or until the client
-    leaves (uvicorn's `send` to a gone client does nothing, so `receive` is watched for the disconnect)."""
+def watch_for_disconnect(receive, cycle: RequestCycle) -> asyncio.Future:
+    """uvicorn's `send` to a gone client does nothing, so a stream learns of the disconnect from `receive`."""
     async def until_disconnected() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
+        cycle.client_left()
 
-    watcher = asyncio.ensure_future(until_disconnected())
+    return asyncio.ensure_future(until_disconnected())
+
+
+async def send_stream(send, receive, cycle: RequestCycle, perform) -> None:
+    """A streamed answer's chunks, each sent as the model thread makes it, until the end or until the client leaves."""
+    watcher = watch_for_disconnect(receive, cycle)
     try:
-        while not watcher.done():
-            chunk = await run_steps_async(cycle.next_chunk(), perform)
-            if chunk is None:
-                await send({"type": "http.response.body", "body": b""})
-                return
+        while (chunk := await run_steps_async(cycle.next_chunk(), perform)) is not None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
     finally:
         watcher.cancel()
         await run_steps_async(cycle.close_stream(), perform)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from a2wsgi.wsgi import WSGIMiddleware
 
+from drum_compat.fastapi_backend.cycle import watch_for_disconnect
 from drum_compat.shared.cycle import CYCLE_KEY
 
 
@@ -32,4 +33,8 @@ class WsgiBridge(WSGIMiddleware):
             return
         # as gunicorn's header map: a name with "_" never reaches the app (no smuggled X_Request_ID)
         scope = {**scope, "headers": [(name, value) for name, value in scope["headers"] if b"_" not in name]}
-        await super().__call__(scope, receive, send)
+        watcher = watch_for_disconnect(receive, scope[CYCLE_KEY])  # a streamed answer stops when its client leaves
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            watcher.cancel()

@@ -48,6 +48,7 @@ class RequestCycle:
         head.body = self.body  # read only once ReadBody completed it, in the handler
         self.request_id = core.request_id_for(head)
         self.status = 0  # 0 until a response started: nobody was answered
+        self.client_gone = False  # the client disconnected: a stream stops at its next chunk
         self.stamped = False  # the answer has the headers every answer carries (`finish` or `stamp` ran)
         self.stream: ModelStream | None = None  # a streamed answer's chunks, once `handle` returned one
         self.size = 0
@@ -95,11 +96,16 @@ class RequestCycle:
     def next_chunk(self) -> Steps[bytes | None]:
         """The next chunk of a streamed answer, made in the model thread (steps Submit, Wait); None at its end.
         Raises StreamAborted when it cannot be completed: the backend then drops the connection."""
+        if self.client_gone:
+            return None
         try:
             return (yield from self.stream.next())
         except StreamAborted as aborted:
             logger.warning("Streamed answer to %s %s aborted: %s", self.request.method, self.request.path, aborted)
             raise
+
+    def client_left(self) -> None:
+        self.client_gone = True
 
     def close_stream(self) -> Steps[None]:
         """The backend stops reading the stream (its end, a failure, the client left): the model's iterator is

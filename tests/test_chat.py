@@ -4,6 +4,7 @@ that leaves mid-stream stopping the hook and freeing its thread."""
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 import time
 
@@ -143,9 +144,22 @@ def test_answers_that_are_neither_completion_nor_chunks(tmp_path):
 
 
 # -- over real servers ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])
-def chat_server(request):
-    with RunningServer(CHAT_MODEL, request.param, *TEXTGEN, env=TARGET) as server:
+PASS_THROUGH_FLASK = """
+def init_app(app):
+    @app.before_request
+    def everyone_in():
+        return None
+"""
+
+
+@pytest.fixture(scope="module", params=["gunicorn", "uvicorn", "uvicorn through the WSGI bridge"])
+def chat_server(request, tmp_path_factory):
+    code_dir = CHAT_MODEL
+    if request.param.endswith("bridge"):  # a custom_flask.py: Flask answers, through a2wsgi, on uvicorn
+        code_dir = tmp_path_factory.mktemp("bridged") / "chat"
+        shutil.copytree(CHAT_MODEL, code_dir)
+        (code_dir / "custom_flask.py").write_text(PASS_THROUGH_FLASK)
+    with RunningServer(code_dir, request.param.split()[0], *TEXTGEN, env=TARGET) as server:
         yield server
 
 
