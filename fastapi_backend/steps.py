@@ -1,5 +1,5 @@
 """How the event loop performs the core's steps, awaited: the body from `receive`, a token from the rate store,
-the model call in the worker's model threads, the request's context carried into the thread."""
+the model call in the worker's model threads (the request's context carried in), the proxy's upstream with httpx."""
 from __future__ import annotations
 
 import asyncio
@@ -7,9 +7,12 @@ import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable
 
+import httpx
+
 from drum_compat.compat.rate_store import Outcome
 from drum_compat.shared.steps import STILL_RUNNING, Submit, Wait
-from drum_compat.shared.guards.body import RequestBody
+from drum_compat.shared.guards.body import CHUNK, RequestBody
+from drum_compat.shared.proxy import CloseUpstream, Forward, ReadUpstream, Upstream
 from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, ReadBody, TakeToken
 
 
@@ -25,10 +28,34 @@ async def receive_body(receive, body: RequestBody) -> str:
             return BODY_COMPLETE
 
 
+async def file_chunks(file):
+    while chunk := file.read(CHUNK):  # the spooled body: memory or a local temp file, never the network
+        yield chunk
+
+
 class AsyncSteps:
     def __init__(self, take: Callable[[str], Awaitable[Outcome]] | None, threads: int) -> None:
         self.take = take  # the rate store (compat.rate_store.async_store); None when the limit is off
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drum-model")
+        self.upstream = httpx.AsyncClient(follow_redirects=False)  # the proxy's; connects on first use
+
+    async def forward(self, step: Forward) -> Upstream | BaseException:
+        request = self.upstream.build_request(step.method, step.url, headers=step.headers, content=file_chunks(step.body),
+                                              timeout=step.timeout)
+        try:
+            response = await self.upstream.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            return TimeoutError(str(exc))
+        except httpx.HTTPError as exc:
+            return exc
+        return Upstream(response.status_code, list(response.headers.multi_items()), (response, response.aiter_raw(CHUNK)))
+
+    @staticmethod
+    async def read_upstream(handle) -> bytes | BaseException:
+        try:
+            return await anext(handle[1], b"")
+        except httpx.HTTPError as exc:
+            return exc
 
     async def perform(self, receive, step):
         match step:
@@ -44,4 +71,10 @@ class AsyncSteps:
                     return await asyncio.wait_for(asyncio.shield(handle), seconds)
                 except asyncio.TimeoutError:
                     return STILL_RUNNING
+            case Forward():
+                return await self.forward(step)
+            case ReadUpstream(handle):
+                return await self.read_upstream(handle)
+            case CloseUpstream(handle):
+                return await handle[0].aclose()
         raise TypeError(f"not a step: {step!r}")

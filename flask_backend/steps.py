@@ -1,16 +1,19 @@
 """How a gunicorn or werkzeug worker performs the core's steps, blocking: the body from wsgi.input, a token from
-the rate store, the model call in its model threads (under gevent a native pool: model code never blocks the hub)."""
+the rate store, the model call in its model threads (under gevent a native pool: model code never blocks the hub),
+the proxy's upstream with httpx."""
 from __future__ import annotations
 
 import contextvars
 from concurrent.futures import Executor, ThreadPoolExecutor, TimeoutError
 from typing import Callable
 
+import httpx
 from gevent import monkey
 
 from drum_compat.compat.rate_store import Outcome
 from drum_compat.shared.steps import STILL_RUNNING, Submit, Wait
 from drum_compat.shared.guards.body import CHUNK, RequestBody
+from drum_compat.shared.proxy import CloseUpstream, Forward, ReadUpstream, Upstream
 from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, ReadBody, TakeToken
 
 
@@ -50,10 +53,34 @@ def read_body(environ: dict, body: RequestBody) -> str:
     return BODY_COMPLETE
 
 
+def file_chunks(file):
+    while chunk := file.read(CHUNK):
+        yield chunk
+
+
 class BlockingSteps:
     def __init__(self, take: Callable[[str], Outcome] | None, threads: int) -> None:
         self.take = take  # the rate store (compat.rate_store.blocking_store); None when the limit is off
         self.executor = model_executor(threads)
+        self.upstream = httpx.Client(follow_redirects=False)  # the proxy's; connects on first use (gevent-patched)
+
+    def forward(self, step: Forward) -> Upstream | BaseException:
+        request = self.upstream.build_request(step.method, step.url, headers=step.headers, content=file_chunks(step.body),
+                                              timeout=step.timeout)
+        try:
+            response = self.upstream.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            return TimeoutError(str(exc))
+        except httpx.HTTPError as exc:
+            return exc
+        return Upstream(response.status_code, list(response.headers.multi_items()), (response, response.iter_raw(CHUNK)))
+
+    @staticmethod
+    def read_upstream(handle) -> bytes | BaseException:
+        try:
+            return next(handle[1], b"")
+        except httpx.HTTPError as exc:
+            return exc
 
     def perform(self, environ: dict, step):
         match step:
@@ -68,4 +95,10 @@ class BlockingSteps:
                     return handle.result(timeout=seconds)
                 except TimeoutError:
                     return STILL_RUNNING
+            case Forward():
+                return self.forward(step)
+            case ReadUpstream(handle):
+                return self.read_upstream(handle)
+            case CloseUpstream(handle):
+                return handle[0].close()
         raise TypeError(f"not a step: {step!r}")

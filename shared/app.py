@@ -43,6 +43,7 @@ class AppSettings:
     admission: AdmissionLimits = AdmissionLimits()
     front_door: FrontDoorSettings = FrontDoorSettings()
     metrics_dir: str | None = None  # prometheus_client's multiprocess directory; None: this process only
+    direct_access_url: str = ""  # the OpenAI-compatible upstream of /directAccess/ and /nim/; empty: 400, as DRUM
 
 
 class DrumApp:
@@ -67,7 +68,8 @@ class DrumApp:
         gate = AdmissionGate(settings.admission, metrics, new_lock=new_lock)
         title = (read_model_metadata(model.config.code_dir) or {}).get("name") or "DRUM model"
         docs = ApiDocs(PREDICTION_ROUTES, settings.url_prefix, title, __version__, bundled_assets())
-        return cls(PredictionHandlers(model, settings.server_type.stack, gate, metrics, docs), PREDICTION_ROUTES, settings, metrics)
+        handlers = PredictionHandlers(model, settings.server_type.stack, gate, metrics, docs, upstream=settings.direct_access_url)
+        return cls(handlers, PREDICTION_ROUTES, settings, metrics)
 
     @classmethod
     def for_load_error(cls, load_error: BaseException | str, settings: AppSettings) -> "DrumApp":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Generator
 
 from werkzeug.exceptions import NotFound
 
@@ -13,6 +13,7 @@ from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line
 from drum_compat.shared.guards.streaming import ModelStream, StreamAborted
 from drum_compat.shared.http import NeutralRequest, NeutralResponse, response_from_http_exception
 from drum_compat.shared.metrics import UNMATCHED_ROUTE
+from drum_compat.shared.proxy import UpstreamStream
 from drum_compat.shared.record import RecordPolicy, record_entry
 from drum_compat.shared.routes import RouteMatch
 from drum_compat.shared.steps import Steps
@@ -31,8 +32,8 @@ class RequestCycle:
     or `handle` plus `stamp` where the framework finishes its own responses (Flask's hooks and views).
 
     Events in: the head (construction), each step's outcome, `response_started`, `sent`, `ended`.
-    Steps out: TakeToken and ReadBody (the front door), Submit and Wait (the model call), then the response;
-    for a streamed answer, Submit and Wait again per chunk (`next_chunk`) until `close_stream`."""
+    Steps out: TakeToken and ReadBody (the front door), Submit and Wait (the model call) or Forward (the proxy), then
+    the response; for a streamed answer, Submit and Wait or ReadUpstream per chunk (`next_chunk`) until `close_stream`."""
 
     def __init__(self, core: "DrumApp", head: NeutralRequest, protocol: str, on_unwedged: Callable[[], None],
                  arrived: float | None = None) -> None:
@@ -43,6 +44,7 @@ class RequestCycle:
         self.arrived = time.monotonic() if arrived is None else arrived  # where deadlines and durations count from
         matched = core.resolve(head)
         self.route: RouteMatch | None = matched if isinstance(matched, RouteMatch) else None
+        head.view_args = self.route.view_args if self.route else {}
         self._routing_answer = None if self.route else matched  # 404, 405, a redirect, automatic OPTIONS
         self.body = core.front_door.new_body()
         head.body = self.body  # read only once ReadBody completed it, in the handler
@@ -50,7 +52,8 @@ class RequestCycle:
         self.status = 0  # 0 until a response started: nobody was answered
         self.client_gone = False  # the client disconnected: a stream stops at its next chunk
         self.stamped = False  # the answer has the headers every answer carries (`finish` or `stamp` ran)
-        self.stream: ModelStream | None = None  # a streamed answer's chunks, once `handle` returned one
+        # a streamed answer's chunks, once `handle` returned one: made by the model, or read from an upstream
+        self.stream: ModelStream | UpstreamStream | None = None
         self.size = 0
         core.metrics.started()
 
@@ -74,8 +77,11 @@ class RequestCycle:
             return response_from_http_exception(NotFound())
         call = partial(self.core.call, self.route.endpoint, self.request)
         if not self.route.runs_model:
-            return call()
-        response = yield from self.core.gate.model_call(call, self.arrived, self.on_unwedged)
+            response = call()
+            if isinstance(response, Generator):  # a handler doing its I/O as steps (shared.proxy)
+                response = yield from response
+        else:
+            response = yield from self.core.gate.model_call(call, self.arrived, self.on_unwedged)
         self.stream = response.chunks
         return response
 
@@ -94,7 +100,8 @@ class RequestCycle:
         self.core.log_response(self.request.method, self.request.path, status, self.arrived, self.request_id)
 
     def next_chunk(self) -> Steps[bytes | None]:
-        """The next chunk of a streamed answer, made in the model thread (steps Submit, Wait); None at its end.
+        """The next chunk of a streamed answer, made in the model thread (steps Submit, Wait) or read from the upstream
+        (ReadUpstream); None at its end.
         Raises StreamAborted when it cannot be completed: the backend then drops the connection."""
         if self.client_gone:
             return None
@@ -109,7 +116,7 @@ class RequestCycle:
 
     def close_stream(self) -> Steps[None]:
         """The backend stops reading the stream (its end, a failure, the client left): the model's iterator is
-        closed in a model thread, which frees the slot; nothing to wait for."""
+        closed in a model thread, which frees the slot, or the upstream connection released."""
         if self.stream is not None:
             yield from self.stream.close()
 

@@ -11,6 +11,7 @@ from drum_compat.shared.guards.admission import AdmissionGate
 from drum_compat.shared.metrics import Metrics
 from drum_compat.shared.errors import MODEL_LOAD_FAILED_STATUS, unprocessable
 from drum_compat.shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, json_response
+from drum_compat.shared import proxy
 from drum_compat.shared.model import chat
 from drum_compat.shared.model.config import read_model_metadata
 from drum_compat.shared.openapi import ApiDocs
@@ -30,6 +31,7 @@ from drum_compat.shared.payloads import (
 from drum_compat.shared.resources import ResourceMonitor
 from drum_compat.shared.runtime_parameters import RuntimeParameters
 from drum_compat.shared.server_types import Stack
+from drum_compat.shared.steps import Steps
 
 logger = logging.getLogger("drum_compat")
 OK = {"message": "OK"}
@@ -52,9 +54,13 @@ def _is_text_mimetype(mimetype: str) -> bool:
 
 class PredictionHandlers:
     def __init__(self, model: PythonModel, stack: Stack, admission: AdmissionGate, metrics: Metrics, docs: ApiDocs,
-                 monitor: ResourceMonitor | None = None) -> None:
+                 monitor: ResourceMonitor | None = None, upstream: str = "") -> None:
         self.api_docs = docs
-        self.llm_id = RuntimeParameters.get(LLM_ID) if RuntimeParameters.has(LLM_ID) else None  # read once, at load
+        # runtime parameters: read once, at load
+        self.llm_id = RuntimeParameters.get(LLM_ID) if RuntimeParameters.has(LLM_ID) else None
+        timeout = proxy.TIMEOUT_PARAMETER
+        self.upstream_timeout = int(RuntimeParameters.get(timeout)) if RuntimeParameters.has(timeout) else proxy.DEFAULT_TIMEOUT
+        self.upstream = upstream  # DRUM_DIRECT_ACCESS_URL; empty: none
         self.model = model
         self.stack = stack
         self.admission = admission
@@ -128,9 +134,12 @@ class PredictionHandlers:
         return NeutralResponse(200, headers=Headers([("Content-Type", chat.EVENT_STREAM_MIMETYPE)]),
                                chunks=chat.event_stream(first, rest, tag))
 
-    def forward_request(self, request: NeutralRequest) -> NeutralResponse:
-        # DRUM forwards only for OpenAI-based (GPU, NIM) predictors; a Python model is never one
-        return json_response({"message": NOT_AN_OPENAI_PREDICTOR}, 400)
+    def forward_request(self, request: NeutralRequest) -> NeutralResponse | Steps[NeutralResponse]:
+        # DRUM forwards only for OpenAI-based (GPU, NIM) predictors, which a Python model is not, unless the
+        # operator names the upstream beside it (DRUM_DIRECT_ACCESS_URL)
+        if not self.upstream:
+            return json_response({"message": NOT_AN_OPENAI_PREDICTOR}, 400)
+        return proxy.forward(request, self.upstream, request.view_args["path"], self.upstream_timeout)
 
     def openapi(self, request: NeutralRequest) -> NeutralResponse:
         return self.api_docs.openapi()

@@ -3,6 +3,7 @@
 A request is what a WSGI server would hand Flask; a response is a status, a header list and body bytes."""
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
@@ -16,6 +17,9 @@ HTML_MIMETYPE = "text/html; charset=utf-8"
 
 
 class BodySource(Protocol):
+    size: int
+    file: Any
+
     def read(self) -> bytes: ...
 
 
@@ -46,6 +50,7 @@ class NeutralRequest(SansIORequest):
             remote_addr=remote_addr,
         )
         self._body = body
+        self.view_args: dict = {}  # the route's variable parts, as Flask's request.view_args
 
     @property
     def body(self) -> bytes:
@@ -57,6 +62,12 @@ class NeutralRequest(SansIORequest):
     @body.setter
     def body(self, body: "bytes | BodySource") -> None:
         self._body = body
+
+    def body_file(self) -> tuple[Any, int]:
+        """The body as a file at its start and its size, without reading a spooled body into memory."""
+        if isinstance(self._body, bytes):
+            return io.BytesIO(self._body), len(self._body)
+        return self._body.file, self._body.size
 
 
 def wsgi_style_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:

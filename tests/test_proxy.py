@@ -1,0 +1,102 @@
+"""/directAccess/<path> and /nim/<path> forwarded to a real upstream started by the test, alike on both stacks: the
+request and the answer streamed (a 50 MiB upload and a 50 MiB answer leave the worker's memory bounded), hop-by-hop
+headers dropped, redirects passed back, DRUM's 400 without an upstream and a clear 500 past the upstream timeout."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from drum_compat.compat.running import RunningServer, free_port
+from tests.models import EXAMPLES
+
+pytestmark = pytest.mark.servers
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+TIMEOUT_PARAMETER = {"MLOPS_RUNTIME_PARAM_NIM_DIRECT_ACCESS_REQUEST_TIMEOUT": json.dumps({"type": "numeric", "payload": 2})}
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.upstream:app", "--host", "127.0.0.1", "--port",
+                                str(port), "--log-level", "warning"], cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(url + "/v1/ready", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])
+def proxy(request, upstream):
+    env = {"DRUM_DIRECT_ACCESS_URL": upstream, **TIMEOUT_PARAMETER}
+    with RunningServer(EXAMPLES / "regression", request.param, "--target-type", "regression", env=env) as server:
+        yield server
+
+
+def worker_rss(server: RunningServer) -> int:
+    workers = psutil.Process(server.process.pid).children(recursive=True)
+    return sum(process.memory_info().rss for process in workers)
+
+
+def test_method_path_query_headers_and_body_reach_the_upstream(proxy, upstream):
+    for prefix in ("/directAccess", "/nim"):
+        answer = httpx.put(f"{proxy.base_url}{prefix}/v1/chat/completions/?a=1&b=%20", content=b"hello",
+                           headers={"X-Tenant": "acme", "Proxy-Authorization": "Basic c2VjcmV0", "Content-Type": "text/plain"})
+        assert answer.status_code == 201 and answer.headers["x-upstream"] == "nim"
+        seen = answer.json()
+        assert (seen["method"], seen["path"], seen["query"], seen["received"]) == ("PUT", "/v1/chat/completions", "a=1&b=%20", 5)
+        assert seen["headers"]["x-tenant"] == "acme" and seen["headers"]["content-type"] == "text/plain"
+        # hop-by-hop headers stay on their own connection, both ways; Host is the upstream's
+        assert "proxy-authorization" not in seen["headers"] and seen["headers"]["host"] == upstream.split("//")[1]
+        assert "keep-alive" not in answer.headers and "proxy-authenticate" not in answer.headers
+        assert answer.headers["X-Request-ID"]  # drum-compat's headers are added to the upstream's
+
+
+def test_redirects_are_passed_back_not_followed(proxy):
+    answer = httpx.get(f"{proxy.base_url}/directAccess/v1/moved")
+    assert (answer.status_code, answer.headers["location"]) == (302, "/v1/elsewhere")
+
+
+def test_fifty_mib_each_way_pass_with_bounded_worker_memory(proxy):
+    httpx.get(f"{proxy.base_url}/directAccess/v1/big/1")  # warm: the client's pool and buffers exist
+    before = worker_rss(proxy)
+    received = 0
+    with httpx.stream("GET", f"{proxy.base_url}/directAccess/v1/big/50", timeout=60) as answer:
+        assert answer.status_code == 200
+        for chunk in answer.iter_raw():
+            received += len(chunk)
+    assert received == 50 * MIB
+    upload = httpx.post(f"{proxy.base_url}/nim/v1/upload", content=(b"y" * MIB for _ in range(50)), timeout=60)
+    assert upload.json()["received"] == 50 * MIB
+    assert worker_rss(proxy) - before < 32 * MIB  # neither body was held in memory
+
+
+def test_past_the_upstream_timeout_the_answer_is_a_clear_500(proxy, upstream):
+    began = time.monotonic()
+    answer = httpx.get(f"{proxy.base_url}/directAccess/v1/slow", timeout=30)
+    assert answer.status_code == 500 and time.monotonic() - began < 4.5
+    assert answer.json() == {"message": f"ERROR: The upstream at {upstream} did not answer within 2 s "
+                                        "(NIM_DIRECT_ACCESS_REQUEST_TIMEOUT)"}
+
+
+def test_an_unreachable_upstream_is_a_500_naming_it():
+    gone = f"http://127.0.0.1:{free_port()}"
+    with RunningServer(EXAMPLES / "regression", "uvicorn", "--target-type", "regression",
+                       env={"DRUM_DIRECT_ACCESS_URL": gone}) as server:
+        answer = httpx.get(f"{server.base_url}/nim/v1/models")
+    assert answer.status_code == 500 and answer.json()["message"].startswith(f"ERROR: The upstream at {gone} could not be reached")
