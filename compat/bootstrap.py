@@ -83,7 +83,8 @@ def app_settings(server_type: ServerType, core: Mapping[str, Any],
     return AppSettings(server_type=server_type, url_prefix=value("url_prefix"),
                        cors=CorsPolicy(parse_origins(value("cors_origins"))), admission=admission,
                        front_door=front_door, metrics_dir=environ.get(MULTIPROCESS_DIR_ENV) or None,
-                       direct_access_url=checked_url(value("direct_access_url"), "DRUM_DIRECT_ACCESS_URL"))
+                       direct_access_url=checked_url(value("direct_access_url"), "DRUM_DIRECT_ACCESS_URL"),
+                       stream_batch_rows=value("stream_batch_rows"))
 
 
 def checked_url(url: str, name: str) -> str:

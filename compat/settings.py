@@ -128,6 +128,8 @@ SETTINGS: tuple[Setting, ...] = (
             _both("DRUM_LIMIT_REQUEST_FIELD_SIZE"), gunicorn="limit_request_field_size", uvicorn="limit_request_field_size",
             minimum=0, maximum=1 << 20, uvicorn_has_none=True),
     Setting("url_prefix", str, "", "Serve every route under this prefix.", _both("URL_PREFIX"), core=True),
+    Setting("stream_batch_rows", int, 10_000, "Rows of a /predictionsStream/ CSV scored (and answered) at a time.",
+            _both("DRUM_STREAM_BATCH_ROWS"), minimum=1, maximum=10_000_000, core=True),
     Setting("direct_access_url", str, "", "The OpenAI-compatible server (NIM, vLLM) that /directAccess/<path> and "
             "/nim/<path> forward to, e.g. http://127.0.0.1:8000; empty: they answer 400, as DRUM does for a Python model.",
             _both("DRUM_DIRECT_ACCESS_URL"), core=True, accepts="an http:// or https:// URL, or empty"),

@@ -44,6 +44,7 @@ class AppSettings:
     front_door: FrontDoorSettings = FrontDoorSettings()
     metrics_dir: str | None = None  # prometheus_client's multiprocess directory; None: this process only
     direct_access_url: str = ""  # the OpenAI-compatible upstream of /directAccess/ and /nim/; empty: 400, as DRUM
+    stream_batch_rows: int = 10_000  # rows per batch of /predictionsStream/
 
 
 class DrumApp:
@@ -68,7 +69,8 @@ class DrumApp:
         gate = AdmissionGate(settings.admission, metrics, new_lock=new_lock)
         title = (read_model_metadata(model.config.code_dir) or {}).get("name") or "DRUM model"
         docs = ApiDocs(PREDICTION_ROUTES, settings.url_prefix, title, __version__, bundled_assets())
-        handlers = PredictionHandlers(model, settings.server_type.stack, gate, metrics, docs, upstream=settings.direct_access_url)
+        handlers = PredictionHandlers(model, settings.server_type.stack, gate, metrics, docs, upstream=settings.direct_access_url,
+                                      stream_batch_rows=settings.stream_batch_rows)
         return cls(handlers, PREDICTION_ROUTES, settings, metrics)
 
     @classmethod

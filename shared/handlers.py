@@ -18,6 +18,9 @@ from drum_compat.shared.openapi import ApiDocs
 from drum_compat.shared.model.python_model import PythonModel
 from drum_compat.shared.model.target_types import TargetType
 from drum_compat.shared.payloads import (
+    CSV_MIMETYPES,
+    FORM_MIMETYPES,
+    csv_batches,
     fetch_input,
     fetch_sparse_colnames,
     content_type_parts,
@@ -46,6 +49,16 @@ NO_TIMINGS = {"run_predictor_total": {"avg": None, "max": None, "min": None, "to
 NOT_READY_WEDGED = ("ERROR: every model thread is held by a request that passed DRUM_CLIENT_REQUEST_TIMEOUT; "
                     "this worker is recycled once that work ends")
 UNSTRUCTURED_TARGETS = (TargetType.UNSTRUCTURED, TargetType.TEXT_GENERATION)
+NDJSON_MIMETYPE = "application/x-ndjson"
+
+
+def prepended(first: bytes, rest):
+    """`first`, then the rest; closing this closes the rest (its generator's cleanup runs)."""
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()
 
 
 def _is_text_mimetype(mimetype: str) -> bool:
@@ -54,13 +67,14 @@ def _is_text_mimetype(mimetype: str) -> bool:
 
 class PredictionHandlers:
     def __init__(self, model: PythonModel, stack: Stack, admission: AdmissionGate, metrics: Metrics, docs: ApiDocs,
-                 monitor: ResourceMonitor | None = None, upstream: str = "") -> None:
+                 monitor: ResourceMonitor | None = None, upstream: str = "", stream_batch_rows: int = 10_000) -> None:
         self.api_docs = docs
         # runtime parameters: read once, at load
         self.llm_id = RuntimeParameters.get(LLM_ID) if RuntimeParameters.has(LLM_ID) else None
         timeout = proxy.TIMEOUT_PARAMETER
         self.upstream_timeout = int(RuntimeParameters.get(timeout)) if RuntimeParameters.has(timeout) else proxy.DEFAULT_TIMEOUT
         self.upstream = upstream  # DRUM_DIRECT_ACCESS_URL; empty: none
+        self.stream_batch_rows = stream_batch_rows  # DRUM_STREAM_BATCH_ROWS
         self.model = model
         self.stack = stack
         self.admission = admission
@@ -156,13 +170,19 @@ class PredictionHandlers:
             return None
         return unprocessable(unsupported_payload_message(mimetype))
 
-    def predict(self, request: NeutralRequest) -> NeutralResponse:
+    def _not_for_predictions(self) -> NeutralResponse | None:
         if self.target_type == TargetType.TRANSFORM:
             return unprocessable("This model has target type 'transform', use the /transform/ endpoint.")
         if self.target_type == TargetType.UNSTRUCTURED:
             return unprocessable(
                 "This model has target type 'unstructured', use the /predictUnstructured/ or /predictionsUnstructured/ endpoint."
             )
+        return None
+
+    def predict(self, request: NeutralRequest) -> NeutralResponse:
+        refused = self._not_for_predictions()
+        if refused is not None:
+            return refused
         body = parse_body(request)
         try:
             features = fetch_input(request, body, "X")
@@ -175,6 +195,27 @@ class PredictionHandlers:
         result = self.model.predict(features.binary_data, features.mimetype, features.charset, colnames)
         payload = predictions_json(result.predictions, result.extra_model_output)
         return NeutralResponse(200, payload, Headers([("Content-Type", JSON_MIMETYPE)]))
+
+    def predict_stream(self, request: NeutralRequest) -> NeutralResponse:
+        """/predictionsStream/ (an addition to DRUM): a raw CSV scored DRUM_STREAM_BATCH_ROWS rows at a time, each batch
+        answered as it is scored, as one line holding what /predict/ answers for those rows (NDJSON). A body the model
+        cannot take in batches (a form, MTX, a read_input_data hook) is scored whole: /predict/'s answer, as one line."""
+        refused = self._not_for_predictions()
+        if refused is not None:
+            return refused
+        mimetype, charset = content_type_parts(request.content_type)
+        file, size = request.body_file()
+        if not size or request.mimetype in FORM_MIMETYPES or mimetype not in CSV_MIMETYPES or self.model.has_read_input_data_hook:
+            whole = self.predict(request)
+            if whole.status == 200:
+                whole.body += b"\n"
+                whole.headers.set("Content-Type", NDJSON_MIMETYPE)
+            return whole
+        lines = (predictions_json(batch.predictions, batch.extra_model_output) + b"\n"
+                 for batch in (self.model.predict_frame(frame, None, mimetype, charset)
+                               for frame in csv_batches(file, self.stream_batch_rows)))
+        first = next(lines)  # now, in the handler: a CSV or a model that fails at once gets its error status
+        return NeutralResponse(200, headers=Headers([("Content-Type", NDJSON_MIMETYPE)]), chunks=prepended(first, lines))
 
     def transform(self, request: NeutralRequest) -> NeutralResponse:
         if self.target_type != TargetType.TRANSFORM:
@@ -237,7 +278,7 @@ class ErrorServerHandlers:
     def _failed(self, request: NeutralRequest) -> NeutralResponse:
         return json_response({"message": f"ERROR: {self.load_error}"}, MODEL_LOAD_FAILED_STATUS)
 
-    ping = health = readyz = startupz = predict = transform = predict_unstructured = _failed
+    ping = health = readyz = startupz = predict = predict_stream = transform = predict_unstructured = _failed
 
     def livez(self, request: NeutralRequest) -> NeutralResponse:
         # the process is alive and reporting its failure; restarting it would not help

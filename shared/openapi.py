@@ -62,6 +62,9 @@ OPERATIONS: dict[str, Operation] = {
     "stats": Operation("Memory, timings and admission figures of this worker", json_answer(ANY_OBJECT)),
     "metrics": Operation("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}}),
     "predict": Operation("Structured predictions", json_answer(PREDICTIONS), STRUCTURED_BODY, tuple(MODEL_ERRORS)),
+    "predict_stream": Operation("Predictions of a large CSV, streamed: one line of /predict/'s answer per batch of "
+                                "DRUM_STREAM_BATCH_ROWS rows (an addition to DRUM)", {"application/x-ndjson": {"schema": {
+                                    "type": "string"}}}, STRUCTURED_BODY, tuple(MODEL_ERRORS)),
     "transform": Operation("Transform the rows (transform models)", {JSON: {"schema": ANY_OBJECT}, "multipart/form-data": {
         "schema": ANY_OBJECT}}, TRANSFORM_BODY, tuple(MODEL_ERRORS)),
     "predict_unstructured": Operation("Unstructured: the body reaches score_unstructured as sent", {"*/*": {"schema": BINARY}},

@@ -6,6 +6,7 @@ import io
 import os
 import uuid
 from dataclasses import dataclass
+from typing import Iterator
 
 import pandas as pd
 from scipy.io import mmread, mmwrite
@@ -115,6 +116,23 @@ def read_structured_input(binary_data: bytes, mimetype: str | None, sparse_colna
         return frame
     except pd.errors.ParserError:
         raise DrumError(f"Pandas failed to read input binary data {binary_data!r}") from None
+
+
+def csv_batches(file, rows: int) -> Iterator[pd.DataFrame]:
+    """A CSV read `rows` rows at a time, as the frames are needed (read_structured_input's rules, batch by batch)."""
+    try:
+        reader = pd.read_csv(file, chunksize=rows)
+        first = next(reader)
+        if first.shape[1] == 1:  # a single column: blank lines are missing values, not separators
+            file.seek(0)
+            reader = pd.read_csv(file, chunksize=rows, skip_blank_lines=False)
+            first = next(reader)
+        yield first
+        yield from reader
+    except UnicodeDecodeError:
+        raise DrumError("Supplied CSV input file encoding must be UTF-8.") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DrumError(f"Pandas failed to read the streamed CSV: {exc}") from None
 
 
 def predictions_json(predictions: pd.DataFrame, extra_model_output: pd.DataFrame | None) -> bytes:

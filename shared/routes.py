@@ -44,6 +44,7 @@ MODEL_ROUTES: tuple[Route, ...] = (
     Route("/predictions/", "predict", POST, runs_model=True),
     Route("/invocations", "predict", POST, runs_model=True),
     Route("/transform/", "transform", POST, runs_model=True),
+    Route("/predictionsStream/", "predict_stream", POST, runs_model=True),  # an addition to DRUM
     Route("/predictUnstructured/", "predict_unstructured", POST, runs_model=True),
     Route("/predictionsUnstructured/", "predict_unstructured", POST, runs_model=True),
 )

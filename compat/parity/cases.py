@@ -135,7 +135,8 @@ def payload_cases(target_type: str, url_prefix: str = "") -> list[Case]:
     if target_type == UNSTRUCTURED_TARGET:
         payloads, paths = UNSTRUCTURED_PAYLOADS, UNSTRUCTURED_PATHS
     else:
-        payloads, paths = STRUCTURED_PAYLOADS, PREDICT_PATHS + (("/transform/",) if target_type == TRANSFORM_TARGET else ())
+        payloads, paths = STRUCTURED_PAYLOADS, PREDICT_PATHS + ("/predictionsStream/",) + (
+            ("/transform/",) if target_type == TRANSFORM_TARGET else ())
     kinds = [(payloads, paths), (CHAT_PAYLOADS, CHAT_PATHS)]
     return [Case("payloads", f"{name} to {path}", "POST", prefixed(path, url_prefix), body, headers)
             for payloads, paths in kinds for path in paths for name, (body, headers) in payloads.items()]

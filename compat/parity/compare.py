@@ -118,14 +118,14 @@ def differences(method: str, path: str, a: Answer, b: Answer, against: bool = Fa
 # With --against a DRUM deployment: what the guide's "Where drum-compat deliberately differs" table says will
 # differ. Such lines are reported as documented, apart from the differences that fail the run.
 ADDED_HEADERS = ("x-content-type-options", "x-frame-options", "referrer-policy", "x-request-id")
-ADDED_ROUTES = ("livez", "readyz", "startupz", "metrics", "openapi.json", "docs")
+ADDED_ROUTES = ("livez", "readyz", "startupz", "metrics", "predictionsStream", "openapi.json", "docs")
 
 
 def documented_difference(path: str, line: str) -> str | None:
     """The guide's row that explains this line of a comparison with DRUM, or None."""
     segments = unquote(path.split("?", 1)[0]).strip("/").split("/")
     if segments[-1] in ADDED_ROUTES or segments[0] == "docs":
-        return "probes, /metrics, /openapi.json and /docs: routes DRUM does not have"
+        return "probes, /metrics, /predictionsStream/, /openapi.json and /docs: routes DRUM does not have"
     if segments[0] == "static":
         return "/static/<path>: no such route"
     if any(line.startswith(f"header {name}: '(absent)' != ") for name in ADDED_HEADERS):

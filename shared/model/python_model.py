@@ -203,7 +203,12 @@ class PythonModel:
         return read_structured_input(binary_data, mimetype, sparse_colnames)
 
     def predict(self, binary_data: bytes, mimetype: str | None, charset: str | None, sparse_colnames: list[str] | None) -> Predictions:
-        data = self._read(binary_data, mimetype, sparse_colnames)
+        return self.predict_frame(self._read(binary_data, mimetype, sparse_colnames), binary_data, mimetype, charset, sparse_colnames)
+
+    def predict_frame(self, data: Any, binary_data: bytes | None, mimetype: str | None, charset: str | None,
+                      sparse_colnames: list[str] | None = None) -> Predictions:
+        """transform -> score -> post_process -> marshalling of data already read; `binary_data` None for one batch
+        of a streamed request (/predictionsStream/), whose whole bytes are never in memory."""
         kwargs = {
             "binary_data": binary_data,
             "mimetype": mimetype,
