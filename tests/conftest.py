@@ -3,13 +3,18 @@ helpers that send one request to both and normalise only what legitimately diffe
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
 
 from drum_compat.compat.parity.cases import Case
 from drum_compat.compat.parity.compare import Answer, differences, normalise
+from drum_compat.compat.running import free_port
 from drum_compat.fastapi_backend.app import create_fastapi_app
 from drum_compat.flask_backend.app import create_flask_app
 from drum_compat.flask_backend.extensions import load_flask_extensions
@@ -19,6 +24,8 @@ from drum_compat.shared.model.config import resolve_model_config
 from drum_compat.shared.model.python_model import PythonModel
 from drum_compat.shared.server_types import DEFAULT_SERVER_TYPE, Stack
 from tests.models import MODELS, write_model
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Stacks:
@@ -91,3 +98,23 @@ def stacks_for(model_root):
 @pytest.fixture(scope="session")
 def model_names():
     return sorted(MODELS)
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    """A stand-in for a NIM's OpenAI-compatible server (tests/upstream.py) on loopback; its URL."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.upstream:app", "--host", "127.0.0.1", "--port",
+                                str(port), "--log-level", "warning"], cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(url + "/v1/ready", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

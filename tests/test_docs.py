@@ -179,3 +179,45 @@ def test_guide_record_and_replay_example(tmp_path):
         subprocess.run(command, shell=True, cwd=ROOT, check=True, capture_output=True, text=True, timeout=120)
     report = json.loads((tmp_path / "replay.json").read_text())
     assert (report["replayed"], report["different"]) == (len(recorded), 0)
+
+
+def documented_exchange(tmp_path, marker: str, exchanges: int) -> None:
+    """A guide example: its first block sets up and starts a server (the last line), then each (command, output) pair
+    is run against it and must print exactly the documented output."""
+    blocks = blocks_after(GUIDE, marker)[:1 + 2 * exchanges]
+    *setup, serve = blocks[0].strip().splitlines()
+    port = free_port()
+
+    def local(text: str) -> str:
+        return text.replace("/tmp/", f"{tmp_path}/").replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+
+    for line in setup:
+        subprocess.run(local(line), shell=True, cwd=ROOT, check=True)
+    process = start_example(local(serve))
+    try:
+        answer_of(process, f"http://127.0.0.1:{port}/ping/")
+        for command, expected in zip(blocks[1::2], blocks[2::2]):
+            shown = subprocess.run(local(command), shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+            assert shown.stdout.strip() == expected.strip(), command
+    finally:
+        stop_example(process)
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("marker, exchanges", [("custom_flask", 2), ("custom_fastapi", 1), ("chat", 1),
+                                               ("predictions stream", 1)])
+def test_guide_extension_chat_and_stream_examples(tmp_path, marker, exchanges):
+    documented_exchange(tmp_path, f"guide-example: {marker}", exchanges)
+
+
+@pytest.mark.servers
+def test_guide_direct_access_example(upstream):
+    command = next(block for block in blocks_after(GUIDE, "guide-example: chat") if "DRUM_DIRECT_ACCESS_URL" in block)
+    port = free_port()
+    process = start_example(command.strip().replace("http://127.0.0.1:8000", upstream) + f" --address 127.0.0.1:{port}")
+    try:
+        answer_of(process, f"http://127.0.0.1:{port}/ping/")
+        forwarded = httpx.post(f"http://127.0.0.1:{port}/nim/v1/completions", content=b"{}").json()
+        assert (forwarded["method"], forwarded["path"], forwarded["received"]) == ("POST", "/v1/completions", 2)
+    finally:
+        stop_example(process)

@@ -15,7 +15,9 @@ from tests.models import write_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLE_MODELS = sorted(path.name for path in (EXAMPLES / "models").iterdir() if path.is_dir())
-EXAMPLE_DATA = {"regression": ["houses.csv"], "binary": ["customers.csv"], "unstructured": ["houses.csv"], "cpu_bound": []}
+EXAMPLE_DATA = {"regression": ["houses.csv"], "binary": ["customers.csv"], "unstructured": ["houses.csv"], "cpu_bound": [],
+                "chat": []}
+EXAMPLE_ENV = {"chat": {"TARGET_NAME": "resultText"}}  # a text-generation model names its target
 # answers that tell the two stacks apart: the server process's DRUM_SERVER_TYPE reaches the model
 TELLS_STACKS_APART = '''
 import os
@@ -40,7 +42,7 @@ def parity(*args: str, timeout: float = 300, **env: str) -> subprocess.Completed
 def test_every_example_model_answers_alike_on_both_stacks(model, tmp_path):
     data = [str(EXAMPLES / "data" / name) for name in EXAMPLE_DATA[model]]
     finished = parity("--code-dir", str(EXAMPLES / "models" / model), *(["--data", *data] if data else []),
-                      "--junit", str(tmp_path / "parity.xml"), "--json", str(tmp_path / "parity.json"))
+                      "--junit", str(tmp_path / "parity.xml"), "--json", str(tmp_path / "parity.json"), **EXAMPLE_ENV.get(model, {}))
     report = json.loads((tmp_path / "parity.json").read_text())
     assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
     assert report["summary"] == {"cases": len(report["cases"]), "different": 0} and report["summary"]["cases"] > 250

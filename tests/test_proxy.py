@@ -4,10 +4,7 @@ headers dropped, redirects passed back, DRUM's 400 without an upstream and a cle
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import psutil
@@ -17,28 +14,8 @@ from drum_compat.compat.running import RunningServer, free_port
 from tests.models import EXAMPLES
 
 pytestmark = pytest.mark.servers
-ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 TIMEOUT_PARAMETER = {"MLOPS_RUNTIME_PARAM_NIM_DIRECT_ACCESS_REQUEST_TIMEOUT": json.dumps({"type": "numeric", "payload": 2})}
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.upstream:app", "--host", "127.0.0.1", "--port",
-                                str(port), "--log-level", "warning"], cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(url + "/v1/ready", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])
