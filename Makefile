@@ -6,7 +6,7 @@ ADDRESS ?= 127.0.0.1:8080
 MODEL ?= examples/models/regression
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz reference bench clean
+.PHONY: run test fuzz reference bench bench-reference overload clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "drum-compat needs Python 3.10+"'
@@ -40,8 +40,18 @@ FUZZ_EXAMPLES ?= 5000
 fuzz: $(VENV)/.installed-test
 	DRUM_COMPAT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz.py -x $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-test
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# DRUM 1.18 for `make bench` to compare with (the same venv the reference tests use)
+bench-reference: reference
+
+$(VENV)/.installed-bench: setup.cfg setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@ $(VENV)/.installed $(VENV)/.installed-test
+
+# the overload check on every stack, with tight limits and with the defaults
+overload: $(VENV)/.installed-test
 	$(BIN)/python -m bench.overload $(OVERLOAD_ARGS)
 	$(BIN)/python -m bench.overload --defaults $(OVERLOAD_ARGS)
 

@@ -1,82 +1,153 @@
-"""`make bench`: start each server type on loopback with the example model, send a bounded number of
-keep-alive requests from N connections, and print p50/p99/throughput with ratios to gunicorn."""
+"""`make bench`: every server pinned to its own core, the load generator on another, one run: requests/s, p50, p99,
+non-2xx and worker memory per workload and number of connections, each cell repeated, with ratios to DRUM 1.18 (when
+`make bench-reference` installed it) and to bare apps doing the same work; then large inputs; the issue's targets
+checked; a markdown report and a PNG chart in --out."""
 from __future__ import annotations
 
 import argparse
-import statistics
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import httpx
 
-from drum_compat.compat.running import RunningServer
+from bench import load, report
+from bench.arms import DRUM, Running, all_arms, drum_compat
 
-MODEL = Path(__file__).resolve().parent.parent / "examples" / "models" / "regression"
-CSV_10_ROWS = b"sqft,bedrooms,age\n" + b"".join(f"{1000 + i},{i % 4 + 1},{i}\n".encode() for i in range(10))
-WORKLOADS = {
-    "ping": ("GET", "/ping", None),
-    "predict 10 rows": ("POST", "/predictions/", CSV_10_ROWS),
-}
+CSV_HEADER = b"sqft,bedrooms,age\n"
 
 
-def run_load(base_url: str, method: str, path: str, body: bytes | None, requests: int, connections: int, time_limit: float):
-    latencies: list[float] = []
-    failures = [0]
-    lock = threading.Lock()
-    deadline = time.monotonic() + time_limit
+def csv_rows(count: int) -> bytes:
+    return CSV_HEADER + b"".join(b"%d,%d,%d\n" % (1000 + index % 3000, index % 4 + 1, index % 90) for index in range(count))
 
-    def connection(count: int) -> None:
-        with httpx.Client(base_url=base_url, timeout=30, headers={"Content-Type": "text/csv"}) as client:
-            for _ in range(count):
-                if time.monotonic() > deadline:
-                    return
-                started = time.perf_counter()
-                try:
-                    ok = client.request(method, path, content=body).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                elapsed = time.perf_counter() - started
-                with lock:
-                    latencies.append(elapsed) if ok else None
-                    failures[0] += 0 if ok else 1
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=connection, args=(requests // connections,)) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan")
-    return {"ok": len(latencies), "failed": failures[0], "rps": len(latencies) / wall,
-            "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"), "p99_ms": p99 * 1000}
+def workloads() -> dict:
+    return {"ping": ("GET", "/ping", None), "predict 10 rows": ("POST", "/predictions/", csv_rows(10)),
+            "predict 10,000 rows": ("POST", "/predictions/", csv_rows(10_000))}
+
+
+def large_csv(folder: Path, megabytes: int) -> Path:
+    path = folder / f"{megabytes}mb.csv"
+    block = csv_rows(100_000)[len(CSV_HEADER):]
+    with path.open("wb") as out:
+        out.write(CSV_HEADER)
+        while out.tell() < megabytes * 1_000_000:
+            out.write(block)
+    return path
+
+
+class PeakRss:
+    """The server's worker memory, sampled every 20 ms while a request runs."""
+
+    def __init__(self, server: Running) -> None:
+        self.server = server
+        self.peak = server.worker_rss()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, self.server.worker_rss())
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def file_chunks(path: Path):
+    with path.open("rb") as source:
+        while chunk := source.read(1 << 20):
+            yield chunk
+
+
+def post_large(server: Running, path: Path, route: str) -> tuple[float, int, int]:
+    """Seconds for one upload and its whole answer, the peak worker RSS meanwhile, and the rows answered."""
+    with PeakRss(server) as peak:
+        began = time.perf_counter()
+        with httpx.stream("POST", server.url + route, content=file_chunks(path), headers={"Content-Type": "text/csv"},
+                          timeout=600) as answer:
+            answer.raise_for_status()
+            # a line per batch, {"predictions":[v,v,...]}: its values are its commas and one
+            rows = sum(line.count(",") + 1 for line in answer.iter_lines() if line)
+        seconds = time.perf_counter() - began
+    return seconds, peak.peak, rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--connections", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--server-types", nargs="+", default=["gunicorn", "fastapi"])
-    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per workload, at most")
+    parser.add_argument("--seconds", type=float, default=3.0, help="load per cell")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per cell; the median is reported, with the spread")
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--only", nargs="*", default=[], help="run only the arms whose name holds one of these words")
+    parser.add_argument("--large-mb", type=int, default=50, help="size of the single large CSV (0: skip)")
+    parser.add_argument("--stream-mb", type=int, default=500, help="size of the CSV for /predictionsStream/ (0: skip)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
-    results = {}
-    for server_type in args.server_types:
-        # a queue as deep as the connections: this measures speed; bench.overload measures refusals
-        with RunningServer(MODEL, server_type, env={"DRUM_EXECUTOR_QUEUE_DEPTH": str(max(args.connections))}) as server:
-            for name, (method, path, body) in WORKLOADS.items():
-                run_load(server.base_url, method, path, body, 50, 1, 10)  # warm-up
-                for connections in args.connections:
-                    results[server_type, name, connections] = run_load(
-                        server.base_url, method, path, body, args.requests, connections, args.time_limit
-                    )
-    baseline = args.server_types[0]
-    print(f"{'server':10} {'workload':18} {'conns':>5} {'ok':>6} {'fail':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  vs {baseline} (req/s, p99)")
-    for (server_type, name, connections), figures in results.items():
-        base = results[baseline, name, connections]
-        print(f"{server_type:10} {name:18} {connections:>5} {figures['ok']:>6} {figures['failed']:>5} {figures['rps']:>9.0f} "
-              f"{figures['p50_ms']:>8.2f} {figures['p99_ms']:>8.2f}  x{figures['rps'] / base['rps']:.2f}, x{figures['p99_ms'] / base['p99_ms']:.2f}")
+    arms = [arm for arm in all_arms() if not args.only or any(word in arm.name for word in args.only)]
+    print(f"load generator: {load.generator()}; DRUM 1.18: {'yes' if DRUM.exists() else 'not installed (make bench-reference)'}")
+    cells: dict = {}
+    for arm in arms:
+        with Running(arm) as server:
+            for name, (method, path, body) in workloads().items():
+                if arm.kind == "raw" and name != "ping":
+                    continue
+                load.run(server.url + path, method, body, 8, 1)  # warm-up
+                for count in args.connections:
+                    cell = cells.setdefault((arm.name, name, count), report.Cell())
+                    for _ in range(args.repeats):
+                        figures = load.run(server.url + path, method, body, count, args.seconds)
+                        cell.rps.append(figures.rps)
+                        cell.p50.append(figures.p50_ms)
+                        cell.p99.append(figures.p99_ms)
+                        cell.errors += figures.errors
+                    print(f"  {arm.name:36} {name:20} {count:>3} conns {cell.median_rps:>8.0f} req/s  p99 "
+                          f"{cell.median_p99:6.2f} ms  non-2xx {cell.errors}", flush=True)
+    large: dict = {}
+    streamed: dict = {}
+    with tempfile.TemporaryDirectory() as folder:
+        if args.large_mb:
+            path = large_csv(Path(folder), args.large_mb)
+            for arm in arms:
+                if arm.kind in ("drum", "drum-compat") and "guards" not in arm.name and "sync" not in arm.name:
+                    with Running(arm) as server:
+                        runs = [post_large(server, path, "/predictions/") for _ in range(args.repeats)]
+                    large[arm.name] = (min(run[0] for run in runs), max(run[1] for run in runs))
+                    print(f"  {arm.name:36} {args.large_mb} MB CSV {large[arm.name][0]:.2f} s, peak worker RSS "
+                          f"{large[arm.name][1] / report.MIB:.0f} MiB", flush=True)
+        if args.stream_mb:
+            path = large_csv(Path(folder), args.stream_mb)
+            for name, server_type, stack in (("drum-compat gunicorn (gevent)", "gunicorn", "flask"),
+                                              ("drum-compat fastapi", "fastapi", "fastapi")):
+                if args.only and not any(word in name for word in args.only):
+                    continue
+                arm = drum_compat(name, server_type, stack, DRUM_MAX_UPLOAD_SIZE=str(2 * args.stream_mb * 1_000_000))
+                with Running(arm) as server:
+                    before = server.worker_rss()
+                    seconds, peak, rows = post_large(server, path, "/predictionsStream/")
+                streamed[name] = (seconds, rows, peak - before)
+                print(f"  {name:36} {args.stream_mb} MB via /predictionsStream/ {seconds:.1f} s, RSS growth "
+                      f"{(peak - before) / report.MIB:.0f} MiB", flush=True)
+    drum_name = next((arm.name for arm in arms if arm.kind == "drum"), None)
+    checks = report.targets(cells, large, streamed, arms)
+    text = "\n\n".join(part for part in [
+        f"Load generator: {load.generator()}, pinned to core 1; servers pinned to core 0; 1 worker; "
+        f"{args.repeats} repeats of {args.seconds:g} s per cell (median, and half the min-max spread).",
+        report.load_table(cells, arms, list(workloads()), args.connections),
+        report.large_table(large, drum_name) if large else "",
+        report.stream_table(streamed, args.stream_mb) if streamed else "",
+        "| target | met | figures |\n|---|---|---|\n" + "\n".join(
+            f"| {label} | {'yes' if met else '**no**'} | {figures} |" for label, met, figures in checks),
+    ] if part)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.md").write_text(text + "\n")
+    report.chart(cells, arms, args.out / "bench.png")
+    print(text)
+    print(f"\nwritten: {args.out / 'bench.md'}, {args.out / 'bench.png'}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,126 @@
+"""The servers the benchmark compares, each started pinned to its own core (taskset) on a free loopback port, waited
+for, measured (the resident memory of its process tree) and stopped by its own process group."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from drum_compat.compat.running import DRUM_COMPAT, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = Path(__file__).resolve().parent / "models" / "constant"
+DRUM = Path(os.environ.get("DRUM_REFERENCE", ROOT / ".venv-drum" / "bin" / "drum"))
+SERVER_CORE, LOAD_CORE = "0", "1"
+QUEUE_FOR_ALL = {"DRUM_EXECUTOR_QUEUE_DEPTH": "128"}  # deeper than any cell's connections: nothing is refused
+GUARDS_ON = {"DRUM_RATE_LIMIT_ENABLED": "true", "DRUM_RATE_LIMIT_RPM": "100000000", "DRUM_RATE_LIMIT_BURST": "100000000",
+             "DRUM_CLIENT_REQUEST_TIMEOUT": "60", "DRUM_CORS_ORIGINS": "https://app.example.com"}
+GUARDS_OFF = {"DRUM_CLIENT_REQUEST_TIMEOUT": "0"}
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    kind: str  # "drum-compat", "drum", "bare"
+    command: tuple[str, ...]  # {port} is replaced by the port
+    env: dict = field(default_factory=dict)
+    stack: str = ""  # drum-compat's stack, for its bare twin: "flask" or "fastapi"
+    ping_path: str = "/ping"
+
+
+def drum_compat(name: str, server_type: str, stack: str, **env: str) -> Arm:
+    return Arm(name, "drum-compat", (DRUM_COMPAT, "server", "--code-dir", str(MODEL), "--address", "127.0.0.1:{port}"),
+               {"DRUM_SERVER_TYPE": server_type, **QUEUE_FOR_ALL, **env}, stack)
+
+
+def all_arms() -> list[Arm]:
+    python = sys.executable
+    arms = [
+        drum_compat("drum-compat gunicorn (gevent)", "gunicorn", "flask"),
+        drum_compat("drum-compat gunicorn (sync)", "gunicorn", "flask", DRUM_GUNICORN_WORKER_CLASS="sync"),
+        drum_compat("drum-compat fastapi", "fastapi", "fastapi"),
+        drum_compat("drum-compat gunicorn, guards on", "gunicorn", "flask", **GUARDS_ON),
+        drum_compat("drum-compat gunicorn, guards off", "gunicorn", "flask", **GUARDS_OFF),
+        drum_compat("drum-compat fastapi, guards on", "fastapi", "fastapi", **GUARDS_ON),
+        drum_compat("drum-compat fastapi, guards off", "fastapi", "fastapi", **GUARDS_OFF),
+        Arm("bare Flask + gunicorn (gevent)", "bare", (python, "-m", "gunicorn", "-w", "1", "-k", "gevent", "-b",
+                                                      "127.0.0.1:{port}", "bench.bare:flask_app"), stack="flask"),
+        Arm("bare FastAPI + uvicorn", "bare", (python, "-m", "uvicorn", "bench.bare:fastapi_app", "--http", "httptools",
+                                               "--no-access-log", "--port", "{port}"), stack="fastapi"),
+        Arm("raw ASGI + uvicorn (httptools)", "raw", (python, "-m", "uvicorn", "bench.bare:raw_asgi_app", "--http",
+                                                      "httptools", "--no-access-log", "--port", "{port}")),
+    ]
+    if DRUM.exists():
+        arms.insert(0, Arm("DRUM 1.18 (gunicorn sync)", "drum", (str(DRUM), "server", "--code-dir", str(MODEL),
+                                                                 "--address", "127.0.0.1:{port}", "--target-type", "regression")))
+    return arms
+
+
+class Running:
+    def __init__(self, arm: Arm, timeout: float = 120.0) -> None:
+        self.arm = arm
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environ = {name: value for name, value in os.environ.items()
+                   if not name.startswith(("DRUM_", "MLOPS_RUNTIME_PARAM_")) and name != "PROMETHEUS_MULTIPROC_DIR"}
+        pin = ("taskset", "-c", SERVER_CORE) if shutil.which("taskset") else ()
+        command = [part.replace("{port}", str(self.port)) for part in arm.command]
+        self.process = subprocess.Popen([*pin, *command], env={**environ, **arm.env}, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{arm.name} exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.url + arm.ping_path, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"{arm.name} did not start")
+            time.sleep(0.1)
+
+    def rss(self) -> int:
+        """Resident bytes of the server's processes (master and workers)."""
+        total = 0
+        try:
+            root = psutil.Process(self.process.pid)
+            for process in [root, *root.children(recursive=True)]:
+                total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+        return total
+
+    def worker_rss(self) -> int:
+        """Resident bytes of the processes that serve requests: the leaves of the process tree."""
+        try:
+            processes = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
+            leaves = [process for process in processes if not process.children()]
+            return sum(process.memory_info().rss for process in leaves)
+        except psutil.NoSuchProcess:
+            return 0
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)  # its own session: the server and its workers, nothing else
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> "Running":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
