@@ -111,6 +111,7 @@ def test_the_users_url_prefix_is_where_every_case_goes(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
     payloads = [case for case in report["cases"] if case["group"] == "payloads"]
-    assert payloads and all(case["path"].startswith("/pfx/predictUnstructured/") or case["path"].startswith("/pfx/predictionsUnstructured/")
-                            for case in payloads)  # the target type was read under the prefix
+    unstructured = ("/pfx/predictUnstructured/", "/pfx/predictionsUnstructured/")
+    assert payloads and all(case["path"].startswith((*unstructured, "/pfx/chat/", "/pfx/v1/chat/")) for case in payloads)
+    assert any(case["path"].startswith(unstructured) for case in payloads)  # the target type was read under the prefix
     assert any(case["status"] == [200, 200] for case in payloads)
