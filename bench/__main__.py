@@ -113,7 +113,7 @@ def main() -> None:
         if args.large_mb:
             path = large_csv(Path(folder), args.large_mb)
             for arm in arms:
-                if arm.kind in ("drum", "drum-compat") and "guards" not in arm.name and "sync" not in arm.name:
+                if arm.kind == "drum" or arm.name in ("drum-compat gunicorn (gevent)", "drum-compat fastapi"):
                     with Running(arm) as server:
                         runs = [post_large(server, path, "/predictions/") for _ in range(args.repeats)]
                     large[arm.name] = (min(run[0] for run in runs), max(run[1] for run in runs))

@@ -110,6 +110,8 @@ def targets(cells: dict, large: dict, streamed: dict, arms: list) -> list[tuple[
                                f"{seconds / large[drum][0]:.2f}x"))
                 checks.append((f"50 MB: {name} peak RSS <= DRUM's", peak <= large[drum][1],
                                f"{peak / MIB:.0f} vs {large[drum][1] / MIB:.0f} MiB"))
+    refused = sum(cell.errors for cell in cells.values())
+    checks.append(("no answer but 2xx in any load cell", refused == 0, f"{refused} non-2xx or socket errors"))
     for name, (_, _, growth) in streamed.items():
         checks.append((f"/predictionsStream/: {name} RSS growth < 256 MiB", growth < 256 * MIB, f"{growth / MIB:.0f} MiB"))
     return checks

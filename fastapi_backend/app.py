@@ -53,3 +53,22 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
     # added last, so outermost: a retiring worker's every answer says Connection: close
     app.add_middleware(RecyclingMiddleware, retirement=retirement, max_requests=recycle_after, jitter=recycle_jitter)
     return app
+
+
+class LeanDispatch:
+    """What uvicorn serves when no extension is loaded: each request goes straight through drum-compat's own
+    middleware to the cycle, past the layers of a FastAPI app that do nothing for DRUM's routes (error and exception
+    middleware, exit stack, router); the FastAPI app still runs the lifespan, and is what an extension would extend."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        chain = app.router.default
+        for middleware in reversed(app.user_middleware):  # as Starlette builds it: the first is outermost
+            chain = middleware.cls(chain, *middleware.args, **middleware.kwargs)
+        self.chain = chain
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            await self.chain(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -8,26 +8,27 @@ from drum_compat.compat.bootstrap import build_core
 from drum_compat.compat.extensions import bridged_flask_app
 from drum_compat.compat.options import ServerOptions
 from drum_compat.compat.startup import build_or_exit
-from drum_compat.fastapi_backend.app import create_fastapi_app
+from drum_compat.fastapi_backend.app import LeanDispatch, create_fastapi_app
 from drum_compat.fastapi_backend.extensions import load_fastapi_extensions
 from drum_compat.fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER, UVICORN_KEEPALIVE
 from drum_compat.shared.handlers import PredictionHandlers
 from drum_compat.shared.server_types import Stack
 
 
-def build_app(options: ServerOptions) -> FastAPI:
+def build_app(options: ServerOptions) -> FastAPI | LeanDispatch:
+    """The FastAPI app when an extension is loaded; else its lean dispatch (the same answers, fewer layers)."""
     settings = options.server_settings or {}
     core = build_core(options, Stack.FASTAPI)
     extended = isinstance(core.handlers, PredictionHandlers)  # DRUM's error server loads no extensions
+    bridged = bridged_flask_app(core, options.code_dir) if extended else None
     app = create_fastapi_app(core, settings.get(RECYCLE_AFTER, 0), settings.get(RECYCLE_JITTER, 0),
-                             settings.get("timeout_keep_alive", UVICORN_KEEPALIVE),
-                             wsgi_app=bridged_flask_app(core, options.code_dir) if extended else None)
-    if extended:
-        load_fastapi_extensions(app, options.code_dir)
-    return app
+                             settings.get("timeout_keep_alive", UVICORN_KEEPALIVE), wsgi_app=bridged)
+    if bridged is not None or (extended and load_fastapi_extensions(app, options.code_dir)):
+        return app
+    return LeanDispatch(app)
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> FastAPI | LeanDispatch:
     options = ServerOptions.from_environ()
     # the exit status makes uvicorn's supervisor stop instead of restarting a worker that cannot load forever
     return build_or_exit(lambda: build_app(options), options.code_dir)

@@ -24,7 +24,7 @@ from drum_compat.shared.model.config import ModelConfig, read_model_metadata
 from drum_compat.shared.model.python_model import PythonModel
 from drum_compat.shared.openapi import ApiDocs, bundled_assets
 from drum_compat.shared.record import Recorder
-from drum_compat.shared.request_id import REQUEST_ID_HEADER, choose_request_id
+from drum_compat.shared.request_id import REQUEST_ID_HEADER, RequestIds
 from drum_compat.shared.routes import (ERROR_SERVER_ROUTES, PREDICTION_ROUTES, Route, RouteMatch, build_url_map,
                                       flask_methods, prefixed, resolve)
 from drum_compat.shared.server_types import ServerType
@@ -33,6 +33,7 @@ logger = logging.getLogger("drum_compat")
 
 DRUM_REQUEST_ID_HEADER = "X_Request_ID"  # DRUM's own spelling, underscores included
 VERSION_HEADER = "X-Drum-Version"
+REMEMBERED_MATCHES = 4096  # distinct (method, path) matches kept; paths with variable parts could be many
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class DrumApp:
         self.extension_routes: tuple[Route, ...] = ()
         self.url_map = build_url_map(routes, settings.url_prefix)
         self._routes_by_endpoint = {route.endpoint: route for route in routes}
+        self._matches: dict[tuple[str, str, str], RouteMatch] = {}
+        self.request_ids = RequestIds()
         self._cleanups: list[Callable[[], None]] = [self.metrics.worker_stopped]
         self._closed = False
 
@@ -109,9 +112,8 @@ class DrumApp:
         logger.info("Worker %d finished: cleanup done", os.getpid())
 
     # -- the pieces ------------------------------------------------------------------------------
-    @staticmethod
-    def request_id_for(request: NeutralRequest) -> str:
-        return choose_request_id(request.headers.get(REQUEST_ID_HEADER))
+    def request_id_for(self, request: NeutralRequest) -> str:
+        return self.request_ids.choose(request.headers.get(REQUEST_ID_HEADER))
 
     def add_extension_routes(self, routes) -> None:
         """Routes an extension added (their rules already prefixed as served): the core routes them too, so the rate
@@ -123,9 +125,18 @@ class DrumApp:
         for route in self.extension_routes:
             self.url_map.add(Rule(route.rule, endpoint=route.endpoint, methods=flask_methods(route)))
         self._routes_by_endpoint.update({route.endpoint: route for route in added})
+        self._matches.clear()
 
     def resolve(self, request: NeutralRequest) -> RouteMatch | NeutralResponse:
-        return resolve(self.url_map, self._routes_by_endpoint, request)
+        """The route, as werkzeug's Map decides; a match depends only on the method and the path (no rule names a host),
+        so matches are remembered (answers such as redirects, which name the host, are not)."""
+        key = (request.method, request.root_path, request.path)
+        matched = self._matches.get(key)
+        if matched is None:
+            matched = resolve(self.url_map, self._routes_by_endpoint, request)
+            if isinstance(matched, RouteMatch) and len(self._matches) < REMEMBERED_MATCHES:
+                self._matches[key] = matched
+        return matched
 
     def call(self, endpoint: str, request: NeutralRequest) -> NeutralResponse:
         """Run a handler; any exception becomes DRUM's error response (never escapes to a server)."""

@@ -3,6 +3,8 @@ so every log line written while the request runs (model threads included) names 
 from __future__ import annotations
 
 import logging
+import os
+import random
 import re
 import uuid
 from contextvars import ContextVar
@@ -13,11 +15,19 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 current_request_id: ContextVar[str | None] = ContextVar("drum_compat_request_id", default=None)
 
 
-def choose_request_id(incoming: str | None) -> str:
-    """Reuse the client's id only if it cannot inject anything into headers or logs."""
-    if incoming is not None and _SAFE_REQUEST_ID.fullmatch(incoming):
-        return incoming
-    return str(uuid.uuid4())
+class RequestIds:
+    """uuid4-shaped ids from a generator seeded once from the OS: no getrandom() call per request. One per app, and
+    an app is built in each worker after the fork, so two workers never share a sequence. (Ids name requests in
+    logs; they are not secrets.)"""
+
+    def __init__(self) -> None:
+        self._random = random.Random(os.urandom(32))
+
+    def choose(self, incoming: str | None) -> str:
+        """Reuse the client's id only if it cannot inject anything into headers or logs."""
+        if incoming is not None and _SAFE_REQUEST_ID.fullmatch(incoming):
+            return incoming
+        return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
 
 class RequestIdLogFilter(logging.Filter):
