@@ -56,6 +56,11 @@ def run_wrk(url: str, method: str, body: bytes | None, connections: int, seconds
         pin = ["taskset", "-c", LOAD_CORE] if shutil.which("taskset") else []
         shown = subprocess.run([*pin, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "30s",
                                 "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    return parse_wrk(shown)
+
+
+def parse_wrk(shown: str) -> Figures:
+    """wrk's report (with --latency) as Figures."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", shown)[1])
     p50 = _ms(re.search(r"\s50%\s+(\S+)", shown)[1])
     p99 = _ms(re.search(r"\s99%\s+(\S+)", shown)[1])

@@ -1,0 +1,47 @@
+"""The benchmark harness's own logic, without load: wrk's report read right, and the issue's targets judged right."""
+from __future__ import annotations
+
+from bench.arms import all_arms
+from bench.load import parse_wrk
+from bench.report import Cell, load_table, targets
+
+WRK_REPORT = """Running 2s test @ http://127.0.0.1:40000/predictions/
+  1 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.10ms  500.00us  12.00ms   90.00%
+  Latency Distribution
+     50%  850.00us
+     75%    2.50ms
+     90%    3.00ms
+     99%    1.20s
+  1600 requests in 2.00s, 300.00KB read
+  Non-2xx or 3xx responses: 3
+  Socket errors: connect 0, read 1, write 0, timeout 2
+Requests/sec:    800.50
+Transfer/sec:    150.00KB
+"""
+
+
+def test_wrks_report_is_read_with_its_units():
+    figures = parse_wrk(WRK_REPORT)
+    assert (figures.rps, figures.p50_ms, figures.p99_ms, figures.requests, figures.errors) == (800.5, 0.85, 1200.0, 1600, 6)
+
+
+def cell(rps: float, p99: float = 10.0, errors: int = 0) -> Cell:
+    return Cell(rps=[rps, rps], p50=[1.0], p99=[p99], errors=errors)
+
+
+def test_targets_are_judged_on_the_medians_and_errors_count():
+    arms = all_arms()
+    names = {arm.name for arm in arms}
+    assert {"drum-compat fastapi", "bare FastAPI + uvicorn", "raw ASGI + uvicorn (httptools)"} <= names
+    drum = "DRUM 1.18 (gunicorn sync)"
+    cells = {(drum, "predict 10 rows", 8): cell(100, 20), ("drum-compat fastapi", "predict 10 rows", 8): cell(210, 15),
+             ("drum-compat gunicorn (gevent)", "predict 10 rows", 8): cell(140, 25, errors=1)}
+    arms_with_drum = arms if drum in names else [*arms, type(arms[0])(drum, "drum", ())]
+    judged = {label: met for label, met, _ in targets(cells, {}, {}, arms_with_drum)}
+    assert judged["10 rows, 8 conns: fastapi vs DRUM"] is True
+    assert judged["10 rows, 8 conns: gunicorn vs DRUM"] is False  # 1.4x
+    assert judged["10 rows, 8 conns: drum-compat gunicorn (gevent) p99 <= DRUM's"] is False
+    assert judged["no answer but 2xx in any load cell"] is False
+    assert "| predict 10 rows | 8 | drum-compat fastapi | 210 |" in load_table(cells, arms_with_drum, ["predict 10 rows"], [8])
