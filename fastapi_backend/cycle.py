@@ -71,14 +71,15 @@ def stamped(message: dict, cycle: RequestCycle) -> dict:
 def replayed(body: RequestBody, receive):
     """`receive` for the app once the front door has the body: the body again, chunk by chunk, then the client's
     own messages (its disconnect)."""
-    source = body.file
+    offset = 0
     replaying = True
 
     async def receive_again() -> dict:
-        nonlocal replaying
+        nonlocal offset, replaying
         if not replaying:
             return await receive()
-        chunk = source.read(CHUNK)
+        chunk = body.read_at(offset, CHUNK)  # by position: a model thread may be reading the same body meanwhile
+        offset += len(chunk)
         replaying = len(chunk) == CHUNK
         return {"type": "http.request", "body": chunk, "more_body": replaying}
 

@@ -109,3 +109,17 @@ def test_the_first_batch_arrives_early_and_a_later_failure_truncates(tmp_path, s
 def test_a_header_only_csv_is_one_empty_batch(stacks):
     answer = stacks.both("POST", "/predictionsStream/", b"sqft,bedrooms,age\n", CSV)
     assert (answer.status, answer.body) == (200, b'{"predictions":[]}\n')
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("server_type", ["gunicorn", "uvicorn"])
+def test_a_spooled_body_is_streamed_whole_while_the_disconnect_is_watched(tmp_path, server_type):
+    # past the 10 MiB kept in memory: the body is a temp file, read by the model thread while the event loop
+    # watches for the client leaving; neither may move the other's position
+    csv = b"x\n" + b"1\n" * 6_000_000
+    constant = EXAMPLES.parent.parent / "bench" / "models" / "constant"  # scores any columns
+    with RunningServer(constant, server_type, env={"DRUM_STREAM_BATCH_ROWS": "100000"}) as server:
+        with httpx.stream("POST", f"{server.base_url}/predictionsStream/", content=csv, headers=CSV, timeout=120) as answer:
+            assert answer.status_code == 200
+            lines = [line for line in answer.iter_lines() if line]
+    assert len(lines) == 60 and sum(line.count(",") + 1 for line in lines) == 6_000_000
