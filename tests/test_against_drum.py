@@ -67,29 +67,27 @@ def test_drum_compat_differs_from_drum_only_as_documented(drum, stack, tmp_path)
     assert predictions  # DRUM and drum-compat both scored the user's data, with the same bytes
 
 
+def statuses_against_drum(code_dir, target_name: str, report_file) -> dict:
+    """`drum-compat parity --against` a DRUM 1.18 serving the same text-generation model: each case's statuses, once
+    the run passed (every answer alike or documented)."""
+    env = {"TARGET_NAME": target_name}
+    with running_drum(code_dir, "textgeneration", **env) as url:
+        finished = subprocess.run([DRUM_COMPAT, "parity", "--code-dir", str(code_dir), "--target-type", "textgeneration",
+                                   "--against", url, "--json", str(report_file)], capture_output=True, text=True,
+                                  timeout=600, env={**os.environ, **env})
+    report = json.loads(report_file.read_text())
+    assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
+    return {case["name"]: case["status"] for case in report["cases"]}
+
+
 def test_a_text_generation_model_with_its_models_hook_differs_only_as_documented(tmp_path):
     (tmp_path / "custom.py").write_text(HOOKED)
-    env = {"TARGET_NAME": "answer"}
-    with running_drum(tmp_path, "textgeneration", **env) as url:
-        finished = subprocess.run([DRUM_COMPAT, "parity", "--code-dir", str(tmp_path), "--target-type", "textgeneration",
-                                   "--against", url, "--json", str(tmp_path / "r.json")], capture_output=True, text=True,
-                                  timeout=600, env={**os.environ, **env})
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
-    models = next(case for case in report["cases"] if case["name"] == "GET /v1/models")
-    assert models["status"] == [200, 200]  # the hook's models, the same bytes as DRUM's
+    answered = statuses_against_drum(tmp_path, "answer", tmp_path / "r.json")
+    assert answered["GET /v1/models"] == [200, 200]  # the hook's models, the same bytes as DRUM's
 
 
 def test_a_chat_model_streams_the_same_bytes_as_drum(tmp_path):
-    chat_model = ROOT / "examples" / "models" / "chat"
-    env = {"TARGET_NAME": "resultText"}
-    with running_drum(chat_model, "textgeneration", **env) as url:
-        finished = subprocess.run([DRUM_COMPAT, "parity", "--code-dir", str(chat_model), "--target-type", "textgeneration",
-                                   "--against", url, "--json", str(tmp_path / "r.json")], capture_output=True, text=True,
-                                  timeout=600, env={**os.environ, **env})
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
-    answered = {case["name"]: case["status"] for case in report["cases"] if case["name"].startswith(("chat", "streamed"))}
+    answered = statuses_against_drum(ROOT / "examples" / "models" / "chat", "resultText", tmp_path / "r.json")
     assert answered["streamed chat to /v1/chat/completions"] == [200, 200]  # the event bytes compared equal
     assert answered["chat completion to /chat/completions"] == [200, 200]
     assert answered["chat, text/plain to /chat/completions"] == [500, 500]
