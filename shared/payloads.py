@@ -17,6 +17,7 @@ from werkzeug.http import parse_options_header
 
 from drum_compat.shared.errors import DrumError
 from drum_compat.shared.http import NeutralRequest
+from drum_compat.shared.small_csv import read_small_numeric_csv
 
 MTX_MIMETYPE = "text/mtx"
 CSV_MIMETYPES = frozenset({None, "", "text/csv", "text/plain"})
@@ -106,6 +107,9 @@ def read_structured_input(binary_data: bytes, mimetype: str | None, sparse_colna
     try:
         if mimetype == MTX_MIMETYPE:
             return pd.DataFrame.sparse.from_spmatrix(mmread(io.BytesIO(binary_data)), columns=sparse_colnames)
+        frame = read_small_numeric_csv(binary_data)
+        if frame is not None:
+            return frame
         try:
             frame = pd.read_csv(io.BytesIO(binary_data))
         except UnicodeDecodeError:
