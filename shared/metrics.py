@@ -50,28 +50,44 @@ class Metrics:
         info.labels(__version__, server_type).set(1)
         for reason in REJECTION_REASONS:  # exported at 0 from the start, so rates and alerts see them
             self.rejections.labels(reason, server_type)
+        # Each request updates several series; their labelled children are looked up once (labels() takes a lock
+        # and builds a key every call) and gauges are written only when their value changes.
+        self._in_flight = self.in_flight.labels(server_type)
+        self._threads_busy = self.threads_busy.labels(server_type)
+        self._queue_depth = self.queue_depth.labels(server_type)
+        self._model_time = self.model_time.labels(server_type)
+        self._answers: dict[tuple[str, str, int], tuple] = {}
+        self._admission: tuple[int, int] | None = None
         self.admission_changed(0, 0)
 
     # -- what the guards and adapters report ---------------------------------------------------------------
     def answered(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status), self.server_type).inc()
-        self.latency.labels(route, method, self.server_type).observe(seconds)
+        key = (route, method, status)
+        series = self._answers.get(key)
+        if series is None:
+            series = self._answers[key] = (self.requests.labels(route, method, str(status), self.server_type),
+                                           self.latency.labels(route, method, self.server_type))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def started(self) -> None:
-        self.in_flight.labels(self.server_type).inc()
+        self._in_flight.inc()
 
     def finished(self) -> None:
-        self.in_flight.labels(self.server_type).dec()
+        self._in_flight.dec()
 
     def rejected(self, reason: str) -> None:
         self.rejections.labels(reason, self.server_type).inc()
 
     def admission_changed(self, running: int, waiting: int) -> None:
-        self.threads_busy.labels(self.server_type).set(running)
-        self.queue_depth.labels(self.server_type).set(waiting)
+        previous, self._admission = self._admission, (running, waiting)
+        if previous is None or previous[0] != running:
+            self._threads_busy.set(running)
+        if previous is None or previous[1] != waiting:
+            self._queue_depth.set(waiting)
 
     def model_ran(self, seconds: float) -> None:
-        self.model_time.labels(self.server_type).observe(seconds)
+        self._model_time.observe(seconds)
 
     # -- /metrics ------------------------------------------------------------------------------------------
     def exposition(self) -> NeutralResponse:

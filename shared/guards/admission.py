@@ -115,10 +115,10 @@ class AdmissionGate:
             else:
                 self.waiting += 1
                 self.figures.admitted += 1
+                self._changed()
         if full:
             self.observer.rejected(QUEUE_FULL)
             return None
-        self._changed()
         return Ticket(arrived)
 
     def next_wait(self, ticket: Ticket) -> float | None:
@@ -150,8 +150,8 @@ class AdmissionGate:
             else:
                 return None
             self.figures.rejected[reason] += 1
+            self._changed()
         self.observer.rejected(reason)
-        self._changed()
         return reason
 
     # -- model thread side ---------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class AdmissionGate:
             ticket.state = "running"
             self.waiting -= 1
             self.running += 1
-        self._changed()
+            self._changed()
         return True
 
     def finish(self, ticket: Ticket) -> bool:
@@ -177,10 +177,11 @@ class AdmissionGate:
             if ticket.timed_out:
                 self.stuck -= 1
             unwedged = was_wedged and not self.wedged
-        self._changed()
+            self._changed()
         return unwedged
 
     def _changed(self) -> None:
+        # under the lock, so the observer sees the counts in the order they changed
         self.observer.admission_changed(self.running, self.waiting)
 
     # -- state -----------------------------------------------------------------------------------------

@@ -68,7 +68,10 @@ def marshal_predictions(
     predictions: Any,
     target_type: TargetType,
     model_labels: Sequence[Any] | None = None,
+    copy: bool = True,
 ) -> pd.DataFrame:
+    """The predictions as DRUM's frame; `copy=False` when the frame is only serialized, so the model's arrays are
+    shared rather than copied (pandas 3 copies an ndarray by default: the size of the predictions again)."""
     if not isinstance(predictions, np.ndarray):
         raise DrumError(f"predictions must return a np array, but received {type(predictions)}")
     if predictions.ndim == 1:
@@ -87,12 +90,12 @@ def marshal_predictions(
                 f"Expected {len(labels)} columns, but received {predictions.shape[1]}"
             )
         _check_probabilities(predictions.astype(float), must_sum_to_one=target_type != TargetType.MULTILABEL)
-        return pd.DataFrame(predictions, columns=labels)
+        return pd.DataFrame(predictions, columns=labels, copy=copy)
     if target_type in SINGLE_COLUMN:
         if predictions.shape[1] != 1:
             raise DrumError(
                 "Regression, Text Generation, Agentic Workflow and anomaly predictions must contain only 1 column. "
                 f"Your predictions have {predictions.shape[1]} columns"
             )
-        return pd.DataFrame(predictions, columns=[PRED_COLUMN])
-    return pd.DataFrame(predictions)
+        return pd.DataFrame(predictions, columns=[PRED_COLUMN], copy=copy)
+    return pd.DataFrame(predictions, copy=copy)

@@ -222,7 +222,7 @@ class PythonModel:
             check_frame(data, "transform")
         raw, model_labels, extra = self._score(data, kwargs)
         target_type = self.config.target_type
-        frame = marshal_predictions(self.config.class_ordering, raw, target_type, model_labels)
+        frame = marshal_predictions(self.config.class_ordering, raw, target_type, model_labels, copy=False)
         # float64 predictions are already what the cast makes (it would only copy them: a tenth of a small request)
         if target_type not in NON_NUMERIC_PREDICTIONS and getattr(raw, "dtype", None) != np.float64:
             frame = frame.astype("float")
