@@ -110,3 +110,13 @@ def test_requests_read_through_it_get_read_csvs_frame_either_way():
     frame = read_structured_input(declined, "text/csv")
     assert_same_frame(frame, pandas_frame(declined))
     assert frame["sqft"].dtype == np.int64
+
+
+def test_each_frame_has_its_own_column_labels_though_the_header_repeats():
+    body = b"sqft,bedrooms\n1200,3\n"
+    first = read_small_numeric_csv(body)
+    first.columns.name = "features"  # what a model may do to the frame it was given
+    first.rename(columns={"sqft": "area"}, inplace=True)
+    second = read_small_numeric_csv(body)
+    assert second.columns.name is None
+    assert list(second.columns) == ["sqft", "bedrooms"]
