@@ -6,14 +6,13 @@ from functools import partial
 from http import HTTPStatus
 from typing import Callable
 
-from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request
 from werkzeug.wsgi import ClosingIterator
 
 from drum_compat.flask_backend.steps import BlockingSteps
 from drum_compat.shared.app import DrumApp
 from drum_compat.shared.cycle import CYCLE_KEY, RequestCycle
-from drum_compat.shared.http import NeutralRequest
+from drum_compat.shared.http import NeutralRequest, RequestHeaders
 from drum_compat.shared.request_id import current_request_id
 from drum_compat.shared.steps import run_steps
 
@@ -22,7 +21,7 @@ def head_request(environ: dict) -> NeutralRequest:
     """The request line and headers, as Flask will see them; the body comes later."""
     request = Request(environ, populate_request=False)
     return NeutralRequest(
-        method=request.method, path=request.path, headers=Headers(list(request.headers.items())),
+        method=request.method, path=request.path, headers=RequestHeaders(request.headers.items()),
         query_string=request.query_string, scheme=request.scheme, server=request.server,
         root_path=request.root_path, remote_addr=request.remote_addr,
     )

@@ -18,7 +18,7 @@ from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits
 from drum_compat.shared.guards.front_door import FrontDoor, FrontDoorSettings
 from drum_compat.shared.guards.security import CorsPolicy, harden
 from drum_compat.shared.handlers import ErrorServerHandlers, PredictionHandlers
-from drum_compat.shared.http import NeutralRequest, NeutralResponse, canonical_allow
+from drum_compat.shared.http import NeutralRequest, NeutralResponse, canonical_allow, header_names, set_headers
 from drum_compat.shared.metrics import Metrics
 from drum_compat.shared.model.config import ModelConfig, read_model_metadata
 from drum_compat.shared.model.python_model import PythonModel
@@ -149,12 +149,12 @@ class DrumApp:
         """What every response carries, whichever code path produced it (views, routing errors,
         Flask's automatic OPTIONS): the request id, the version, a fixed Allow order, security headers
         and the CORS answer."""
-        for name in (DRUM_REQUEST_ID_HEADER, REQUEST_ID_HEADER):
-            headers.set(name, request_id)
-        headers.set(VERSION_HEADER, __version__)
-        if "Allow" in headers:
-            headers.set("Allow", canonical_allow(headers["Allow"]))
-        harden(headers, self.settings.cors, method, request_headers)
+        present = header_names(headers)
+        stamps = [(DRUM_REQUEST_ID_HEADER, request_id), (REQUEST_ID_HEADER, request_id), (VERSION_HEADER, __version__)]
+        if "allow" in present:
+            stamps.append(("Allow", canonical_allow(headers["Allow"])))
+        set_headers(headers, stamps, present)
+        harden(headers, self.settings.cors, method, request_headers, present)
 
     @staticmethod
     def log_response(method: str, path: str, status: int, started: float, request_id: str) -> None:

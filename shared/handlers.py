@@ -10,7 +10,7 @@ from drum_compat.shared import __version__
 from drum_compat.shared.guards.admission import AdmissionGate
 from drum_compat.shared.metrics import Metrics
 from drum_compat.shared.errors import MODEL_LOAD_FAILED_STATUS, unprocessable
-from drum_compat.shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, json_response
+from drum_compat.shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, flask_json_dumps, json_response
 from drum_compat.shared import proxy
 from drum_compat.shared.model import chat
 from drum_compat.shared.model.config import read_model_metadata
@@ -37,7 +37,11 @@ from drum_compat.shared.server_types import Stack
 from drum_compat.shared.steps import Steps
 
 logger = logging.getLogger("drum_compat")
-OK = {"message": "OK"}
+OK_BODY = flask_json_dumps({"message": "OK"})  # the health checks' answer, encoded once
+
+
+def ok() -> NeutralResponse:
+    return NeutralResponse(200, OK_BODY, Headers([("Content-Type", JSON_MIMETYPE)]))
 LLM_ID = "LLM_ID"  # the runtime parameter naming a text-generation model's LLM, for GET /models
 MODELS_ONLY_TEXTGEN = "get_supported_llm_models is supported only for TextGen models"
 NOT_AN_OPENAI_PREDICTOR = "This endpoint is only supported by OpenAI based predictors"  # DRUM's text, no ERROR: prefix
@@ -87,14 +91,14 @@ class PredictionHandlers:
 
     # -- health and information ----------------------------------------------------------------------
     def ping(self, request: NeutralRequest) -> NeutralResponse:
-        return json_response(OK)
+        return ok()
 
     health = livez = startupz = ping
 
     def readyz(self, request: NeutralRequest) -> NeutralResponse:
         if self.admission.wedged:
             return json_response({"message": NOT_READY_WEDGED}, 503)
-        return json_response(OK)
+        return ok()
 
     def info(self, request: NeutralRequest) -> NeutralResponse:
         config = self.model.config
@@ -282,4 +286,4 @@ class ErrorServerHandlers:
 
     def livez(self, request: NeutralRequest) -> NeutralResponse:
         # the process is alive and reporting its failure; restarting it would not help
-        return json_response(OK)
+        return ok()

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
-from werkzeug.datastructures import Headers
+from werkzeug.datastructures import Headers, ImmutableHeadersMixin
 from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.request import Request as SansIORequest
 
@@ -70,7 +70,44 @@ class NeutralRequest(SansIORequest):
         return self._body.file, self._body.size
 
 
-def wsgi_style_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+class RequestHeaders(ImmutableHeadersMixin, Headers):
+    """A request's headers, which nothing changes once they arrived: looked up by name through a dict (werkzeug's
+    Headers walks its list, and raises and catches a KeyError for every absent name a guard asks about)."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__()
+        self._list = list(pairs)  # Headers' own storage, filled once: the mixin refuses every change after
+        self._by_name: dict[str, str] = {}
+        for name, value in self:
+            self._by_name.setdefault(name.lower(), value)  # the first, as Headers.get answers
+
+    def get(self, key, default=None, type=None):  # noqa: A002 - werkzeug's signature
+        if type is None and isinstance(key, str):
+            return self._by_name.get(key.lower(), default)
+        return super().get(key, default, type)
+
+    def __contains__(self, key) -> bool:
+        return key.lower() in self._by_name if isinstance(key, str) else super().__contains__(key)
+
+
+def header_names(headers: Headers) -> set[str]:
+    return {name.lower() for name, _ in headers}
+
+
+def set_headers(headers: Headers, pairs: Iterable[tuple[str, str]], present: set[str] | None = None) -> None:
+    """`headers.set(name, value)` for each pair, with one scan of the names already there (`present`, if the caller
+    has them): werkzeug's set and `in` each walk the list and raise a KeyError when the name is absent, which is
+    every time on a fresh response."""
+    present = header_names(headers) if present is None else present
+    for name, value in pairs:
+        if name.lower() in present:
+            headers.set(name, value)
+        else:
+            headers.add(name, value)
+            present.add(name.lower())
+
+
+def wsgi_style_headers(raw: Iterable[tuple[bytes, bytes]]) -> RequestHeaders:
     """Request headers as a WSGI server presents them: names Title-Cased the way werkzeug derives
     them from CGI keys, repeated names joined with ",", and names containing "_" dropped (gunicorn's
     default header_map and werkzeug's server both drop them, so a client cannot smuggle X_Request_ID)."""
@@ -82,7 +119,7 @@ def wsgi_style_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         key = name.title()
         value = raw_value.decode("latin-1")
         merged[key] = f"{merged[key]},{value}" if key in merged else value
-    return Headers(list(merged.items()))
+    return RequestHeaders(merged.items())
 
 
 @dataclass
@@ -96,10 +133,11 @@ class NeutralResponse:
 
     def complete(self) -> "NeutralResponse":
         """Add what Flask adds to every response: a default Content-Type and, unless streamed, the Content-Length."""
-        if "Content-Type" not in self.headers:
-            self.headers.set("Content-Type", HTML_MIMETYPE)
+        present = header_names(self.headers)
+        defaults = [] if "content-type" in present else [("Content-Type", HTML_MIMETYPE)]
         if self.chunks is None:
-            self.headers.set("Content-Length", str(len(self.body)))
+            defaults.append(("Content-Length", str(len(self.body))))
+        set_headers(self.headers, defaults, present)
         return self
 
 

@@ -7,6 +7,8 @@ from typing import Mapping
 
 from werkzeug.datastructures import Headers
 
+from drum_compat.shared.http import set_headers
+
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
@@ -49,7 +51,8 @@ class CorsPolicy:
             headers.set("Access-Control-Expose-Headers", "X-Request-ID, X_Request_ID, X-Drum-Version")
 
 
-def harden(headers: Headers, cors: CorsPolicy, method: str, request_headers: Mapping[str, str]) -> None:
-    for name, value in SECURITY_HEADERS:
-        headers.set(name, value)
+def harden(headers: Headers, cors: CorsPolicy, method: str, request_headers: Mapping[str, str],
+           present: set[str] | None = None) -> None:
+    """`present`: the names the response had, if the caller has them (shared.http.set_headers)."""
+    set_headers(headers, SECURITY_HEADERS, present)
     cors.apply(headers, method, request_headers)
