@@ -3,9 +3,9 @@ request head and the response's progress, performs its steps, and sends a refusa
 from __future__ import annotations
 
 from functools import partial
-from http import HTTPStatus
 from typing import Callable
 
+from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
 from werkzeug.wsgi import ClosingIterator
 
@@ -49,12 +49,36 @@ class StreamedBody:
         run_steps(self.cycle.close_stream(), self.perform)
 
 
+def status_line(code: int) -> str:
+    """As werkzeug's Response writes it for Flask (upper case), so a client sees the reason DRUM sent."""
+    return f"{code} {HTTP_STATUS_CODES.get(code, 'unknown').upper()}"
+
+
+class CoreAnswer:
+    """What the WSGI loop serves when no custom_flask.py is loaded: the cycle's own answer, as the FastAPI stack's
+    CoreEndpoint sends it, past Flask's request context, second routing and response object, which do nothing for
+    DRUM's routes (the core routes, answers routing errors and stamps every response itself)."""
+
+    def __init__(self, steps: BlockingSteps) -> None:
+        self.steps = steps
+
+    def __call__(self, environ: dict, start_response):
+        cycle, perform = environ[CYCLE_KEY], partial(self.steps.perform, environ)
+        response = run_steps(cycle.respond(), perform)
+        start_response(status_line(response.status), list(response.headers.items()))
+        return StreamedBody(cycle, perform) if response.chunks is not None else [response.body]
+
+
 class CycleMiddleware:
     def __init__(self, app, core: DrumApp, steps: BlockingSteps, on_unwedged: Callable[[], None]) -> None:
         self.app = app
         self.core = core
         self.steps = steps
         self.on_unwedged = on_unwedged
+
+    def answer_from_core(self) -> None:
+        """Serve the core's answers directly (no extension asked for Flask's dispatch)."""
+        self.app = CoreAnswer(self.steps)
 
     def __call__(self, environ: dict, start_response):
         cycle = RequestCycle(self.core, head_request(environ), environ.get("SERVER_PROTOCOL", "HTTP/1.1"), self.on_unwedged)
@@ -68,7 +92,7 @@ class CycleMiddleware:
         try:
             refusal = run_steps(cycle.enter(), partial(self.steps.perform, environ))
             if refusal is not None:
-                observed_start_response(f"{refusal.status} {HTTPStatus(refusal.status).phrase}", list(refusal.headers.items()))
+                observed_start_response(status_line(refusal.status), list(refusal.headers.items()))
                 chunks, close = [refusal.body], None
             else:
                 chunks = self.app(environ, observed_start_response)

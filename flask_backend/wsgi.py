@@ -24,8 +24,9 @@ def build_app(options: ServerOptions, recycle: Callable[[str], None] = log_only)
         raise ExtensionError(refusal)
     core = build_core(options, Stack.FLASK, native_lock)
     app = create_flask_app(core, recycle)
-    if isinstance(core.handlers, PredictionHandlers):  # DRUM's error server loads no extensions
-        load_flask_extensions(app, core.handlers.model.config.code_dir)
+    extended = isinstance(core.handlers, PredictionHandlers)  # DRUM's error server loads no extensions
+    if not (extended and load_flask_extensions(app, core.handlers.model.config.code_dir)):
+        app.wsgi_app.answer_from_core()
     return app
 
 

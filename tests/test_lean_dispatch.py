@@ -1,5 +1,6 @@
-"""The FastAPI stack's lean dispatch (no extension loaded: requests go straight through drum-compat's middleware to
-the cycle) answers exactly as the full FastAPI app, every route of the corpus; request ids stay unique and uuid4-shaped."""
+"""Both stacks' lean dispatch (no extension loaded: requests go straight through drum-compat's middleware to the cycle)
+answers exactly as the full FastAPI or Flask app, every route of the corpus, status lines included; request ids stay
+unique and uuid4-shaped."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,11 @@ import uuid
 import httpx
 
 from drum_compat.compat.parity.cases import payload_cases, route_cases
+from werkzeug.test import Client
+
 from drum_compat.fastapi_backend.app import LeanDispatch, create_fastapi_app
+from drum_compat.flask_backend.app import create_flask_app
+from drum_compat.flask_backend.cycle import CoreAnswer
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.request_id import RequestIds
 from drum_compat.shared.server_types import SERVER_TYPES
@@ -32,6 +37,26 @@ def test_the_lean_dispatch_answers_as_the_full_app(tmp_path):
     assert [(case.label, found) for case, lean_answer, full_answer in compared
             if (found := differences(case.method, case.path, lean_answer, full_answer))] == []
     assert lean.chain is not full  # not the FastAPI app under another name
+
+
+def test_the_lean_wsgi_dispatch_answers_as_flask(tmp_path):
+    model = load_model(tmp_path, "regression")
+    settings = AppSettings(server_type=SERVER_TYPES["gunicorn"])
+    full, lean = create_flask_app(DrumApp.for_model(model, settings)), create_flask_app(DrumApp.for_model(model, settings))
+    lean.wsgi_app.answer_from_core()
+    assert isinstance(lean.wsgi_app.app, CoreAnswer) and not isinstance(full.wsgi_app.app, CoreAnswer)
+    cases = route_cases() + payload_cases("regression")
+
+    def answers(app):
+        client = Client(app)
+        for case in cases:
+            response = client.open(case.path, method=case.method, data=case.body, headers=case.headers)
+            yield response.status, normalise(response.status_code, response.headers.items(), response.get_data())
+
+    compared = zip(cases, answers(lean), answers(full))
+    assert [(case.label, found) for case, (lean_status, lean_answer), (full_status, full_answer) in compared
+            if (found := differences(case.method, case.path, lean_answer, full_answer)
+                + ([f"status line {lean_status!r} != {full_status!r}"] if lean_status != full_status else []))] == []
 
 
 def test_request_ids_are_unique_uuid4s_without_a_syscall_each():
