@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable, Generator
 
 from werkzeug.exceptions import NotFound
 
-from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line
+from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line, log_access
 from drum_compat.shared.guards.streaming import ModelStream, StreamAborted
 from drum_compat.shared.http import NeutralRequest, NeutralResponse, response_from_http_exception
 from drum_compat.shared.metrics import UNMATCHED_ROUTE
@@ -142,8 +142,9 @@ class RequestCycle:
         request = self.request
         metrics.answered(self.route.rule if self.route else UNMATCHED_ROUTE, request.method, self.status, seconds)
         target = request.path + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
-        access_logger.info(access_line(request.remote_addr, request.method, request.root_path + target, self.protocol,
-                                       self.status, self.size, seconds, self.request_id, self.core.settings.server_type.name))
+        log_access(access_logger, access_line(request.remote_addr, request.method, request.root_path + target,
+                                              self.protocol, self.status, self.size, seconds, self.request_id,
+                                              self.core.settings.server_type.name))
 
     def _recorded(self, policy: RecordPolicy, seconds: float) -> dict:
         body = self.body.read() if self.body.complete and self.body.size <= policy.max_body else None

@@ -1,6 +1,9 @@
-"""The request id is on every log line written while a request runs, model threads included."""
+"""The request id is on every log line written while a request runs, model threads included; access lines reach
+their stream whether or not someone configured the access logger."""
+import io
 import logging
 
+from drum_compat.shared.guards.access_log import ACCESS_LOGGER, configure_access_log, log_access
 from drum_compat.shared.request_id import RequestIdLogFilter
 
 
@@ -31,3 +34,26 @@ def test_request_id_reaches_model_log_lines(stacks_for):
     outside = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
     RequestIdLogFilter().filter(outside)
     assert outside.request_id == "-" and outside.context_data == ""
+
+
+def test_access_lines_reach_their_stream_directly_or_through_whatever_logging_was_configured():
+    logger = logging.getLogger(ACCESS_LOGGER)
+    before = logger.handlers[:], logger.level, logger.propagate
+    configure_access_log()
+    stream = io.StringIO()
+    logger.handlers[0].stream = stream
+    try:
+        log_access(logger, "first")  # drum-compat's own handler only: written straight to its stream
+        capture = Capture()
+        logger.addHandler(capture)  # someone configured the logger: lines go through logging, to every handler
+        log_access(logger, "second")
+        logger.removeHandler(capture)
+        logger.addFilter(quiet := lambda record: record.getMessage() != "third")
+        log_access(logger, "third")  # a filter is obeyed
+        logger.removeFilter(quiet)
+        logger.setLevel(logging.WARNING)
+        log_access(logger, "fourth")  # so is the level
+        assert stream.getvalue() == "first\nsecond\n"
+        assert [record.getMessage() for record in capture.records] == ["second"]
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = before

@@ -16,12 +16,33 @@ def access_line(peer: str | None, method: str, target: str, protocol: str, statu
     return f'{peer or "-"} - - [{stamp}] "{method} {target} {protocol}" {status} {size} {seconds:.4f} {request_id} {server_type}'
 
 
+class AccessLineHandler(logging.StreamHandler):
+    """drum-compat's own handler of the access log: the bare line on stdout."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+
+def log_access(logger: logging.Logger, line: str) -> None:
+    """While the logger has only drum-compat's own handler (nobody configured it otherwise), the line goes straight
+    to its stream: a LogRecord, its caller lookup and the handler's lock cost more than a whole /ping's answer."""
+    handlers = logger.handlers
+    if (len(handlers) == 1 and type(handlers[0]) is AccessLineHandler and handlers[0].level <= logging.INFO
+            and not handlers[0].filters and not logger.filters and logger.isEnabledFor(logging.INFO)):
+        try:
+            handlers[0].stream.write(line + handlers[0].terminator)
+            handlers[0].stream.flush()
+            return
+        except Exception:  # noqa: BLE001 - as logging would: its handleError reports it, the request goes on
+            pass
+    logger.info(line)
+
+
 def configure_access_log() -> logging.Logger:
     """Independent of --logging-level, as gunicorn's access log was."""
     logger = logging.getLogger(ACCESS_LOGGER)
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.handlers[:] = [handler]
+    logger.handlers[:] = [AccessLineHandler()]
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return logger
