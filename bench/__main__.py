@@ -5,6 +5,7 @@ checked; a markdown report and a PNG chart in --out."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import threading
 import time
@@ -91,20 +92,24 @@ def main() -> None:
     arms = [arm for arm in all_arms() if not args.only or any(word in arm.name for word in args.only)]
     print(f"load generator: {load.generator()}; DRUM 1.18: {'yes' if DRUM.exists() else 'not installed (make bench-reference)'}")
     cells: dict = {}
-    for arm in arms:
-        with Running(arm) as server:
-            for name, (method, path, body) in workloads().items():
-                if arm.kind == "raw" and name != "ping":
-                    continue
-                load.run(server.url + path, method, body, 8, 1)  # warm-up
-                for count in args.connections:
-                    cell = cells.setdefault((arm.name, name, count), report.Cell())
-                    for _ in range(args.repeats):
-                        figures = load.run(server.url + path, method, body, count, args.seconds)
+    with contextlib.ExitStack() as running:
+        # every server up at once and the repeats interleaved, so a slow spell of the machine falls on every arm alike
+        servers = {arm.name: running.enter_context(Running(arm)) for arm in arms}
+        for name, (method, path, body) in workloads().items():
+            chosen = [arm for arm in arms if arm.kind != "raw" or name == "ping"]
+            for arm in chosen:
+                load.run(servers[arm.name].url + path, method, body, 8, 1)  # warm-up
+            for count in args.connections:
+                for _ in range(args.repeats):
+                    for arm in chosen:
+                        figures = load.run(servers[arm.name].url + path, method, body, count, args.seconds)
+                        cell = cells.setdefault((arm.name, name, count), report.Cell())
                         cell.rps.append(figures.rps)
                         cell.p50.append(figures.p50_ms)
                         cell.p99.append(figures.p99_ms)
                         cell.errors += figures.errors
+                for arm in chosen:
+                    cell = cells[arm.name, name, count]
                     print(f"  {arm.name:36} {name:20} {count:>3} conns {cell.median_rps:>8.0f} req/s  p99 "
                           f"{cell.median_p99:6.2f} ms  non-2xx {cell.errors}", flush=True)
     large: dict = {}
@@ -112,13 +117,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         if args.large_mb:
             path = large_csv(Path(folder), args.large_mb)
-            for arm in arms:
-                if arm.kind == "drum" or arm.name in ("drum-compat gunicorn (gevent)", "drum-compat fastapi"):
-                    with Running(arm) as server:
-                        runs = [post_large(server, path, "/predictions/") for _ in range(args.repeats)]
-                    large[arm.name] = (min(run[0] for run in runs), max(run[1] for run in runs))
-                    print(f"  {arm.name:36} {args.large_mb} MB CSV {large[arm.name][0]:.2f} s, peak worker RSS "
-                          f"{large[arm.name][1] / report.MIB:.0f} MiB", flush=True)
+            chosen = [arm for arm in arms
+                      if arm.kind == "drum" or arm.name in ("drum-compat gunicorn (gevent)", "drum-compat fastapi")]
+            with contextlib.ExitStack() as running:  # fresh servers: no heap left from the load cells
+                servers = {arm.name: running.enter_context(Running(arm)) for arm in chosen}
+                runs: dict = {arm.name: [] for arm in chosen}
+                for _ in range(args.repeats):
+                    for arm in chosen:
+                        runs[arm.name].append(post_large(servers[arm.name], path, "/predictions/"))
+            for arm in chosen:
+                large[arm.name] = (min(run[0] for run in runs[arm.name]), max(run[1] for run in runs[arm.name]))
+                print(f"  {arm.name:36} {args.large_mb} MB CSV {large[arm.name][0]:.2f} s, peak worker RSS "
+                      f"{large[arm.name][1] / report.MIB:.0f} MiB", flush=True)
         if args.stream_mb:
             path = large_csv(Path(folder), args.stream_mb)
             for name, server_type, stack in (("drum-compat gunicorn (gevent)", "gunicorn", "flask"),
@@ -136,7 +146,8 @@ def main() -> None:
     checks = report.targets(cells, large, streamed, arms)
     text = "\n\n".join(part for part in [
         f"Load generator: {load.generator()}, pinned to core 1; servers pinned to core 0; 1 worker; "
-        f"{args.repeats} repeats of {args.seconds:g} s per cell (median, and half the min-max spread).",
+        f"{args.repeats} repeats of {args.seconds:g} s per cell, interleaved across the servers, all up at once "
+        "(median, and half the min-max spread).",
         report.load_table(cells, arms, list(workloads()), args.connections),
         report.large_table(large, drum_name) if large else "",
         report.stream_table(streamed, args.stream_mb) if streamed else "",

@@ -91,10 +91,10 @@ def targets(cells: dict, large: dict, streamed: dict, arms: list) -> list[tuple[
 
     gevent, fastapi = "drum-compat gunicorn (gevent)", "drum-compat fastapi"
     if drum:
-        add("10 rows, 8 conns: fastapi vs DRUM", rps(fastapi), rps(drum), 2.0, f", p99 {p99(fastapi):.2f} vs {p99(drum):.2f} ms")
-        add("10 rows, 8 conns: gunicorn vs DRUM", rps(gevent), rps(drum), 1.5, f", p99 {p99(gevent):.2f} vs {p99(drum):.2f} ms")
-        for name in (fastapi, gevent):
+        for label, name, needed in (("fastapi", fastapi, 2.0), ("gunicorn", gevent, 1.5)):
             if p99(name) is not None and p99(drum) is not None:
+                add(f"10 rows, 8 conns: {label} vs DRUM", rps(name), rps(drum), needed,
+                    f", p99 {p99(name):.2f} vs {p99(drum):.2f} ms")
                 checks.append((f"10 rows, 8 conns: {name} p99 <= DRUM's", p99(name) <= p99(drum),
                                f"{p99(name):.2f} vs {p99(drum):.2f} ms"))
     add("10 rows: fastapi vs bare FastAPI", rps(fastapi), rps("bare FastAPI + uvicorn"), 0.9)

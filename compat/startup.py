@@ -1,7 +1,9 @@
-"""A failed start, the same on every server type: the model's traceback logged once by the worker that
-failed, its cause repeated as the master's last line, and one exit status for each kind of failure."""
+"""A worker's start, the same on every server type: a failed one has the model's traceback logged once by the worker
+that failed, its cause repeated as the master's last line, and one exit status for each kind of failure; a loaded one
+has its heap settled before the first request."""
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from typing import Callable, TypeVar
@@ -18,12 +20,22 @@ def build_or_exit(build: Callable[[], App], code_dir: str) -> App:
     """Build a worker's app; if the model cannot load, log why once and end the worker with MODEL_LOAD_FAILURE
     (a SystemExit, which neither gunicorn nor uvicorn logs again)."""
     try:
-        return build()
+        app = build()
     except Exception as exc:
         cause = f"The model in {code_dir} failed to load: {exc}"
         logger.error(cause, exc_info=not _hook_traceback_logged(exc))
         record_startup_failure(cause)
         sys.exit(MODEL_LOAD_FAILURE)
+    settle_heap()
+    return app
+
+
+def settle_heap() -> None:
+    """What the worker loaded (frameworks, pandas, the model) lives as long as it does: frozen out of the cyclic
+    collector's sight, a full collection scans only what requests left, instead of pausing every request in flight
+    for the ~120,000 objects of a loaded worker (90 ms on the benchmark's machine, its p99)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _hook_traceback_logged(exc: BaseException | None) -> bool:
