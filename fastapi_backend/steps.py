@@ -33,6 +33,30 @@ async def file_chunks(file):
         yield chunk
 
 
+async def wait_at_most(handle: asyncio.Future, seconds: float | None):
+    """The model call's result, or STILL_RUNNING once `seconds` pass. Neither the timer nor a cancelled request
+    cancels the call, which keeps its slot (wait_for over shield does the same with two more futures per wait)."""
+    if not handle.done():
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+
+        def release(_=None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = loop.call_later(seconds, release) if seconds is not None else None
+        handle.add_done_callback(release)
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            handle.remove_done_callback(release)
+        if not handle.done():
+            return STILL_RUNNING
+    return handle.result()
+
+
 class AsyncSteps:
     def __init__(self, take: Callable[[str], Awaitable[Outcome]] | None, threads: int) -> None:
         self.take = take  # the rate store (compat.rate_store.async_store); None when the limit is off
@@ -66,11 +90,7 @@ class AsyncSteps:
             case Submit(job):
                 return asyncio.wrap_future(self.executor.submit(contextvars.copy_context().run, job))
             case Wait(handle, seconds):
-                try:
-                    # shield: a wait that runs out must not cancel the model call, which keeps its slot
-                    return await asyncio.wait_for(asyncio.shield(handle), seconds)
-                except asyncio.TimeoutError:
-                    return STILL_RUNNING
+                return await wait_at_most(handle, seconds)
             case Forward():
                 return await self.forward(step)
             case ReadUpstream(handle):

@@ -166,3 +166,32 @@ def test_both_stacks_rate_limit_alike(guarded):
     assert [answer.status for answer in answers] == [200, 200, 429]
     assert answers[2].header("RateLimit-Limit") == "2" and answers[2].header("Retry-After") == "60"
     assert guarded.both("GET", "/ping/").status == 200  # probes are never limited
+
+
+def test_the_event_loops_wait_for_a_model_call_never_cancels_it():
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from drum_compat.fastapi_backend.steps import wait_at_most
+    from drum_compat.shared.steps import STILL_RUNNING
+
+    release = threading.Event()
+
+    async def scenario():
+        with ThreadPoolExecutor(1) as pool:
+            slow = asyncio.wrap_future(pool.submit(lambda: release.wait(5) and "late"))
+            assert await wait_at_most(slow, 0.05) is STILL_RUNNING  # the deadline passed: the call goes on
+            waiting = asyncio.ensure_future(wait_at_most(slow, None))
+            await asyncio.sleep(0.05)
+            waiting.cancel()  # the request went away
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert not slow.cancelled()
+            release.set()
+            assert await wait_at_most(slow, 5) == "late"
+            failing = asyncio.wrap_future(pool.submit(lambda: 1 / 0))
+            with pytest.raises(ZeroDivisionError):
+                await wait_at_most(failing, 5)
+
+    asyncio.run(scenario())
