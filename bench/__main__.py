@@ -81,8 +81,8 @@ def post_large(server: Running, path: Path, route: str) -> tuple[float, int, int
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=3.0, help="load per cell")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per cell; the median is reported, with the spread")
+    parser.add_argument("--seconds", type=float, default=2.0, help="load per cell")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per cell; the median is reported, with the spread")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--only", nargs="*", default=[], help="run only the arms whose name holds one of these words")
     parser.add_argument("--large-mb", type=int, default=50, help="size of the single large CSV (0: skip)")
