@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from werkzeug.datastructures import Headers
@@ -129,14 +129,17 @@ class DrumApp:
 
     def resolve(self, request: NeutralRequest) -> RouteMatch | NeutralResponse:
         """The route, as werkzeug's Map decides; a match depends only on the method and the path (no rule names a host),
-        so matches are remembered (answers such as redirects, which name the host, are not)."""
+        so matches are remembered (answers such as redirects, which name the host, are not). Each request gets its
+        own view_args: Flask hooks may change theirs (a url_value_preprocessor pops values)."""
         key = (request.method, request.root_path, request.path)
         matched = self._matches.get(key)
         if matched is None:
             matched = resolve(self.url_map, self._routes_by_endpoint, request)
-            if isinstance(matched, RouteMatch) and len(self._matches) < REMEMBERED_MATCHES:
+            if not isinstance(matched, RouteMatch):
+                return matched
+            if len(self._matches) < REMEMBERED_MATCHES:
                 self._matches[key] = matched
-        return matched
+        return replace(matched, view_args=dict(matched.view_args))
 
     def call(self, endpoint: str, request: NeutralRequest) -> NeutralResponse:
         """Run a handler; any exception becomes DRUM's error response (never escapes to a server)."""

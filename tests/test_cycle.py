@@ -147,3 +147,10 @@ def test_each_stack_routes_a_request_once(stacks, monkeypatch, method, path, bod
         send(method, path, body, {"Content-Type": "text/csv"})
         # a path the core does not know is matched once more by Flask, which may hold custom_flask.py routes
         assert len(matches) == (2 if send == stacks.flask and path == "/nowhere" else 1), send
+
+
+def test_a_remembered_route_gives_every_request_its_own_view_args(core):
+    first = core.resolve(head("GET", "/directAccess/v1/models"))
+    first.view_args.pop("path")  # what a Flask url_value_preprocessor may do with its request's values
+    second = core.resolve(head("GET", "/directAccess/v1/models"))
+    assert second.view_args == {"path": "v1/models"} and second.endpoint == "forward_request"
