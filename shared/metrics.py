@@ -9,7 +9,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from werkzeug.datastructures import Headers
 
 from drum_compat.shared import __version__
-from drum_compat.shared.http import NeutralResponse
+from drum_compat.shared.http import METHOD_ORDER, NeutralResponse
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -19,6 +19,7 @@ RATE_LIMITED, BODY_TOO_LARGE, RATE_STORE_DOWN = "rate_limited", "body_too_large"
 CLIENT_LEFT = "client_disconnected"  # the body ended before its Content-Length: never run
 REJECTION_REASONS = (QUEUE_FULL, QUEUE_TIMEOUT, DEADLINE, RATE_LIMITED, BODY_TOO_LARGE, RATE_STORE_DOWN, CLIENT_LEFT)
 UNMATCHED_ROUTE = "unmatched"  # 404/405/redirects: not one label per probing scanner's path
+OTHER_METHOD = "other"  # any token is a method to gunicorn: not one label per scanner's invented one
 
 
 class Metrics:
@@ -62,6 +63,7 @@ class Metrics:
 
     # -- what the guards and adapters report ---------------------------------------------------------------
     def answered(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in METHOD_ORDER else OTHER_METHOD
         key = (route, method, status)
         series = self._answers.get(key)
         if series is None:

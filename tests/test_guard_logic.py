@@ -195,3 +195,16 @@ def test_the_event_loops_wait_for_a_model_call_never_cancels_it():
                 await wait_at_most(failing, 5)
 
     asyncio.run(scenario())
+
+
+def test_invented_methods_share_one_metrics_label():
+    from drum_compat.shared.metrics import Metrics
+
+    metrics = Metrics("gunicorn")
+    for index in range(200):  # a scanner's methods: every token reaches the app on gunicorn
+        metrics.answered("unmatched", f"SCAN{index}", 405, 0.001)
+    metrics.answered("/predict/", "POST", 200, 0.01)
+    text = metrics.exposition().body.decode()
+    answered = [line for line in text.splitlines() if line.startswith("drum_requests_total{")]
+    assert len(answered) == 2 and 'method="other"' in answered[0] + answered[1]
+    assert any('method="other"' in line and line.endswith(" 200.0") for line in answered)
