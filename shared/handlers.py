@@ -10,7 +10,7 @@ from drum_compat.shared import __version__
 from drum_compat.shared.guards.admission import AdmissionGate
 from drum_compat.shared.metrics import Metrics
 from drum_compat.shared.errors import MODEL_LOAD_FAILED_STATUS, unprocessable
-from drum_compat.shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, flask_json_dumps, json_response
+from drum_compat.shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, flask_json_dumps, json_response, own_headers
 from drum_compat.shared import proxy
 from drum_compat.shared.model import chat
 from drum_compat.shared.model.config import read_model_metadata
@@ -41,7 +41,7 @@ OK_BODY = flask_json_dumps({"message": "OK"})  # the health checks' answer, enco
 
 
 def ok() -> NeutralResponse:
-    return NeutralResponse(200, OK_BODY, Headers([("Content-Type", JSON_MIMETYPE)]))
+    return NeutralResponse(200, OK_BODY, own_headers(("Content-Type", JSON_MIMETYPE)))
 LLM_ID = "LLM_ID"  # the runtime parameter naming a text-generation model's LLM, for GET /models
 MODELS_ONLY_TEXTGEN = "get_supported_llm_models is supported only for TextGen models"
 NOT_AN_OPENAI_PREDICTOR = "This endpoint is only supported by OpenAI based predictors"  # DRUM's text, no ERROR: prefix
@@ -149,7 +149,7 @@ class PredictionHandlers:
             setattr(result, chat.ASSOCIATION_ID_KEY, tag)
             return json_response(result.to_dict())
         first, rest = chat.checked_chunks(result)
-        return NeutralResponse(200, headers=Headers([("Content-Type", chat.EVENT_STREAM_MIMETYPE)]),
+        return NeutralResponse(200, headers=own_headers(("Content-Type", chat.EVENT_STREAM_MIMETYPE)),
                                chunks=chat.event_stream(first, rest, tag))
 
     def forward_request(self, request: NeutralRequest) -> NeutralResponse | Steps[NeutralResponse]:
@@ -198,7 +198,7 @@ class PredictionHandlers:
             return rejected
         result = self.model.predict(features.binary_data, features.mimetype, features.charset, colnames)
         payload = predictions_json(result.predictions, result.extra_model_output)
-        return NeutralResponse(200, payload, Headers([("Content-Type", JSON_MIMETYPE)]))
+        return NeutralResponse(200, payload, own_headers(("Content-Type", JSON_MIMETYPE)))
 
     def predict_stream(self, request: NeutralRequest) -> NeutralResponse:
         """/predictionsStream/ (an addition to DRUM): a raw CSV scored DRUM_STREAM_BATCH_ROWS rows at a time, each batch
@@ -219,7 +219,7 @@ class PredictionHandlers:
                  for batch in (self.model.predict_frame(frame, None, mimetype, charset)
                                for frame in csv_batches(file, self.stream_batch_rows)))
         first = next(lines)  # now, in the handler: a CSV or a model that fails at once gets its error status
-        return NeutralResponse(200, headers=Headers([("Content-Type", NDJSON_MIMETYPE)]), chunks=prepended(first, lines))
+        return NeutralResponse(200, headers=own_headers(("Content-Type", NDJSON_MIMETYPE)), chunks=prepended(first, lines))
 
     def transform(self, request: NeutralRequest) -> NeutralResponse:
         if self.target_type != TargetType.TRANSFORM:
@@ -241,7 +241,7 @@ class PredictionHandlers:
             (target.binary_data, target.mimetype) if target is not None else None,
         )
         payload, content_type = multipart_form(transform_response_parts(output, output_target))
-        return NeutralResponse(200, payload, Headers([("Content-Type", content_type)]))
+        return NeutralResponse(200, payload, own_headers(("Content-Type", content_type)))
 
     def predict_unstructured(self, request: NeutralRequest) -> NeutralResponse:
         if self.target_type not in UNSTRUCTURED_TARGETS:

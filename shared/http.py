@@ -90,6 +90,14 @@ class RequestHeaders(ImmutableHeadersMixin, Headers):
         return key.lower() in self._by_name if isinstance(key, str) else super().__contains__(key)
 
 
+def own_headers(*pairs: tuple[str, str]) -> Headers:
+    """Headers of the server's own pairs, put into Headers' list directly (its constructor checks each value
+    through three layers of calls)."""
+    headers = Headers()
+    headers._list = list(pairs)
+    return headers
+
+
 def header_names(headers: Headers) -> set[str]:
     return {name.lower() for name, _ in headers}
 
@@ -97,14 +105,16 @@ def header_names(headers: Headers) -> set[str]:
 def set_headers(headers: Headers, pairs: Iterable[tuple[str, str]], present: set[str] | None = None) -> None:
     """`headers.set(name, value)` for each pair, with one scan of the names already there (`present`, if the caller
     has them): werkzeug's set and `in` each walk the list and raise a KeyError when the name is absent, which is
-    every time on a fresh response."""
+    every time on a fresh response. The values are the server's own, or a request header's (which no parser lets
+    hold a newline): an absent name's pair goes straight into Headers' list, past `add`'s newline check."""
     present = header_names(headers) if present is None else present
     for name, value in pairs:
-        if name.lower() in present:
+        lowered = name.lower()
+        if lowered in present:
             headers.set(name, value)
         else:
-            headers.add(name, value)
-            present.add(name.lower())
+            headers._list.append((name, value))
+            present.add(lowered)
 
 
 def wsgi_style_headers(raw: Iterable[tuple[bytes, bytes]]) -> RequestHeaders:
@@ -148,9 +158,7 @@ def flask_json_dumps(payload: Any) -> bytes:
 
 
 def json_response(payload: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> NeutralResponse:
-    response_headers = Headers([("Content-Type", JSON_MIMETYPE)])
-    response_headers.extend(headers)
-    return NeutralResponse(status, flask_json_dumps(payload), response_headers)
+    return NeutralResponse(status, flask_json_dumps(payload), own_headers(("Content-Type", JSON_MIMETYPE), *headers))
 
 
 # werkzeug builds Allow from a set, so its order follows the process's hash seed; one fixed order

@@ -6,10 +6,9 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-from werkzeug.datastructures import Headers
 
 from drum_compat.shared import __version__
-from drum_compat.shared.http import METHOD_ORDER, NeutralResponse
+from drum_compat.shared.http import METHOD_ORDER, NeutralResponse, own_headers
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -98,7 +97,7 @@ class Metrics:
             MultiProcessCollector(registry, path=self.multiprocess_dir)
         else:
             registry = self.registry
-        return NeutralResponse(200, generate_latest(registry), Headers([("Content-Type", METRICS_CONTENT_TYPE)]))
+        return NeutralResponse(200, generate_latest(registry), own_headers(("Content-Type", METRICS_CONTENT_TYPE)))
 
     def worker_stopped(self) -> None:
         """Drop this worker's live gauges (in-flight, queue) from the sums once it exits."""

@@ -4,6 +4,7 @@ unique and uuid4-shaped."""
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 
 import httpx
@@ -65,3 +66,10 @@ def test_request_ids_are_unique_uuid4s_without_a_syscall_each():
     assert len(drawn) == 10_000 and all(uuid.UUID(value).version == 4 for value in list(drawn)[:100])
     assert RequestIds().choose(None) not in drawn  # another worker's sequence
     assert ids.choose("client-id.1") == "client-id.1" and ids.choose("bad id\n") != "bad id\n"
+
+
+def test_request_ids_are_what_uuid_makes_of_the_same_bits():
+    ids, same_bits = RequestIds(), random.Random(7)
+    ids._random = random.Random(7)
+    for _ in range(20_000):
+        assert ids.choose(None) == str(uuid.UUID(int=same_bits.getrandbits(128), version=4))

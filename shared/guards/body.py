@@ -19,30 +19,40 @@ class RequestBody:
         self.limit = limit
         self.size = 0
         self.complete = False  # set by the front door once all of it arrived within the limit
-        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_ABOVE, dir=spool_dir)
+        self._spool_dir = spool_dir
+        self._file: tempfile.SpooledTemporaryFile | None = None  # made for the first byte: most GETs have none
+
+    def _opened(self) -> tempfile.SpooledTemporaryFile:
+        if self._file is None:
+            self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_ABOVE, dir=self._spool_dir)
+        return self._file
 
     def feed(self, chunk: bytes) -> bool:
         self.size += len(chunk)
         if self.size > self.limit:
             return False
-        self._file.write(chunk)
+        if chunk:
+            self._opened().write(chunk)
         return True
 
     @property
     def spooled(self) -> bool:
-        return self._file._rolled  # moved to a temporary file
+        return self._file is not None and self._file._rolled  # moved to a temporary file
 
     @property
     def file(self):
         """The body as a file at its start (what a WSGI app reads as wsgi.input)."""
-        self._file.seek(0)
-        return self._file
+        file = self._opened()
+        file.seek(0)
+        return file
 
     def read(self) -> bytes:
-        return self.file.read()
+        return self.file.read() if self._file is not None else b""
 
     def read_at(self, offset: int, size: int) -> bytes:
         """Bytes at `offset`, without moving the file's position: safe beside a reader of `file` in another thread."""
+        if self._file is None:
+            return b""
         if self.spooled:
             return os.pread(self._file.fileno(), size, offset)
         return self._file._file.getbuffer()[offset:offset + size].tobytes()
@@ -55,7 +65,8 @@ class RequestBody:
         environ["wsgi.input_terminated"] = True
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def declared_length(content_length: str | None) -> int | None:
