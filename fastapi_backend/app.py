@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from drum_compat.compat.rate_store import async_store
+from drum_compat.fastapi_backend.at_once import AnswersAtOnce
 from drum_compat.fastapi_backend.cycle import CoreEndpoint, CycleMiddleware
 from drum_compat.fastapi_backend.extensions import STEPS_STATE
 from drum_compat.fastapi_backend.recycling import UVICORN_KEEPALIVE, RecyclingMiddleware, Retirement
@@ -63,9 +64,12 @@ class LeanDispatch:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         chain = app.router.default
+        layers = {}
         for middleware in reversed(app.user_middleware):  # as Starlette builds it: the first is outermost
-            chain = middleware.cls(chain, *middleware.args, **middleware.kwargs)
+            chain = layers[middleware.cls] = middleware.cls(chain, *middleware.args, **middleware.kwargs)
         self.chain = chain
+        # for DrumHttpToolsProtocol: the requests it may answer itself, past this chain
+        self.at_once = AnswersAtOnce(layers[CycleMiddleware], layers[RecyclingMiddleware])
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":

@@ -6,7 +6,10 @@ import re
 
 import httptools
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from drum_compat.fastapi_backend.at_once import AnswersAtOnce
+from drum_compat.shared.cycle import RequestCycle
 
 from drum_compat.shared.guards.protocol import ProtocolLimits, ProtocolRefusal, malformed, method_refusal, version_refusal
 
@@ -14,8 +17,15 @@ from drum_compat.shared.guards.protocol import ProtocolLimits, ProtocolRefusal, 
 PARSED_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
 STAND_IN_METHOD = b"GET"  # what llhttp parses in place of a method it does not know
 FIRST_TOKEN = re.compile(rb"([^ \r\n]*) ")
-REQUEST_LINE_VERSION = re.compile(rb"[^ \r\n]+ [^ \r\n]+ HTTP/(\d)\.(\d)\r?\n")
+REQUEST_LINE = re.compile(rb"([^ \r\n]+) [^ \r\n]+ HTTP/((\d)\.(\d))\r?\n")  # method, version, its digits
+USUAL_VERSIONS = frozenset({b"1.1", b"1.0"})
 HTTP_VERSION_SUFFIX = len(" HTTP/1.1")
+
+
+def bodiless(headers: list[tuple[bytes, bytes]]) -> bool:
+    """No body follows the head (uvicorn's header names are lowercased)."""
+    return not any(name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
+                   for name, value in headers)
 
 
 class Refused(Exception):
@@ -35,6 +45,10 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, config: DrumConfig, *args, **kwargs) -> None:
         super().__init__(config, *args, **kwargs)
         self.limits = config.protocol_limits
+        # the lean dispatch's answers at once (fastapi_backend.at_once); None serves every request through the app
+        self.at_once: AnswersAtOnce | None = getattr(self.app, "at_once", None)
+        self._may_answer_at_once = False
+        self._answering: tuple[RequestResponseCycle, RequestCycle] | None = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -64,12 +78,12 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         """gunicorn hands any token method to the app (which answers 404/405); llhttp would reject one it does
         not know, so it parses a stand-in and the app gets the real method. Versions llhttp rejects get
         gunicorn's answer too."""
-        version = REQUEST_LINE_VERSION.match(data)
-        if version is not None:
-            refusal = version_refusal(f"{int(version.group(1))}.{int(version.group(2))}", "")
+        line = REQUEST_LINE.match(data)
+        if line is not None and line.group(2) not in USUAL_VERSIONS:
+            refusal = version_refusal(f"{int(line.group(3))}.{int(line.group(4))}", "")
             if refusal is not None:
                 raise Refused(refusal)
-        match = FIRST_TOKEN.match(data)
+        match = line or FIRST_TOKEN.match(data)
         if match is None or match.group(1) in PARSED_METHODS:
             return data
         method = match.group(1)
@@ -87,6 +101,7 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
     # parser callbacks, each held to gunicorn's limits
     def on_message_begin(self) -> None:
         self._between_messages = False
+        self._unset_keepalive_if_required()  # a request answered at once armed it, and pipelined ones may follow
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
@@ -107,14 +122,43 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         refusal = version_refusal(self.parser.get_http_version(), (method + b" " + self.url).decode("latin-1"))
         if refusal is not None:
             raise Refused(refusal)
+        self._may_answer_at_once = (self.at_once is not None and self._real_method is None
+                                    and not self.expect_100_continue and bodiless(self.headers))
         super().on_headers_complete()
+        self._may_answer_at_once = False
         if self._real_method is not None:
             self.scope["method"] = self._real_method.decode("latin-1")  # the app's task has not started yet
             self._real_method = None
 
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app) -> None:
+        # called by on_headers_complete when no answer is pending (else the request waits in uvicorn's pipeline)
+        if self._may_answer_at_once and app is self.app:
+            taken = self.at_once.take(cycle.scope)
+            if taken is not None:
+                self._answering = (cycle, taken)  # answered once the parser has seen the message end
+                return
+        super()._start_asgi_task(cycle, app)
+
     def on_message_complete(self) -> None:
         self._between_messages = True
         super().on_message_complete()
+        if self._answering is not None:
+            transport_cycle, cycle = self._answering
+            self._answering = None
+            self._answer_at_once(transport_cycle, cycle)
+
+    def _answer_at_once(self, transport_cycle: RequestResponseCycle, cycle: RequestCycle) -> None:
+        try:
+            keep_alive = self.at_once.answer(cycle, self.transport.write, self.server_state.default_headers,
+                                             transport_cycle.keep_alive)
+        except Exception as exc:  # as uvicorn's run_asgi: logged, then its plain 500, which closes the connection
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            self.loop.create_task(transport_cycle.send_500_response())
+            return
+        transport_cycle.response_complete = True
+        if not keep_alive:
+            self.transport.close()
+        transport_cycle.on_response()
 
     def eof_received(self) -> bool | None:
         """The client has sent all it will (`shutdown(SHUT_WR)`, `nc -N`): answer what it asked, then close.

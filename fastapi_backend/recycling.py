@@ -69,14 +69,18 @@ class RecyclingMiddleware:
         self.budget = max_requests + random.randint(0, jitter) if max_requests else 0
         self.requests = 0  # this worker's HTTP requests, counted as they arrive
 
+    def admit(self) -> bool:
+        """Count an HTTP request as it arrives; True when its answer must close its connection (the worker retires)."""
+        self.requests += 1
+        if self.requests == self.budget:
+            self.retirement.begin(f"after {self.budget} requests")
+        return self.retirement.begun
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        self.requests += 1
-        if self.requests == self.budget:
-            self.retirement.begin(f"after {self.budget} requests")
-        if not self.retirement.begun:
+        if not self.admit():
             await self.app(scope, receive, send)
             return
 

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from werkzeug.datastructures import Headers
@@ -131,15 +131,26 @@ class DrumApp:
         """The route, as werkzeug's Map decides; a match depends only on the method and the path (no rule names a host),
         so matches are remembered (answers such as redirects, which name the host, are not). Each request gets its
         own view_args: Flask hooks may change theirs (a url_value_preprocessor pops values)."""
+        matched = self._remembered_match(request)
+        return matched.own_copy() if isinstance(matched, RouteMatch) else matched
+
+    def _remembered_match(self, request: NeutralRequest) -> RouteMatch | NeutralResponse:
+        """`resolve`'s answer, a match shared by every request to its path: read it, never hand it out."""
         key = (request.method, request.root_path, request.path)
         matched = self._matches.get(key)
         if matched is None:
             matched = resolve(self.url_map, self._routes_by_endpoint, request)
-            if not isinstance(matched, RouteMatch):
-                return matched
-            if len(self._matches) < REMEMBERED_MATCHES:
+            if isinstance(matched, RouteMatch) and len(self._matches) < REMEMBERED_MATCHES:
                 self._matches[key] = matched
-        return replace(matched, view_args=dict(matched.view_args))
+        return matched
+
+    def answers_at_once(self, request: NeutralRequest) -> bool:
+        """Whether the whole answer needs nothing but the request itself: a routing answer (404, 405, a redirect,
+        automatic OPTIONS), or a route that waits on nothing (probes, information) and takes no rate token."""
+        matched = self._remembered_match(request)
+        if not isinstance(matched, RouteMatch):
+            return True
+        return matched.waits_on_nothing and self.front_door.rate_limited_client(request, matched) is None
 
     def call(self, endpoint: str, request: NeutralRequest) -> NeutralResponse:
         """Run a handler; any exception becomes DRUM's error response (never escapes to a server)."""

@@ -5,18 +5,19 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Generator
+from typing import TYPE_CHECKING, Callable
 
 from werkzeug.exceptions import NotFound
 
 from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line, log_access
+from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_OVER_LIMIT, ReadBody
 from drum_compat.shared.guards.streaming import ModelStream, StreamAborted
 from drum_compat.shared.http import NeutralRequest, NeutralResponse, response_from_http_exception
 from drum_compat.shared.metrics import UNMATCHED_ROUTE
 from drum_compat.shared.proxy import UpstreamStream
 from drum_compat.shared.record import RecordPolicy, record_entry
 from drum_compat.shared.routes import RouteMatch
-from drum_compat.shared.steps import Steps
+from drum_compat.shared.steps import Steps, run_steps
 
 if TYPE_CHECKING:
     from drum_compat.shared.app import DrumApp
@@ -78,7 +79,7 @@ class RequestCycle:
         call = partial(self.core.call, self.route.endpoint, self.request)
         if not self.route.runs_model:
             response = call()
-            if isinstance(response, Generator):  # a handler doing its I/O as steps (shared.proxy)
+            if not isinstance(response, NeutralResponse):  # a handler doing its I/O as steps (shared.proxy)
                 response = yield from response
         else:
             response = yield from self.core.gate.model_call(call, self.arrived, self.on_unwedged)
@@ -88,6 +89,17 @@ class RequestCycle:
     def respond(self) -> Steps[NeutralResponse]:
         """`handle`, finished: the whole answer, for a backend whose framework adds nothing."""
         return self.finish((yield from self.handle()))
+
+    def answer_at_once(self, received: bytes = b"") -> NeutralResponse:
+        """`enter` and `respond` with no I/O, for a request `core.answers_at_once` whose whole body the backend
+        holds: the one step left (ReadBody) is done here."""
+        def read_received(step) -> str:
+            if not isinstance(step, ReadBody):
+                raise TypeError(f"not a step of an answer at once: {step!r}")
+            return BODY_COMPLETE if step.body.feed(received) else BODY_OVER_LIMIT
+
+        refusal = run_steps(self.enter(), read_received)
+        return refusal if refusal is not None else run_steps(self.respond(), read_received)
 
     def finish(self, response: NeutralResponse) -> NeutralResponse:
         self.stamped = True

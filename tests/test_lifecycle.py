@@ -94,6 +94,8 @@ def test_recycling_every_5_requests_fails_none_of_100(tmp_path, configuration):
         served_by = []
         with httpx.Client(base_url=server.base_url, timeout=30) as client:  # keep-alive, as a proxy would
             for number in range(100):
+                # a probe counts too (uvicorn's protocol answers it past the app: fastapi_backend.at_once)
+                assert client.get("/ping").status_code == 200, number
                 # gevent checks its limit once a second: spread the requests so it gets to recycle
                 response = client.post("/predictUnstructured/", content=b"sleep=0.03" if configuration == "gunicorn-gevent" else b"go")
                 assert response.status_code == 200, (number, response.text)
@@ -102,11 +104,12 @@ def test_recycling_every_5_requests_fails_none_of_100(tmp_path, configuration):
     assert "Traceback" not in output
     # uvicorn retires exactly after 5..7 requests; gthread too, but a request already sent on its
     # keep-alive connection when the limit is reached is still answered (gunicorn's own linger), so up
-    # to 8. gevent notices its limit once a second, so a fast stream overshoots it: it must still recycle.
+    # to 8. Every other request is a probe, so a worker answers at most 4 of the posts. gevent notices its
+    # limit once a second, so a fast stream overshoots it: it must still recycle.
     workers = set(served_by)
     assert len(workers) >= 2, (len(workers), output[-2000:])
     if configuration != "gunicorn-gevent":
-        most = 8 if configuration == "gunicorn-sync" else 7
+        most = 4
         assert max(served_by.count(pid) for pid in workers) <= most and len(workers) >= 100 // most
 
 
