@@ -4,6 +4,7 @@ worker cleanup before exit 0, and recycling after N requests never fails one; a 
 the cyclic collector's sight."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -136,3 +137,31 @@ def test_a_loaded_worker_freezes_its_heap_out_of_the_collectors_sight():
     frozen, tracked = map(int, subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                               check=True).stdout.split())
     assert frozen > 1000 and tracked < 100  # the app's lists among the frozen, next to nothing left to scan
+
+
+MALLOC_INFO = """
+import ctypes, threading
+from drum_compat.compat.startup import build_or_exit
+build_or_exit(lambda: None, ".")
+
+def allocate():  # bytes of over 512 bytes come from malloc, not from Python's own allocator
+    kept = [bytes(2048) for _ in range(2000)]
+
+thread = threading.Thread(target=allocate)
+thread.start()
+thread.join()
+libc = ctypes.CDLL(None)
+libc.open_memstream.restype = ctypes.c_void_p
+buffer, size = ctypes.c_char_p(), ctypes.c_size_t()
+stream = libc.open_memstream(ctypes.byref(buffer), ctypes.byref(size))
+libc.malloc_info(0, ctypes.c_void_p(stream))
+libc.fclose(ctypes.c_void_p(stream))
+print(buffer.value.decode().count("<heap nr="))
+"""
+
+
+@pytest.mark.parametrize("environment, arenas", [({}, 1), ({"MALLOC_ARENA_MAX": "2"}, 2)])
+def test_a_workers_threads_share_one_malloc_arena_unless_the_operator_says(environment, arenas):
+    found = subprocess.run([sys.executable, "-c", MALLOC_INFO], capture_output=True, text=True, check=True,
+                           env={**os.environ, **environment}).stdout
+    assert int(found) == arenas
