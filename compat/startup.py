@@ -1,6 +1,6 @@
 """A worker's start, the same on every server type: a failed one has the model's traceback logged once by the worker
 that failed, its cause repeated as the master's last line, and one exit status for each kind of failure; a loaded one
-has its heap settled before the first request, and its threads share one malloc arena."""
+has its heap settled before the first request, and malloc tuned for large requests."""
 from __future__ import annotations
 
 import ctypes
@@ -15,15 +15,16 @@ from drum_compat.shared.model.python_model import HookFailed
 
 MODEL_LOAD_FAILURE = 3  # also gunicorn's worker-boot status and uvicorn's STARTUP_FAILURE, so each master stops
 logger = logging.getLogger("drum_compat")
-MALLOC_ARENA_MAX = "MALLOC_ARENA_MAX"  # glibc's variable, read at the process's start
-M_ARENA_MAX = -8  # the same limit as a mallopt parameter (malloc.h), for a process already running
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt's parameters (malloc.h), for a process already running
+# each with glibc's environment variable of the same setting and drum-compat's value
+MALLOC_SETTINGS = ((M_ARENA_MAX, "MALLOC_ARENA_MAX", 1), (M_MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", 1024 * 1024))
 App = TypeVar("App")
 
 
 def build_or_exit(build: Callable[[], App], code_dir: str) -> App:
     """Build a worker's app; if the model cannot load, log why once and end the worker with MODEL_LOAD_FAILURE
     (a SystemExit, which neither gunicorn nor uvicorn logs again)."""
-    share_one_malloc_arena()  # before the model's load_model can start a thread
+    tune_malloc()  # before the model's load_model can start a thread
     try:
         app = build()
     except Exception as exc:
@@ -43,15 +44,19 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def share_one_malloc_arena() -> bool:
-    """glibc gives each thread that allocates an arena of its own, up to 8 per core. A model thread's arena keeps
-    what a large request freed beside the main arena's, so the next one peaked ~70 MiB higher on a 50 MB CSV; DRUM
-    runs the model on the main thread and has one. MALLOC_ARENA_MAX, when set, is the operator's and glibc's.
-    False where there is nothing to do (set, or a C library without glibc's mallopt)."""
-    if MALLOC_ARENA_MAX in os.environ:
-        return False
+def tune_malloc() -> list[str]:
+    """glibc's malloc held to what a worker serving large requests needs; returns the settings applied. Each one an
+    operator set in the environment is theirs (glibc read it at the process's start), and a C library without
+    glibc's mallopt is left alone.
+    - One arena: glibc gives each thread that allocates an arena of its own, and a model thread's kept what a large
+      request freed beside the main arena's (DRUM runs the model on the main thread, so it has one).
+    - A fixed mmap threshold: glibc raises its own to the size of each large block freed, so the next request took
+      from the heap what the first had mapped and returned; on a 50 MB CSV the second peaked ~40 MiB higher."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    return mallopt is not None and mallopt(M_ARENA_MAX, 1) == 1
+    if mallopt is None:
+        return []
+    return [variable for parameter, variable, value in MALLOC_SETTINGS
+            if variable not in os.environ and mallopt(parameter, value) == 1]
 
 
 def _hook_traceback_logged(exc: BaseException | None) -> bool:

@@ -38,7 +38,7 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
         nonlocal loop
         loop = asyncio.get_running_loop()
         yield
-        await steps.upstream.aclose()
+        await steps.close_upstream()
         core.close()  # uvicorn has stopped accepting and waited for in-flight requests
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)

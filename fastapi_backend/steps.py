@@ -2,12 +2,12 @@
 the model call in the worker's model threads (the request's context carried in), the proxy's upstream with httpx."""
 from __future__ import annotations
 
+import functools
 import asyncio
 import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable
 
-import httpx
 
 from drum_compat.compat.rate_store import Outcome
 from drum_compat.shared.steps import STILL_RUNNING, Submit, Wait
@@ -61,9 +61,22 @@ class AsyncSteps:
     def __init__(self, take: Callable[[str], Awaitable[Outcome]] | None, threads: int) -> None:
         self.take = take  # the rate store (compat.rate_store.async_store); None when the limit is off
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drum-model")
-        self.upstream = httpx.AsyncClient(follow_redirects=False)  # the proxy's; connects on first use
+
+    @functools.cached_property
+    def upstream(self):
+        """The proxy's client, made for its first request: httpx and what it loads are ~6 MiB of a worker that
+        forwards nothing (most: DRUM_DIRECT_ACCESS_URL is unset)."""
+        import httpx
+
+        return httpx.AsyncClient(follow_redirects=False)
+
+    async def close_upstream(self) -> None:
+        if "upstream" in self.__dict__:
+            await self.__dict__["upstream"].aclose()
 
     async def forward(self, step: Forward) -> Upstream | BaseException:
+        import httpx  # loaded with the client
+
         request = self.upstream.build_request(step.method, step.url, headers=step.headers, content=file_chunks(step.body),
                                               timeout=step.timeout)
         try:
@@ -76,6 +89,8 @@ class AsyncSteps:
 
     @staticmethod
     async def read_upstream(handle) -> bytes | BaseException:
+        import httpx  # loaded with the client
+
         try:
             return await anext(handle[1], b"")
         except httpx.HTTPError as exc:

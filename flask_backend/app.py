@@ -97,7 +97,7 @@ def create_flask_app(core: DrumApp, recycle: Callable[[str], None] = log_only, b
     take = None if bridged else blocking_store(front_door.rate_limit, front_door.redis_url)
     steps = BlockingSteps(take, core.gate.limits.threads)
     core.on_close(lambda: steps.executor.shutdown(wait=True))
-    core.on_close(steps.upstream.close)
+    core.on_close(steps.close_upstream)
     app.register_blueprint(build_blueprint(core, steps), url_prefix=core.settings.url_prefix)
     app.core_rules = {rule.rule: rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith(f"{BLUEPRINT_NAME}.")}
     if not bridged:

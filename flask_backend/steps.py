@@ -3,11 +3,11 @@ the rate store, the model call in its model threads (under gevent a native pool:
 the proxy's upstream with httpx."""
 from __future__ import annotations
 
+import functools
 import contextvars
 from concurrent.futures import Executor, ThreadPoolExecutor, TimeoutError
 from typing import Callable
 
-import httpx
 from gevent import monkey
 
 from drum_compat.compat.rate_store import Outcome
@@ -62,9 +62,22 @@ class BlockingSteps:
     def __init__(self, take: Callable[[str], Outcome] | None, threads: int) -> None:
         self.take = take  # the rate store (compat.rate_store.blocking_store); None when the limit is off
         self.executor = model_executor(threads)
-        self.upstream = httpx.Client(follow_redirects=False)  # the proxy's; connects on first use (gevent-patched)
+
+    @functools.cached_property
+    def upstream(self):
+        """The proxy's client, made for its first request: httpx and what it loads are ~6 MiB of a worker that
+        forwards nothing (most: DRUM_DIRECT_ACCESS_URL is unset) (gevent-patched)."""
+        import httpx
+
+        return httpx.Client(follow_redirects=False)
+
+    def close_upstream(self) -> None:
+        if "upstream" in self.__dict__:
+            self.__dict__["upstream"].close()
 
     def forward(self, step: Forward) -> Upstream | BaseException:
+        import httpx  # loaded with the client
+
         request = self.upstream.build_request(step.method, step.url, headers=step.headers, content=file_chunks(step.body),
                                               timeout=step.timeout)
         try:
@@ -77,6 +90,8 @@ class BlockingSteps:
 
     @staticmethod
     def read_upstream(handle) -> bytes | BaseException:
+        import httpx  # loaded with the client
+
         try:
             return next(handle[1], b"")
         except httpx.HTTPError as exc:

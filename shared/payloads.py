@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
 import pandas as pd
-from scipy.io import mmread, mmwrite
-from scipy.sparse import issparse
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
@@ -106,6 +105,8 @@ def read_structured_input(binary_data: bytes, mimetype: str | None, sparse_colna
     """DRUM's reader: MTX through scipy, anything else as UTF-8 CSV through pandas."""
     try:
         if mimetype == MTX_MIMETYPE:
+            from scipy.io import mmread  # scipy, 12 MiB of every worker's memory, loads for a sparse payload only
+
             return pd.DataFrame.sparse.from_spmatrix(mmread(io.BytesIO(binary_data)), columns=sparse_colnames)
         frame = read_small_numeric_csv(binary_data)
         if frame is not None:
@@ -151,7 +152,9 @@ def predictions_json(predictions: pd.DataFrame, extra_model_output: pd.DataFrame
 def is_sparse_frame(frame: pd.DataFrame) -> bool:
     if any(isinstance(dtype, pd.SparseDtype) for dtype in frame.dtypes):
         return True
-    return len(frame) > 0 and frame.shape[1] > 0 and issparse(frame.iloc[0].values[0])
+    # a scipy matrix in a cell: only possible once something (the model) loaded scipy.sparse
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and len(frame) > 0 and frame.shape[1] > 0 and sparse.issparse(frame.iloc[0].values[0])
 
 
 def _serializable_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -175,6 +178,8 @@ def csv_payload(frame: pd.DataFrame) -> bytes:
 
 
 def mtx_payload(frame: pd.DataFrame) -> tuple[bytes, bytes]:
+    from scipy.io import mmwrite  # see read_structured_input
+
     frame = _serializable_columns(frame)
     sink = io.BytesIO()
     mmwrite(sink, frame.sparse.to_coo())

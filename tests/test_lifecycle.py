@@ -139,10 +139,12 @@ def test_a_loaded_worker_freezes_its_heap_out_of_the_collectors_sight():
     assert frozen > 1000 and tracked < 100  # the app's lists among the frozen, next to nothing left to scan
 
 
-MALLOC_INFO = """
+
+MALLOC_STATE = """
 import ctypes, threading
 from drum_compat.compat.startup import build_or_exit
 build_or_exit(lambda: None, ".")
+libc = ctypes.CDLL(None)
 
 def allocate():  # bytes of over 512 bytes come from malloc, not from Python's own allocator
     kept = [bytes(2048) for _ in range(2000)]
@@ -150,18 +152,29 @@ def allocate():  # bytes of over 512 bytes come from malloc, not from Python's o
 thread = threading.Thread(target=allocate)
 thread.start()
 thread.join()
-libc = ctypes.CDLL(None)
-libc.open_memstream.restype = ctypes.c_void_p
+libc.open_memstream.restype = libc.malloc.restype = ctypes.c_void_p
 buffer, size = ctypes.c_char_p(), ctypes.c_size_t()
 stream = libc.open_memstream(ctypes.byref(buffer), ctypes.byref(size))
 libc.malloc_info(0, ctypes.c_void_p(stream))
 libc.fclose(ctypes.c_void_p(stream))
-print(buffer.value.decode().count("<heap nr="))
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+libc.mallinfo2.restype = MallInfo2
+libc.free(ctypes.c_void_p(libc.malloc(8 << 20)))  # a freed mapping of 8 MiB raises a dynamic threshold past 6
+mapped = libc.mallinfo2().hblks
+block = libc.malloc(6 << 20)
+print(buffer.value.decode().count("<heap nr="), libc.mallinfo2().hblks - mapped)
 """
 
 
-@pytest.mark.parametrize("environment, arenas", [({}, 1), ({"MALLOC_ARENA_MAX": "2"}, 2)])
-def test_a_workers_threads_share_one_malloc_arena_unless_the_operator_says(environment, arenas):
-    found = subprocess.run([sys.executable, "-c", MALLOC_INFO], capture_output=True, text=True, check=True,
-                           env={**os.environ, **environment}).stdout
-    assert int(found) == arenas
+@pytest.mark.parametrize("environment, arenas, mapped", [
+    ({}, 1, 1),  # one arena; 6 MiB still mapped
+    ({"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "16777216"}, 2, 0),  # the operator's
+])
+def test_malloc_is_tuned_for_large_requests_unless_the_operator_says(environment, arenas, mapped):
+    found = subprocess.run([sys.executable, "-c", MALLOC_STATE], capture_output=True, text=True, check=True,
+                           env={**os.environ, **environment}).stdout.split()
+    assert list(map(int, found)) == [arenas, mapped]
