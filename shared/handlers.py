@@ -10,7 +10,8 @@ from drum_compat.shared import __version__
 from drum_compat.shared.guards.admission import AdmissionGate
 from drum_compat.shared.metrics import Metrics
 from drum_compat.shared.errors import MODEL_LOAD_FAILED_STATUS, unprocessable
-from drum_compat.shared.http import JSON_MIMETYPE, NeutralRequest, NeutralResponse, flask_json_dumps, json_response, own_headers
+from drum_compat.shared.http import (JSON_MIMETYPE, NeutralRequest, NeutralResponse, flask_json_dumps, json_response,
+                                     own_headers)
 from drum_compat.shared import proxy
 from drum_compat.shared.model import chat
 from drum_compat.shared.model.config import read_model_metadata
