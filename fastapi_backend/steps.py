@@ -2,12 +2,11 @@
 the model call in the worker's model threads (the request's context carried in), the proxy's upstream with httpx."""
 from __future__ import annotations
 
-import functools
 import asyncio
 import contextvars
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable
-
 
 from drum_compat.compat.rate_store import Outcome
 from drum_compat.shared.steps import STILL_RUNNING, Submit, Wait
@@ -64,8 +63,8 @@ class AsyncSteps:
 
     @functools.cached_property
     def upstream(self):
-        """The proxy's client, made for its first request: httpx and what it loads are ~6 MiB of a worker that
-        forwards nothing (most: DRUM_DIRECT_ACCESS_URL is unset)."""
+        """The proxy's client, made for its first request: httpx and what it loads are ~6 MiB of a worker that forwards
+        nothing, as most do (DRUM_DIRECT_ACCESS_URL unset). One event loop makes it: no lock."""
         import httpx
 
         return httpx.AsyncClient(follow_redirects=False)

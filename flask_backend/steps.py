@@ -3,8 +3,8 @@ the rate store, the model call in its model threads (under gevent a native pool:
 the proxy's upstream with httpx."""
 from __future__ import annotations
 
-import functools
 import contextvars
+import threading
 from concurrent.futures import Executor, ThreadPoolExecutor, TimeoutError
 from typing import Callable
 
@@ -62,18 +62,24 @@ class BlockingSteps:
     def __init__(self, take: Callable[[str], Outcome] | None, threads: int) -> None:
         self.take = take  # the rate store (compat.rate_store.blocking_store); None when the limit is off
         self.executor = model_executor(threads)
+        self._upstream = None
+        self._upstream_lock = threading.Lock()
 
-    @functools.cached_property
+    @property
     def upstream(self):
-        """The proxy's client, made for its first request: httpx and what it loads are ~6 MiB of a worker that
-        forwards nothing (most: DRUM_DIRECT_ACCESS_URL is unset) (gevent-patched)."""
-        import httpx
+        """The proxy's client, made for its first request (gevent-patched by then): httpx and what it loads are ~6 MiB
+        of a worker that forwards nothing, as most do (DRUM_DIRECT_ACCESS_URL unset). Under a lock: gthread's
+        request threads may forward at once, and a second client would never be closed."""
+        with self._upstream_lock:
+            if self._upstream is None:
+                import httpx
 
-        return httpx.Client(follow_redirects=False)
+                self._upstream = httpx.Client(follow_redirects=False)
+            return self._upstream
 
     def close_upstream(self) -> None:
-        if "upstream" in self.__dict__:
-            self.__dict__["upstream"].close()
+        if self._upstream is not None:
+            self._upstream.close()
 
     def forward(self, step: Forward) -> Upstream | BaseException:
         import httpx  # loaded with the client

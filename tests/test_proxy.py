@@ -77,3 +77,28 @@ def test_an_unreachable_upstream_is_a_500_naming_it():
                        env={"DRUM_DIRECT_ACCESS_URL": gone}) as server:
         answer = httpx.get(f"{server.base_url}/nim/v1/models")
     assert answer.status_code == 500 and answer.json()["message"].startswith(f"ERROR: The upstream at {gone} could not be reached")
+
+
+def test_the_blocking_proxy_client_is_made_once_for_threads_that_forward_at_once(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from drum_compat.flask_backend.steps import BlockingSteps
+
+    made = []
+
+    class SlowClient:  # slow enough that unguarded threads would each make one
+        def __init__(self, **options) -> None:
+            time.sleep(0.05)
+            made.append(self)
+
+        def close(self) -> None:
+            made.remove(self)
+
+    monkeypatch.setattr(httpx, "Client", SlowClient)
+    steps = BlockingSteps(None, 1)
+    with ThreadPoolExecutor(8) as pool:
+        clients = set(map(id, pool.map(lambda _: steps.upstream, range(8))))
+    assert len(clients) == 1 and len(made) == 1
+    steps.close_upstream()
+    steps.executor.shutdown()
+    assert made == []
