@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from bench import load, report
-from bench.arms import DRUM, Running, all_arms, drum_compat
+from bench.arms import DRUM, Running, all_arms, drum_compat, work_alone_seconds
 
 CSV_HEADER = b"sqft,bedrooms,age\n"
 
@@ -102,16 +102,20 @@ def main() -> None:
             for count in args.connections:
                 for _ in range(args.repeats):
                     for arm in chosen:
+                        before = servers[arm.name].worker_cpu()
                         figures = load.run(servers[arm.name].url + path, method, body, count, args.seconds)
+                        after = servers[arm.name].worker_cpu()
                         cell = cells.setdefault((arm.name, name, count), report.Cell())
                         cell.rps.append(figures.rps)
                         cell.p50.append(figures.p50_ms)
                         cell.p99.append(figures.p99_ms)
                         cell.errors += figures.errors
+                        if figures.requests and before.keys() == after.keys():  # not across a worker's restart
+                            cell.cpu_us.append(1e6 * (sum(after.values()) - sum(before.values())) / figures.requests)
                 for arm in chosen:
                     cell = cells[arm.name, name, count]
                     print(f"  {arm.name:36} {name:20} {count:>3} conns {cell.median_rps:>8.0f} req/s  p99 "
-                          f"{cell.median_p99:6.2f} ms  non-2xx {cell.errors}", flush=True)
+                          f"{cell.median_p99:6.2f} ms  non-2xx {cell.errors}  CPU {cell.median_cpu_us()} µs/req", flush=True)
     large: dict = {}
     streamed: dict = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -122,13 +126,17 @@ def main() -> None:
             with contextlib.ExitStack() as running:  # fresh servers: no heap left from the load cells
                 servers = {arm.name: running.enter_context(Running(arm)) for arm in chosen}
                 runs: dict = {arm.name: [] for arm in chosen}
+                alone = []
                 for _ in range(args.repeats):
                     for arm in chosen:
                         runs[arm.name].append(post_large(servers[arm.name], path, "/predictions/"))
+                    alone.append(work_alone_seconds(path))  # in the same spell of the machine as the servers
             for arm in chosen:
                 large[arm.name] = (min(run[0] for run in runs[arm.name]), max(run[1] for run in runs[arm.name]))
                 print(f"  {arm.name:36} {args.large_mb} MB CSV {large[arm.name][0]:.2f} s, peak worker RSS "
                       f"{large[arm.name][1] / report.MIB:.0f} MiB", flush=True)
+            large[report.WORK_ALONE] = (min(alone), None)
+            print(f"  {report.WORK_ALONE:36} {args.large_mb} MB CSV {min(alone):.2f} s", flush=True)
         if args.stream_mb:
             path = large_csv(Path(folder), args.stream_mb)
             for name, server_type, stack in (("drum-compat gunicorn (gevent)", "gunicorn", "flask"),
@@ -149,7 +157,7 @@ def main() -> None:
         f"{args.repeats} repeats of {args.seconds:g} s per cell, interleaved across the servers, all up at once "
         "(median, and half the min-max spread).",
         report.load_table(cells, arms, list(workloads()), args.connections),
-        report.large_table(large, drum_name) if large else "",
+        report.large_table(large, drum_name, args.large_mb) if large else "",
         report.stream_table(streamed, args.stream_mb) if streamed else "",
         "| target | met | figures |\n|---|---|---|\n" + "\n".join(
             f"| {label} | {'yes' if met else '**no**'} | {figures} |" for label, met, figures in checks),

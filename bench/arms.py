@@ -2,6 +2,7 @@
 for, measured (the resident memory of its process tree) and stopped by its own process group."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -25,6 +26,18 @@ QUEUE_FOR_ALL = {"DRUM_EXECUTOR_QUEUE_DEPTH": "128"}  # deeper than any cell's c
 GUARDS_ON = {"DRUM_RATE_LIMIT_ENABLED": "true", "DRUM_RATE_LIMIT_RPM": "1000000", "DRUM_RATE_LIMIT_BURST": "100000",
              "DRUM_CLIENT_REQUEST_TIMEOUT": "60", "DRUM_CORS_ORIGINS": "https://app.example.com"}
 GUARDS_OFF = {"DRUM_CLIENT_REQUEST_TIMEOUT": "0"}
+
+
+def pinned_to_server_core() -> tuple[str, ...]:
+    """The prefix that runs a command on the servers' core (nothing where taskset is missing)."""
+    return ("taskset", "-c", SERVER_CORE) if shutil.which("taskset") else ()
+
+
+def work_alone_seconds(path: Path) -> float:
+    """The pandas work of a /predictions/ request on the CSV at `path`, timed in a fresh process on the servers' core."""
+    done = subprocess.run([*pinned_to_server_core(), sys.executable, "-m", "bench.bare", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    return float(done.stdout)
 
 
 @dataclass(frozen=True)
@@ -72,9 +85,8 @@ class Running:
         self.url = f"http://127.0.0.1:{self.port}"
         environ = {name: value for name, value in os.environ.items()
                    if not name.startswith(("DRUM_", "MLOPS_RUNTIME_PARAM_")) and name != "PROMETHEUS_MULTIPROC_DIR"}
-        pin = ("taskset", "-c", SERVER_CORE) if shutil.which("taskset") else ()
         command = [part.replace("{port}", str(self.port)) for part in arm.command]
-        self.process = subprocess.Popen([*pin, *command], env={**environ, **arm.env}, cwd=ROOT, stdout=subprocess.DEVNULL,
+        self.process = subprocess.Popen([*pinned_to_server_core(), *command], env={**environ, **arm.env}, cwd=ROOT, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
@@ -98,6 +110,15 @@ class Running:
                     if not process.children() and "resource_tracker" not in " ".join(process.cmdline())]
         except psutil.NoSuchProcess:
             return []
+
+    def worker_cpu(self) -> dict[int, float]:
+        """Each worker's CPU seconds so far (user and system, all its threads), by process id."""
+        seconds = {}
+        for process in self.workers():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                seconds[process.pid] = times.user + times.system
+        return seconds
 
     def worker_rss(self) -> int:
         try:

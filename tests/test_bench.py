@@ -44,4 +44,25 @@ def test_targets_are_judged_on_the_medians_and_errors_count():
     assert judged["10 rows, 8 conns: gunicorn vs DRUM"] is False  # 1.4x
     assert judged["10 rows, 8 conns: drum-compat gunicorn (gevent) p99 <= DRUM's"] is False
     assert judged["no answer but 2xx in any load cell"] is False
-    assert "| predict 10 rows | 8 | drum-compat fastapi | 210 |" in load_table(cells, arms_with_drum, ["predict 10 rows"], [8])
+    cells["drum-compat fastapi", "predict 10 rows", 8].cpu_us = [900.0, 1100.0, 1500.0]
+    table = load_table(cells, arms_with_drum, ["predict 10 rows"], [8])
+    assert "| predict 10 rows | 8 | drum-compat fastapi | 210 |" in table
+    rows = {line.split(" | ")[2]: line for line in table.splitlines()[2:]}
+    assert rows["drum-compat fastapi"].endswith("| 2.10x | - | 1100 |")  # the median of the workers' CPU per request
+    assert rows[drum].endswith("| - |")  # no CPU figure taken
+
+
+def test_the_large_requests_floor_is_shown_beside_drums_time(tmp_path):
+    from bench.arms import work_alone_seconds
+    from bench.report import WORK_ALONE, large_table
+
+    csv = tmp_path / "small.csv"
+    csv.write_bytes(b"a,b\n" + b"1,2\n" * 1000)
+    floor = work_alone_seconds(csv)  # the real work, in its own process
+    assert 0 < floor < 30
+    drum = "DRUM 1.18 (gunicorn sync)"
+    arms = [*all_arms(), type(all_arms()[0])(drum, "drum", ())]
+    large = {drum: (2.0, 500 * 1024 * 1024), "drum-compat fastapi": (1.9, 400 * 1024 * 1024), WORK_ALONE: (1.8, None)}
+    figures = {label: (met, shown) for label, met, shown in targets({}, large, {}, arms)}
+    assert figures["50 MB: drum-compat fastapi time <= 0.8x DRUM"] == (False, "0.95x; the work alone 0.90x")
+    assert f"| {WORK_ALONE} | 1.80 | - | 0.90x | - |" in large_table(large, drum, 50)
