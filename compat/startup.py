@@ -17,7 +17,8 @@ MODEL_LOAD_FAILURE = 3  # also gunicorn's worker-boot status and uvicorn's START
 logger = logging.getLogger("drum_compat")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt's parameters (malloc.h), for a running process
 # each with glibc's environment variable of the same setting and drum-compat's value
-MALLOC_SETTINGS = ((M_ARENA_MAX, "MALLOC_ARENA_MAX", 1), (M_MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", 1024 * 1024),
+MMAP_THRESHOLD = 1024 * 1024  # blocks from this size on are mapped afresh for each allocation
+MALLOC_SETTINGS = ((M_ARENA_MAX, "MALLOC_ARENA_MAX", 1), (M_MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD),
                    (M_TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_", 8 * 1024 * 1024))
 App = TypeVar("App")
 

@@ -2,6 +2,7 @@
 client is behind proxies, the body buffer, the guard settings, and both stacks answering guard refusals alike."""
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ from drum_compat.compat.settings import resolve_settings
 from drum_compat.shared.app import AppSettings
 from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits
 from drum_compat.shared.guards.body import SPOOL_ABOVE, RequestBody
-from drum_compat.shared.guards.front_door import FrontDoorSettings
+from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_OVER_LIMIT, FrontDoorSettings
 from drum_compat.shared.guards.rate_limit import LocalBuckets, RateLimitPolicy, parse_networks, take_token
 from drum_compat.shared.metrics import DEADLINE, MULTIPROCESS_DIR_ENV, QUEUE_FULL, QUEUE_TIMEOUT
 from drum_compat.shared.server_types import SERVER_TYPES, Stack
@@ -119,6 +120,36 @@ def test_a_body_past_10_mib_is_spooled_to_disk_and_removed_at_close(tmp_path):
     assert not body.feed(b"z")  # past the limit
     body.close()
     assert not path.exists() or "(deleted)" in str(path)
+
+
+class CountedInput:
+    """A wsgi.input that records the size of each read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.stream = io.BytesIO(data)
+        self.asked: list[int] = []
+
+    def read(self, size: int) -> bytes:
+        self.asked.append(size)
+        return self.stream.read(size)
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_the_gunicorn_stack_reads_a_large_body_in_few_reads_and_stops_past_the_limit(tmp_path, declared):
+    from drum_compat.compat.startup import MMAP_THRESHOLD
+    from drum_compat.flask_backend.steps import WSGI_READ, read_body
+
+    data = os.urandom(5_000_000)
+    stream = CountedInput(data)
+    environ = {"wsgi.input": stream, **({"CONTENT_LENGTH": str(len(data))} if declared else {"wsgi.input_terminated": True})}
+    body = RequestBody(limit=len(data), spool_dir=str(tmp_path))
+    assert read_body(environ, body) == BODY_COMPLETE and body.read() == data
+    assert len(stream.asked) <= len(data) // WSGI_READ + 2  # gunicorn's reader costs per call, not per byte
+    assert WSGI_READ < MMAP_THRESHOLD  # each read's buffer comes from the heap, not from a fresh mapping
+    over = CountedInput(data)
+    assert read_body({"wsgi.input": over, "CONTENT_LENGTH": str(len(data))},
+                     RequestBody(limit=WSGI_READ, spool_dir=str(tmp_path))) == BODY_OVER_LIMIT
+    assert len(over.asked) == 2 and over.stream.tell() == 2 * WSGI_READ  # the rest left unread
 
 
 def test_guard_settings_are_read_with_their_fastapi_aliases():
