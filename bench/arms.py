@@ -86,8 +86,8 @@ class Running:
         environ = {name: value for name, value in os.environ.items()
                    if not name.startswith(("DRUM_", "MLOPS_RUNTIME_PARAM_")) and name != "PROMETHEUS_MULTIPROC_DIR"}
         command = [part.replace("{port}", str(self.port)) for part in arm.command]
-        self.process = subprocess.Popen([*pinned_to_server_core(), *command], env={**environ, **arm.env}, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen([*pinned_to_server_core(), *command], env={**environ, **arm.env}, cwd=ROOT,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
