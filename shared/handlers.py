@@ -39,10 +39,6 @@ from drum_compat.shared.steps import Steps
 
 logger = logging.getLogger("drum_compat")
 OK_BODY = flask_json_dumps({"message": "OK"})  # the health checks' answer, encoded once
-
-
-def ok() -> NeutralResponse:
-    return NeutralResponse(200, OK_BODY, own_headers(("Content-Type", JSON_MIMETYPE)))
 LLM_ID = "LLM_ID"  # the runtime parameter naming a text-generation model's LLM, for GET /models
 MODELS_ONLY_TEXTGEN = "get_supported_llm_models is supported only for TextGen models"
 NOT_AN_OPENAI_PREDICTOR = "This endpoint is only supported by OpenAI based predictors"  # DRUM's text, no ERROR: prefix
@@ -55,6 +51,10 @@ NOT_READY_WEDGED = ("ERROR: every model thread is held by a request that passed 
                     "this worker is recycled once that work ends")
 UNSTRUCTURED_TARGETS = (TargetType.UNSTRUCTURED, TargetType.TEXT_GENERATION)
 NDJSON_MIMETYPE = "application/x-ndjson"
+
+
+def ok() -> NeutralResponse:
+    return NeutralResponse(200, OK_BODY, own_headers(("Content-Type", JSON_MIMETYPE)))
 
 
 def prepended(first: bytes, rest):

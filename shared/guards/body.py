@@ -8,7 +8,7 @@ import tempfile
 from drum_compat.shared.http import NeutralResponse, json_response
 
 SPOOL_ABOVE = 10 * 1024 * 1024  # bytes kept in memory before the body moves to a temporary file
-CHUNK = 64 * 1024  # how much a WSGI adapter reads at a time
+CHUNK = 64 * 1024  # the pieces a held body or an upstream's answer is passed on in
 
 
 class RequestBody:
