@@ -8,8 +8,7 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from drum_compat.fastapi_backend.at_once import AnswersAtOnce
-from drum_compat.shared.cycle import RequestCycle
+from drum_compat.fastapi_backend.at_once import AnswersAtOnce, Pending, Replayed
 
 from drum_compat.shared.guards.protocol import ProtocolLimits, ProtocolRefusal, malformed, method_refusal, version_refusal
 
@@ -48,7 +47,7 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         # the lean dispatch's answers at once (fastapi_backend.at_once); None serves every request through the app
         self.at_once: AnswersAtOnce | None = getattr(self.app, "at_once", None)
         self._may_answer_at_once = False
-        self._answering: tuple[RequestResponseCycle, RequestCycle] | None = None
+        self._answering: tuple[RequestResponseCycle, Pending | Replayed] | None = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -143,13 +142,13 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         self._between_messages = True
         super().on_message_complete()
         if self._answering is not None:
-            transport_cycle, cycle = self._answering
+            transport_cycle, taken = self._answering
             self._answering = None
-            self._answer_at_once(transport_cycle, cycle)
+            self._answer_at_once(transport_cycle, taken)
 
-    def _answer_at_once(self, transport_cycle: RequestResponseCycle, cycle: RequestCycle) -> None:
+    def _answer_at_once(self, transport_cycle: RequestResponseCycle, taken: Pending | Replayed) -> None:
         try:
-            keep_alive = self.at_once.answer(cycle, self.transport.write, self.server_state.default_headers,
+            keep_alive = self.at_once.answer(taken, self.transport.write, self.server_state.default_headers,
                                              transport_cycle.keep_alive)
         except Exception as exc:  # as uvicorn's run_asgi: logged, then its plain 500, which closes the connection
             self.logger.error("Exception in ASGI application\n", exc_info=exc)

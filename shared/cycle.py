@@ -28,6 +28,14 @@ logger = logging.getLogger("drum_compat")
 CYCLE_KEY = "drum_compat.cycle"
 
 
+def answered(core: "DrumApp", rule: str, peer: str | None, method: str, target: str, protocol: str, status: int,
+             size: int, seconds: float, request_id: str) -> None:
+    """What every answered request leaves behind: its count and duration in the metrics, and its access line."""
+    core.metrics.answered(rule, method, status, seconds)
+    log_access(access_logger, access_line(peer, method, target, protocol, status, size, seconds, request_id,
+                                          core.settings.server_type.name))
+
+
 class RequestCycle:
     """Routed once, at its head; `enter` (the front door), then `respond` (handler, model thread, finish),
     or `handle` plus `stamp` where the framework finishes its own responses (Flask's hooks and views).
@@ -147,16 +155,17 @@ class RequestCycle:
         if self.status and recorder is not None and recorder.keep():
             recorder.write(self._recorded(recorder.policy, seconds))
         self.body.close()
-        metrics = self.core.metrics
-        metrics.finished()
-        if not self.status:
-            return
+        self.core.metrics.finished()
+        if self.status:
+            answered(self.core, self.route.rule if self.route else UNMATCHED_ROUTE, self.request.remote_addr,
+                     self.request.method, self.target, self.protocol, self.status, self.size, seconds, self.request_id)
+
+    @property
+    def target(self) -> str:
+        """The request target as the access line shows it."""
         request = self.request
-        metrics.answered(self.route.rule if self.route else UNMATCHED_ROUTE, request.method, self.status, seconds)
-        target = request.path + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
-        log_access(access_logger, access_line(request.remote_addr, request.method, request.root_path + target,
-                                              self.protocol, self.status, self.size, seconds, self.request_id,
-                                              self.core.settings.server_type.name))
+        query = f"?{request.query_string.decode('latin-1')}" if request.query_string else ""
+        return f"{request.root_path}{request.path}{query}"
 
     def _recorded(self, policy: RecordPolicy, seconds: float) -> dict:
         body = self.body.read() if self.body.complete and self.body.size <= policy.max_body else None

@@ -22,17 +22,18 @@ class Route:
     runs_model: bool = False  # calls model code: runs in the model executor, never on an event loop
     extension: bool = False  # added by custom_flask.py or custom_fastapi.py: its framework answers, the guards still apply
     forwards: bool = False  # may wait on an upstream (DRUM's proxy)
+    constant: bool = False  # the handler's answer depends on nothing: not the request, not the model's or guards' state
 
 
 POST = ("POST",)
 
 PROBE_ROUTES: tuple[Route, ...] = (
-    Route("/", "ping"),
-    Route("/ping/", "ping", strict_slashes=False),
-    Route("/health/", "health"),
-    Route("/livez", "livez"),
-    Route("/readyz", "readyz"),
-    Route("/startupz", "startupz"),
+    Route("/", "ping", constant=True),
+    Route("/ping/", "ping", strict_slashes=False, constant=True),
+    Route("/health/", "health", constant=True),
+    Route("/livez", "livez", constant=True),
+    Route("/readyz", "readyz"),  # 503 while every model thread is wedged
+    Route("/startupz", "startupz", constant=True),
 )
 INFO_ROUTES: tuple[Route, ...] = (
     Route("/info/", "info"),
@@ -128,10 +129,12 @@ class RouteMatch:
     rule: str  # the rule as matched, URL prefix included: the metrics' route label
     extension: bool = False
     forwards: bool = False
+    constant: bool = False
 
     def own_copy(self) -> "RouteMatch":
         """This match with view_args of its own (dataclasses.replace costs ten times as much)."""
-        return RouteMatch(self.endpoint, dict(self.view_args), self.runs_model, self.rule, self.extension, self.forwards)
+        return RouteMatch(self.endpoint, dict(self.view_args), self.runs_model, self.rule, self.extension, self.forwards,
+                          self.constant)
 
     @property
     def waits_on_nothing(self) -> bool:
@@ -160,4 +163,5 @@ def resolve(url_map: Map, routes_by_endpoint: dict[str, Route], request: Neutral
         if allowed:  # Flask leaves an empty Allow set out (werkzeug finds none for non-strict /ping)
             response.headers.set("Allow", ", ".join(allowed))
         return response
-    return RouteMatch(rule.endpoint, view_args, route.runs_model, rule.rule, route.extension, route.forwards)
+    return RouteMatch(rule.endpoint, view_args, route.runs_model, rule.rule, route.extension, route.forwards,
+                      route.constant)
