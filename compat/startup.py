@@ -16,8 +16,12 @@ from drum_compat.shared.model.python_model import HookFailed
 MODEL_LOAD_FAILURE = 3  # also gunicorn's worker-boot status and uvicorn's STARTUP_FAILURE, so each master stops
 logger = logging.getLogger("drum_compat")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt's parameters (malloc.h), for a running process
+# blocks from this size on are mapped afresh for each allocation: above the buffers pandas' CSV tokenizer sizes to the
+# body (three of ~1.5 MiB for 100 kB; mapped, each request faulted them in again: ~100 page faults, ~10% of a
+# 10,000-row request's CPU), not above one 262,144-row column chunk (2 MiB), so a large CSV's chunks and columns are
+# still mapped and given back
+MMAP_THRESHOLD = 2 * 1024 * 1024
 # each with glibc's environment variable of the same setting and drum-compat's value
-MMAP_THRESHOLD = 1024 * 1024  # blocks from this size on are mapped afresh for each allocation
 MALLOC_SETTINGS = ((M_ARENA_MAX, "MALLOC_ARENA_MAX", 1), (M_MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD),
                    (M_TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_", 8 * 1024 * 1024))
 App = TypeVar("App")

@@ -31,7 +31,7 @@ def model_executor(threads: int) -> Executor:
 
 
 # how much of wsgi.input one read asks for: gunicorn's reader costs per call (a buffer of its own, copies), and 64 KiB
-# reads made a 50 MB body take ~twice as long to read as uvicorn does; kept under glibc's 1 MiB mmap threshold
+# reads made a 50 MB body take ~twice as long to read as uvicorn does; kept under the worker's mmap threshold
 # (compat.startup), past which each read's buffer would be a fresh mapping, faulted in page by page
 WSGI_READ = 512 * 1024
 

@@ -183,3 +183,28 @@ def test_malloc_is_tuned_for_large_requests_unless_the_operator_says(environment
     found = subprocess.run([sys.executable, "-c", MALLOC_STATE], capture_output=True, text=True, check=True,
                            env={**os.environ, **environment}).stdout.split()
     assert list(map(int, found)) == [arenas, mapped, top_kept]
+
+
+READ_CSV_FAULTS = """
+import io, resource
+from drum_compat.compat.startup import build_or_exit
+build_or_exit(lambda: None, ".")
+import pandas as pd
+body = b"sqft,bedrooms,age\\n" + b"".join(b"%d,%d,%d\\n" % (1000 + i % 3000, i % 4 + 1, i % 90) for i in range(10_000))
+for _ in range(3):  # the heap grown to what a read needs
+    pd.read_csv(io.BytesIO(body))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    pd.read_csv(io.BytesIO(body))
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
+"""
+
+
+@pytest.mark.parametrize("environment, most", [
+    ({}, 20),  # the tokenizer's buffers (~1.5 MiB each for this 98 kB body) come from the heap, already in memory
+    ({"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}, None),  # mapped afresh: each read faults them in again
+])
+def test_a_warm_worker_reads_a_10000_row_csv_without_mapping_memory_afresh(environment, most):
+    faults = int(subprocess.run([sys.executable, "-c", READ_CSV_FAULTS], capture_output=True, text=True, check=True,
+                                env={**os.environ, **environment}).stdout)
+    assert faults < most if most is not None else faults > 50
