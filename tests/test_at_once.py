@@ -182,7 +182,6 @@ def test_a_failing_answer_is_uvicorns_500_and_is_logged(lean, monkeypatch, caplo
     assert any(record.exc_info and "core bug" in str(record.exc_info[1]) for record in caplog.records)
 
 
-
 UUID4 = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 CONSTANT_PATHS = ["/", "/ping", "/ping/", "/health/", "/livez", "/startupz"]
 
