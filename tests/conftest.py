@@ -3,18 +3,18 @@ helpers that send one request to both and normalise only what legitimately diffe
 from __future__ import annotations
 
 import asyncio
-import subprocess
+import ctypes
+import os
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from drum_compat.compat.parity.cases import Case
 from drum_compat.compat.parity.compare import Answer, differences, normalise
-from drum_compat.compat.running import free_port
 from drum_compat.fastapi_backend.app import create_fastapi_app
 from drum_compat.flask_backend.app import create_flask_app
 from drum_compat.flask_backend.extensions import load_flask_extensions
@@ -24,6 +24,7 @@ from drum_compat.shared.model.config import resolve_model_config
 from drum_compat.shared.model.python_model import PythonModel
 from drum_compat.shared.server_types import DEFAULT_SERVER_TYPE, Stack
 from tests.models import MODELS, write_model
+from tests.processes import Program, answers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,18 +104,44 @@ def model_names():
 @pytest.fixture(scope="session")
 def upstream():
     """A stand-in for a NIM's OpenAI-compatible server (tests/upstream.py) on loopback; its URL."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "uvicorn", "tests.upstream:app", "--host", "127.0.0.1", "--port",
-                                str(port), "--log-level", "warning"], cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(url + "/v1/ready", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "tests.upstream:app", "--host", "127.0.0.1", "--port", str(port),
+                "--log-level", "warning"]
+
+    with Program(command, answers("/v1/ready", statuses=(201,)), cwd=ROOT) as server:  # it answers anything 201
+        yield f"http://127.0.0.1:{server.port}"
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def pytest_configure(config):
+    """Orphans (a worker whose master was killed, a server a shell left behind) become this process's children, not
+    init's, so that the check at the end of the session sees every process the suite started."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run if a process it started outlived its test (after a short grace for those still exiting), and
+    end those processes, so that none runs on after the suite."""
+    descendants = psutil.Process().children(recursive=True)
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    left = []
+    for process in alive:
+        try:
+            left.append(f"{process.pid}: {' '.join(process.cmdline())[:200]}")
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    for process in descendants:  # orphans adopted by this process and ended: reap them
+        try:
+            os.waitpid(process.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_line(f"ERROR: {len(left)} process(es) the tests started were still running, now killed:", red=True)
+        for line in left:
+            reporter.write_line(f"  {line}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

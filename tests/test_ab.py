@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -16,59 +14,43 @@ import pytest
 from drum_compat.compat.ab.front import FrontPlan, nginx_conf
 from drum_compat.compat.ab.status import figures, quantile
 from drum_compat.compat.running import DRUM_COMPAT, free_port
+from tests.processes import READY_TIMEOUT, Program, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "examples" / "models" / "regression"
 HOUSES = (ROOT / "examples" / "data" / "houses.csv").read_bytes()
 
 
-class Front:
-    """`drum-compat ab` in its own session (stopped by its pid, with SIGTERM, as an operator would)."""
+class Front(Program):
+    """`drum-compat ab` in its own session; `terminate` stops it by its pid, with SIGTERM, as an operator would."""
 
     def __init__(self, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         environ = {name: value for name, value in os.environ.items() if not name.startswith(("DRUM_", "MLOPS_RUNTIME_PARAM_"))}
-        self.log = tempfile.TemporaryFile(mode="w+")  # not a pipe: the arms' access lines must never block them
-        self.process = subprocess.Popen([DRUM_COMPAT, "ab", "--code-dir", str(MODEL), "--address", f"127.0.0.1:{self.port}", *args],
-                                        env=environ, stdout=self.log, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 120
-        while "drum-compat ab: " not in self.read():
-            assert self.process.poll() is None, self.read()
-            assert time.monotonic() < deadline, self.read()
-            time.sleep(0.2)
-
-    def read(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
-
-    @property
-    def output(self) -> str:
-        return self.read()
+        super().__init__(lambda port: [DRUM_COMPAT, "ab", "--code-dir", str(MODEL), "--address", f"127.0.0.1:{port}", *args],
+                         lambda front: "drum-compat ab: " in front.output, env=environ)
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def predict(self, client: httpx.Client) -> httpx.Response:
         return client.post(f"{self.url}/predictions/", content=HOUSES, headers={"Content-Type": "text/csv"})
 
     def status(self) -> dict:
-        shown = subprocess.run([DRUM_COMPAT, "ab-status", self.url, "--json"], capture_output=True, text=True, timeout=30, check=True)
+        shown = subprocess.run([DRUM_COMPAT, "ab-status", self.url, "--json"], capture_output=True, text=True, timeout=60, check=True)
         return json.loads(shown.stdout)
 
-    def stop(self) -> int:
+    def terminate(self) -> int:
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+        return self.process.wait(timeout=READY_TIMEOUT)
 
 
 pytestmark = pytest.mark.servers
 
 
 def test_the_front_splits_by_weight_and_says_which_arm_answered():
-    front = Front("--fastapi-weight", "30")
-    try:
-        with httpx.Client() as client:
+    with Front("--fastapi-weight", "30") as front:
+        with httpx.Client(timeout=60) as client:
             answers = [front.predict(client) for _ in range(200)]
         status = front.status()
-    finally:
-        assert front.stop() == 0
+        assert front.terminate() == 0
     arms = [answer.headers["X-Drum-Stack"] for answer in answers]
     assert set(arms) == {"gunicorn", "fastapi"} and 30 <= arms.count("fastapi") <= 95  # 60 expected; 4.5 sigma either side
     assert {(answer.status_code, answer.content) for answer in answers} == {(200, answers[0].content)}  # alike
@@ -80,24 +62,23 @@ def test_the_front_splits_by_weight_and_says_which_arm_answered():
 
 
 def test_sticky_clients_keep_their_arm_and_mirroring_shadows_every_request():
-    front = Front("--fastapi-weight", "0", "--sticky", "--mirror")
-    try:
+    with Front("--fastapi-weight", "0", "--sticky", "--mirror") as front:
         before = front.status()["fastapi"]["requests"]
-        with httpx.Client() as client:
+        with httpx.Client(timeout=60) as client:
             arms = {front.predict(client).headers["X-Drum-Stack"] for _ in range(40)}
-        time.sleep(1)  # mirrored copies are sent alongside; their answers are discarded
-        after = front.status()["fastapi"]["requests"]
-    finally:
-        assert front.stop() == 0
+        # mirrored copies are sent alongside, their answers discarded: fastapi sees each request
+        wait_until(lambda: front.status()["fastapi"]["requests"] - before >= 40, "every request mirrored to fastapi",
+                   every=0.5)
+        assert front.terminate() == 0
     assert arms == {"gunicorn"}  # weight 0: every answer from gunicorn
-    assert after - before >= 40  # yet fastapi saw each request
 
 
 def test_stopping_the_command_stops_the_front_and_both_arms():
-    front = Front("--fastapi-weight", "50")
-    ports = [int(word) for word in front.output.rsplit("arms on ports ", 1)[1].replace(",", " ").split() if word.isdigit()]
-    assert len(ports) == 2
-    assert front.stop() == 0
+    with Front("--fastapi-weight", "50") as front:
+        arms = front.output.split("arms on ports ", 1)[1].splitlines()[0]
+        ports = [int(word) for word in arms.replace(",", " ").split() if word.isdigit()]
+        assert len(ports) == 2
+        assert front.terminate() == 0
     for port in [front.port, *ports]:
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2)

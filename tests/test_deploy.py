@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -15,10 +13,11 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from drum_compat.compat.running import DRUM_COMPAT, free_port
+from drum_compat.compat.running import DRUM_COMPAT
 from drum_compat.compat.settings import SETTINGS_BY_KEY, resolve_settings
 from drum_compat.shared.routes import PREDICTION_ROUTES
 from drum_compat.shared.server_types import SERVER_TYPES
+from tests.processes import READY_TIMEOUT, Program, answers
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "examples" / "deploy"
@@ -73,26 +72,18 @@ def test_the_command_is_exec_form_and_listens_where_exposed(dockerfile):
 @pytest.mark.servers
 def test_the_image_command_serves_the_model_as_configured_and_stops_on_sigterm(dockerfile):
     """The CMD with the image's environment (its code dir and address swapped for this machine's)."""
-    port = free_port()
     environ = {name: value for name, value in os.environ.items() if not name.startswith(("DRUM_", "MLOPS_RUNTIME_PARAM_"))}
-    environ.update(dockerfile.envs)
-    environ.update(CODE_DIR=str(ROOT / dockerfile.args["MODEL_DIR"]), ADDRESS=f"127.0.0.1:{port}")
+    environ.update(dockerfile.envs, CODE_DIR=str(ROOT / dockerfile.args["MODEL_DIR"]))
     command = json.loads(instructions(dockerfile, "CMD")[0])
-    process = subprocess.Popen([DRUM_COMPAT, *command[1:]], env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
-        assert httpx.get(f"http://127.0.0.1:{port}/info/").json()["drumServer"] == "flask"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
+
+    def image(port: int) -> list[str]:
+        environ["ADDRESS"] = f"127.0.0.1:{port}"
+        return [DRUM_COMPAT, *command[1:]]
+
+    with Program(image, answers("/readyz"), env=environ) as server:
+        assert httpx.get(f"http://127.0.0.1:{server.port}/info/").json()["drumServer"] == "flask"
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=READY_TIMEOUT) == 0
 
 
 def manifests() -> list[dict]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import httpx
 import pytest
 
 from tests.models import write_model
-from drum_compat.compat.running import RunningServer, free_port, run_to_exit
+from drum_compat.compat.running import free_port, run_to_exit
+from tests.processes import serve, wait_until
 from tests.test_guards import scrape
 
 pytestmark = pytest.mark.servers
@@ -39,7 +39,7 @@ async def closed_loop(base_url: str, connections: int, requests_each: int) -> Co
 def test_default_admission_answers_every_request_of_8_and_64_connection_pools(tmp_path, configuration):
     server_type, env = CONFIGURATIONS[configuration]
     code_dir, _ = write_model(tmp_path, "regression")
-    with RunningServer(code_dir, server_type, "--target-type", "regression", env=env) as server:
+    with serve(code_dir, server_type, "--target-type", "regression", env=env) as server:
         for connections, requests_each in ((8, 40), (64, 10)):
             counts = asyncio.run(closed_loop(server.base_url, connections, requests_each))
             assert counts == {200: connections * requests_each}, (connections, counts)
@@ -84,7 +84,7 @@ def test_a_model_with_its_own_shared_and_compat_serves_from_a_working_directory_
     for name in SHADOWS:
         (workdir / name).parent.mkdir(parents=True, exist_ok=True)
         (workdir / name).write_text(f"raise ImportError('{name} in the working directory was imported')\n")
-    with RunningServer(code_dir, server_type, "--target-type", "regression", cwd=workdir) as server:
+    with serve(code_dir, server_type, "--target-type", "regression", cwd=workdir) as server:
         answer = httpx.post(f"{server.base_url}/predictions/", content=b"x\n1\n2\n", headers={"Content-Type": "text/csv"})
         info = httpx.get(f"{server.base_url}/info/").json()
     assert (answer.status_code, answer.json()) == (200, {"predictions": [42.0, 42.0]})
@@ -119,7 +119,7 @@ def test_gunicorn_and_fastapi_instances_run_side_by_side_on_one_host(tmp_path):
     code_dir, _ = write_model(tmp_path, "regression")
     env = isolated_env(tmp_path)
     shared_metrics = tmp_path / "metrics"
-    with RunningServer(code_dir, "gunicorn", "--target-type", "regression",
+    with serve(code_dir, "gunicorn", "--target-type", "regression",
                        env={**env, "PROMETHEUS_MULTIPROC_DIR": str(shared_metrics)}) as first:
         refused = run_to_exit(code_dir, "fastapi", "--target-type", "regression",
                               env={**env, "PROMETHEUS_MULTIPROC_DIR": str(shared_metrics)})
@@ -127,7 +127,7 @@ def test_gunicorn_and_fastapi_instances_run_side_by_side_on_one_host(tmp_path):
         assert refused.stderr.strip().splitlines()[-1].startswith(
             f"drum-compat: error: PROMETHEUS_MULTIPROC_DIR={shared_metrics} is in use by another running drum-compat "
             f"instance (pid {first.process.pid})")
-        with RunningServer(code_dir, "fastapi", "--target-type", "regression", env=env) as second:
+        with serve(code_dir, "fastapi", "--target-type", "regression", env=env) as second:
             predict(first.base_url, 10)
             predict(second.base_url, 7)
             assert predictions_counted(second.base_url) == {"fastapi": 7}
@@ -185,14 +185,14 @@ def test_a_failed_start_leaves_the_port_free_for_the_next(tmp_path):
     code_dir, _ = write_model(tmp_path, "regression")
     port = free_port()
     assert run_to_exit(tmp_path / "missing", "gunicorn", "--target-type", "regression", port=port).returncode == 2
-    with RunningServer(code_dir, "fastapi", "--target-type", "regression", port=port) as server:
+    with serve(code_dir, "fastapi", "--target-type", "regression", port=port) as server:
         assert httpx.get(f"{server.base_url}/ping").status_code == 200
 
 
 def test_werkzeug_mode_removes_its_instance_directory_on_sigterm(tmp_path):
     code_dir, _ = write_model(tmp_path, "regression")
     env = isolated_env(tmp_path)
-    with RunningServer(code_dir, "flask", "--target-type", "regression", env=env) as server:
+    with serve(code_dir, "flask", "--target-type", "regression", env=env) as server:
         assert left_behind(env) != []  # its directory exists while it runs
         server.stop()
     assert server.process.returncode == 0 and left_behind(env) == []
@@ -202,10 +202,7 @@ def test_werkzeug_mode_removes_its_instance_directory_on_sigterm(tmp_path):
 def test_gunicorn_cmd_args_still_tune_gunicorn(tmp_path):
     """GUNICORN_CMD_ARGS works as with gunicorn's own command line (DRUM's gunicorn honours it too)."""
     code_dir, _ = write_model(tmp_path, "traced")
-    with RunningServer(code_dir, "gunicorn", "--target-type", "unstructured",
+    with serve(code_dir, "gunicorn", "--target-type", "unstructured",
                        env={"GUNICORN_CMD_ARGS": "--workers 2 --bind 127.0.0.1:1"}) as server:
-        deadline = time.monotonic() + 30
-        while len(list(code_dir.glob("loaded-*"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(list(code_dir.glob("loaded-*"))) == 2  # two workers
+        wait_until(lambda: len(list(code_dir.glob("loaded-*"))) == 2, "two workers loaded")
         assert httpx.get(f"{server.base_url}/ping").status_code == 200  # on drum-compat's address, not the --bind

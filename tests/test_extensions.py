@@ -10,7 +10,8 @@ import textwrap
 import httpx
 import pytest
 
-from drum_compat.compat.running import RunningServer, run_to_exit
+from drum_compat.compat.running import run_to_exit
+from tests.processes import serve
 from drum_compat.fastapi_backend.app import create_fastapi_app
 from drum_compat.fastapi_backend.extensions import load_fastapi_extensions
 from drum_compat.shared.app import AppSettings, DrumApp
@@ -55,7 +56,7 @@ def test_a_custom_flask_py_guards_drums_routes_alike_on_gunicorn_and_uvicorn(tmp
     code_dir = model_with(tmp_path, "flask_auth", "custom_flask.py")
     seen = {}
     for server_type in ("gunicorn", "uvicorn"):
-        with RunningServer(code_dir, server_type, *REGRESSION, "--logging-level", "info") as server:
+        with serve(code_dir, server_type, *REGRESSION, "--logging-level", "info") as server:
             seen[server_type] = exchange(server.base_url)
             output = server.stop()
         assert "served POST /predict/ (model_api.predict) with 200" in output  # its after_request hook, by endpoint
@@ -68,7 +69,7 @@ def test_a_custom_flask_py_guards_drums_routes_alike_on_gunicorn_and_uvicorn(tmp
 @pytest.mark.servers
 def test_a_custom_fastapi_py_adds_routes_and_middleware_behind_the_guards(tmp_path):
     code_dir = model_with(tmp_path, "fastapi_auth", "custom_fastapi.py")
-    with RunningServer(code_dir, "uvicorn", *REGRESSION) as server:
+    with serve(code_dir, "uvicorn", *REGRESSION) as server:
         url = server.base_url
         assert httpx.get(f"{url}/ping/").status_code == 200  # the probes stay open
         refused = httpx.post(f"{url}/predict/", content=CSV, headers={"Content-Type": "text/csv"})

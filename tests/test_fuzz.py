@@ -12,7 +12,7 @@ from drum_compat.compat.parity.cases import Case
 from drum_compat.compat.parity.compare import differences
 from drum_compat.compat.parity.fuzz import search
 from drum_compat.compat.parity.runner import Side
-from drum_compat.compat.running import RunningServer
+from tests.processes import serve
 from tests.models import write_model
 
 LONG_RUN = "DRUM_COMPAT_FUZZ_EXAMPLES" in os.environ  # make fuzz: new random cases every run
@@ -51,8 +51,8 @@ def test_the_search_reports_a_difference_shrunk():
 @pytest.mark.servers
 def test_both_servers_answer_generated_requests_alike_over_sockets(tmp_path):
     code_dir, options = write_model(tmp_path, "regression")
-    with RunningServer(code_dir, "gunicorn", "--target-type", "regression") as gunicorn, \
-            RunningServer(code_dir, "fastapi", "--target-type", "regression") as uvicorn, \
+    with serve(code_dir, "gunicorn", "--target-type", "regression") as gunicorn, \
+            serve(code_dir, "fastapi", "--target-type", "regression") as uvicorn, \
             httpx.Client(timeout=30) as client_a, httpx.Client(timeout=30) as client_b:
         a, b = Side("gunicorn", gunicorn.base_url, client_a), Side("fastapi", uvicorn.base_url, client_b)
         sent = []

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ import psutil
 import pytest
 
 from tests.models import write_model
-from drum_compat.compat.running import RunningServer
+from tests.processes import READY_TIMEOUT, serve, wait_until
 
 pytestmark = pytest.mark.servers
 CONFIGURATIONS = {
@@ -31,19 +30,12 @@ def loaded_pids(code_dir: Path) -> set[int]:
     return {int(path.name.split("-")[1]) for path in code_dir.glob("loaded-*")}
 
 
-def wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("configuration", CONFIGURATIONS)
 def test_two_workers_each_load_the_model_and_the_master_never_does(tmp_path, configuration):
     server_type, env = CONFIGURATIONS[configuration]
     code_dir, _ = write_model(tmp_path, "traced")
-    with RunningServer(code_dir, server_type, "--target-type", "unstructured", env={**env, "CUSTOM_MODEL_WORKERS": "2"}) as server:
-        wait_for(lambda: len(loaded_pids(code_dir)) == 2)
+    with serve(code_dir, server_type, "--target-type", "unstructured", env={**env, "CUSTOM_MODEL_WORKERS": "2"}) as server:
+        wait_until(lambda: len(loaded_pids(code_dir)) == 2, "both workers loaded")
         master = psutil.Process(server.process.pid)
         workers = {child.pid for child in master.children(recursive=True)}
         assert loaded_pids(code_dir) <= workers and master.pid not in loaded_pids(code_dir)
@@ -54,7 +46,7 @@ def test_two_workers_each_load_the_model_and_the_master_never_does(tmp_path, con
 def test_sigterm_lets_the_running_prediction_finish_then_exits_0(tmp_path, configuration):
     server_type, env = CONFIGURATIONS[configuration]
     code_dir, _ = write_model(tmp_path, "traced")
-    server = RunningServer(code_dir, server_type, "--target-type", "unstructured", "--logging-level", "info", env=env)
+    server = serve(code_dir, server_type, "--target-type", "unstructured", "--logging-level", "info", env=env)
     answers = {}
 
     def predict():
@@ -62,13 +54,13 @@ def test_sigterm_lets_the_running_prediction_finish_then_exits_0(tmp_path, confi
 
     caller = threading.Thread(target=predict)
     caller.start()
-    wait_for(lambda: any(code_dir.glob("busy-*")))
+    wait_until(lambda: any(code_dir.glob("busy-*")), "the prediction running")
     server.process.send_signal(signal.SIGTERM)
     # new connections are refused (not left queued) while the prediction still runs
-    wait_for(lambda: _refused(server.port), timeout=5)
+    wait_until(lambda: _refused(server.port), "new connections refused")
     assert caller.is_alive()
-    caller.join(30)
-    assert server.process.wait(timeout=30) == 0
+    caller.join(READY_TIMEOUT)
+    assert server.process.wait(timeout=READY_TIMEOUT) == 0
     output = server.stop()
     assert answers["slow"].status_code == 200
     worker_pid = int(answers["slow"].text)
@@ -91,7 +83,7 @@ def test_recycling_every_5_requests_fails_none_of_100(tmp_path, configuration):
     code_dir, _ = write_model(tmp_path, "traced")
     recycle = {"DRUM_GUNICORN_MAX_REQUESTS": "5", "DRUM_GUNICORN_MAX_REQUESTS_JITTER": "2"} if server_type == "gunicorn" else \
         {"DRUM_UVICORN_MAX_REQUESTS": "5", "DRUM_UVICORN_MAX_REQUESTS_JITTER": "2"}
-    with RunningServer(code_dir, server_type, "--target-type", "unstructured", env={**env, **recycle}) as server:
+    with serve(code_dir, server_type, "--target-type", "unstructured", env={**env, **recycle}) as server:
         served_by = []
         with httpx.Client(base_url=server.base_url, timeout=30) as client:  # keep-alive, as a proxy would
             for number in range(100):
@@ -120,8 +112,8 @@ def test_operator_story_gunicorn_tuned_parameters_bring_up_uvicorn(tmp_path):
     from tests.test_settings import GUNICORN_TUNED
 
     code_dir, _ = write_model(tmp_path, "traced")
-    with RunningServer(code_dir, "fastapi", "--target-type", "unstructured", env=GUNICORN_TUNED) as server:
-        wait_for(lambda: len(loaded_pids(code_dir)) == 2)
+    with serve(code_dir, "fastapi", "--target-type", "unstructured", env=GUNICORN_TUNED) as server:
+        wait_until(lambda: len(loaded_pids(code_dir)) == 2, "both workers loaded")
         assert httpx.post(f"{server.base_url}/predictUnstructured/", content=b"hi").status_code == 200
         output = server.stop()
     for old in ("MAX_REQUESTS", "MAX_REQUESTS_JITTER", "GRACEFUL_TIMEOUT", "KEEP_ALIVE", "LOG_LEVEL"):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from drum_compat.compat.running import DRUM_COMPAT, RunningServer
+from drum_compat.compat.running import DRUM_COMPAT
+from tests.processes import serve
 from tests.models import write_model
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -98,7 +99,7 @@ def test_a_broken_cases_file_exits_2_before_any_server_starts(tmp_path):
 
 def test_against_a_running_deployment(tmp_path):
     model = EXAMPLES / "models" / "regression"
-    with RunningServer(model, "gunicorn", env={"DRUM_GUNICORN_WORKER_CLASS": "sync"}) as deployment:
+    with serve(model, "gunicorn", env={"DRUM_GUNICORN_WORKER_CLASS": "sync"}) as deployment:
         finished = parity("--code-dir", str(model), "--against", deployment.base_url, "--stack", "fastapi",
                           "--data", str(EXAMPLES / "data" / "houses.csv"), "--json", str(tmp_path / "r.json"))
     report = json.loads((tmp_path / "r.json").read_text())

@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from drum_compat.compat.running import RunningServer, free_port
+from tests.processes import serve
 from tests.models import EXAMPLES
 
 pytestmark = pytest.mark.servers
@@ -21,7 +22,7 @@ TIMEOUT_PARAMETER = {"MLOPS_RUNTIME_PARAM_NIM_DIRECT_ACCESS_REQUEST_TIMEOUT": js
 @pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])
 def proxy(request, upstream):
     env = {"DRUM_DIRECT_ACCESS_URL": upstream, **TIMEOUT_PARAMETER}
-    with RunningServer(EXAMPLES / "regression", request.param, "--target-type", "regression", env=env) as server:
+    with serve(EXAMPLES / "regression", request.param, "--target-type", "regression", env=env) as server:
         yield server
 
 
@@ -73,7 +74,7 @@ def test_past_the_upstream_timeout_the_answer_is_a_clear_500(proxy, upstream):
 
 def test_an_unreachable_upstream_is_a_500_naming_it():
     gone = f"http://127.0.0.1:{free_port()}"
-    with RunningServer(EXAMPLES / "regression", "uvicorn", "--target-type", "regression",
+    with serve(EXAMPLES / "regression", "uvicorn", "--target-type", "regression",
                        env={"DRUM_DIRECT_ACCESS_URL": gone}) as server:
         answer = httpx.get(f"{server.base_url}/nim/v1/models")
     assert answer.status_code == 500 and answer.json()["message"].startswith(f"ERROR: The upstream at {gone} could not be reached")

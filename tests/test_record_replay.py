@@ -12,7 +12,8 @@ import pytest
 from werkzeug.datastructures import Headers
 
 from drum_compat.compat.record import FileRecorder
-from drum_compat.compat.running import DRUM_COMPAT, RunningServer
+from drum_compat.compat.running import DRUM_COMPAT
+from tests.processes import serve
 from drum_compat.shared.http import NeutralRequest
 from drum_compat.shared.record import REDACTED, RecordPolicy, record_entry
 from tests.models import write_model
@@ -46,7 +47,7 @@ def record(tmp_path, server_type: str, count: int, body: bytes, **env) -> list[P
     code_dir, _ = write_model(tmp_path, "regression")
     log = tmp_path / "requests.jsonl"
     settings = {"DRUM_RECORD_REQUESTS": str(log), "DRUM_RECORD_REDACT_HEADERS": "X-Tenant-Key", **env}
-    with RunningServer(code_dir, server_type, "--target-type", "regression", env=settings) as server, httpx.Client() as client:
+    with serve(code_dir, server_type, "--target-type", "regression", env=settings) as server, httpx.Client() as client:
         for _ in range(count):
             answer = client.post(f"{server.base_url}/predict/?from=test", content=body, headers={
                 "Content-Type": "text/csv", "Authorization": "Bearer s3cret", "X-Tenant-Key": "tenant-7"})
@@ -95,8 +96,8 @@ def replay(*args: str) -> subprocess.CompletedProcess:
 def test_replay_against_both_stacks(tmp_path):
     files = record(tmp_path, "gunicorn", 20, CSV)
     code_dir, _ = write_model(tmp_path / "served", "regression")
-    with RunningServer(code_dir, "gunicorn", "--target-type", "regression") as a, \
-            RunningServer(code_dir, "fastapi", "--target-type", "regression") as b:
+    with serve(code_dir, "gunicorn", "--target-type", "regression") as a, \
+            serve(code_dir, "fastapi", "--target-type", "regression") as b:
         finished = replay("--log", *map(str, files), "--a", a.base_url, "--b", b.base_url, "--rate", "100",
                           "--header", "Authorization: Bearer replayed", "--report", str(tmp_path / "report.json"))
     report = json.loads((tmp_path / "report.json").read_text())
@@ -114,8 +115,8 @@ def test_replay_reports_what_differs(tmp_path):
     code_dir = tmp_path / "apart"
     code_dir.mkdir()
     (code_dir / "custom.py").write_text(TELLS_STACKS_APART)
-    with RunningServer(code_dir, "gunicorn", "--target-type", "regression") as a, \
-            RunningServer(code_dir, "fastapi", "--target-type", "regression") as b:
+    with serve(code_dir, "gunicorn", "--target-type", "regression") as a, \
+            serve(code_dir, "fastapi", "--target-type", "regression") as b:
         finished = replay("--log", *map(str, files), "--a", a.base_url, "--b", b.base_url, "--report", str(tmp_path / "r.json"))
     report = json.loads((tmp_path / "r.json").read_text())
     assert finished.returncode == 1 and report["different"] == 3

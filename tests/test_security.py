@@ -8,7 +8,7 @@ import pytest
 from drum_compat.shared.guards.security import CorsPolicy, parse_origins
 from tests.conftest import Stacks, load_model
 from tests.models import write_model
-from drum_compat.compat.running import RunningServer
+from tests.processes import serve
 
 CSV = b"x\n1\n"
 HARDENED = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
@@ -60,7 +60,7 @@ def test_wildcard_origin_is_never_combined_with_credentials(model_root):
 def test_real_servers_send_no_version_and_apply_cors_from_the_setting(tmp_path, server_type, expected_server):
     code_dir, _ = write_model(tmp_path, "regression")
     env = {"DRUM_CORS_ORIGINS": "https://app.example.com"}
-    with RunningServer(code_dir, server_type, "--target-type", "regression", env=env) as server:
+    with serve(code_dir, server_type, "--target-type", "regression", env=env) as server:
         response = httpx.post(f"{server.base_url}/predict/", content=CSV,
                               headers={"Content-Type": "text/csv", "Origin": "https://app.example.com"})
         assert response.headers["server"] == expected_server

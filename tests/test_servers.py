@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from tests.models import write_model, write_sklearn_model
-from drum_compat.compat.running import RunningServer, run_to_exit
+from drum_compat.compat.running import run_to_exit
+from tests.processes import serve
 
 pytestmark = pytest.mark.servers
 SERVER_TYPES = ["gunicorn", "fastapi", "flask"]
@@ -57,7 +58,7 @@ def test_server_types_answer_alike_over_http(tmp_path):
     code_dir, _ = write_model(tmp_path, "regression")
     results = {}
     for run, (server_type, env) in CORPUS_RUNS.items():
-        with RunningServer(code_dir, server_type, "--target-type", "regression", env=env) as server:
+        with serve(code_dir, server_type, "--target-type", "regression", env=env) as server:
             results[run] = exchange(server.base_url)
             info = httpx.get(f"{server.base_url}/info/").json()
             assert info["drumServer"] == ("fastapi" if server_type == "fastapi" else "flask")
@@ -72,7 +73,7 @@ def test_server_types_answer_alike_over_http(tmp_path):
 def test_request_id_over_the_wire(tmp_path):
     code_dir, _ = write_model(tmp_path, "regression")
     for server_type in ("gunicorn", "fastapi"):
-        with RunningServer(code_dir, server_type, "--target-type", "regression") as server:
+        with serve(code_dir, server_type, "--target-type", "regression") as server:
             response = httpx.get(f"{server.base_url}/info/", headers={"X-Request-ID": "req-42", "X_Request_ID": "spoofed"})
             assert response.headers["X_Request_ID"] == response.headers["X-Request-ID"] == "req-42"
 
@@ -80,7 +81,7 @@ def test_request_id_over_the_wire(tmp_path):
 def test_runtime_parameter_selects_fastapi_and_sklearn_artifact(tmp_path):
     code_dir = write_sklearn_model(tmp_path)
     param = json.dumps({"type": "string", "payload": "FastAPI"})
-    with RunningServer(code_dir, "gunicorn", "--target-type", "binary", "--positive-class-label", "yes",
+    with serve(code_dir, "gunicorn", "--target-type", "binary", "--positive-class-label", "yes",
                        "--negative-class-label", "no", env={"MLOPS_RUNTIME_PARAM_DRUM_SERVER_TYPE": param}) as server:
         info = httpx.get(f"{server.base_url}/info/").json()
         assert (info["drumServer"], info["predictor"], info["positiveClassLabel"]) == ("fastapi", "scikit-learn", "yes")
@@ -93,7 +94,7 @@ def test_runtime_parameter_selects_fastapi_and_sklearn_artifact(tmp_path):
 def test_env_equivalents_of_options(tmp_path, server_type):
     code_dir, _ = write_model(tmp_path, "multiclass")
     env = {"TARGET_TYPE": "multiclass", "CLASS_LABELS": "cat dog horse", "URL_PREFIX": "/m"}
-    with RunningServer(code_dir, server_type, env=env, ready_path="/m/") as server:
+    with serve(code_dir, server_type, env=env, ready_path="/m/") as server:
         assert httpx.get(f"{server.base_url}/").status_code == 404
         info = httpx.get(f"{server.base_url}/m/info/").json()
         assert (info["targetType"], info["classLabels"]) == ("multiclass", ["cat", "dog", "horse"])
@@ -119,7 +120,7 @@ def test_load_failure_exits_non_zero_with_cause(tmp_path, server_type):
 @pytest.mark.parametrize("server_type", SERVER_TYPES)
 def test_with_error_server_answers_513(tmp_path, server_type):
     code_dir, _ = write_model(tmp_path, "broken")
-    with RunningServer(code_dir, server_type, "--target-type", "regression", env={"WITH_ERROR_SERVER": "1"}) as server:
+    with serve(code_dir, server_type, "--target-type", "regression", env={"WITH_ERROR_SERVER": "1"}) as server:
         response = httpx.post(f"{server.base_url}/predict/", content=CSV)
         assert response.status_code == 513
         assert "'load_model' hook failed to load the model. Exception: RuntimeError('weights are corrupt')" in response.json()["message"]

@@ -18,7 +18,8 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from drum_compat.compat.running import DRUM_COMPAT, RunningServer, run_to_exit
+from drum_compat.compat.running import DRUM_COMPAT, run_to_exit
+from tests.processes import serve
 from drum_compat.compat.tls import MINIMUM_TLS_VERSION, TlsConfigError, TlsFiles, gunicorn_ssl_context, server_ssl_context
 from tests.models import write_model
 
@@ -130,7 +131,7 @@ def test_tls_versions_and_the_password_stays_off_command_lines(ca, pki, tmp_path
     code_dir, _ = write_model(tmp_path, "regression")
     # SECLEVEL=0 lets OpenSSL itself accept TLS 1.1: only the context's minimum version refuses it
     env = tls_env(pki, DRUM_SSL_CIPHERS="DEFAULT:@SECLEVEL=0", CUSTOM_MODEL_WORKERS="2")
-    with RunningServer(code_dir, server_type, "--target-type", "regression", env=env, tls=client_context(ca)) as server:
+    with serve(code_dir, server_type, "--target-type", "regression", env=env, tls=client_context(ca)) as server:
         assert handshake(server.port, client_context(ca, ssl.TLSVersion.TLSv1_2)) == "TLSv1.2"
         assert handshake(server.port, client_context(ca, ssl.TLSVersion.TLSv1_3)) == "TLSv1.3"
         with pytest.raises(ssl.SSLError):
@@ -153,7 +154,7 @@ def test_client_certificates_required(ca, pki, tmp_path, server_type):
     code_dir, _ = write_model(tmp_path, "regression")
     env = tls_env(pki, DRUM_SSL_CA_CERTS=str(pki["ca"]), DRUM_SSL_CERT_REQS="2")
     client_cert = ca.issue_cert("client@example.com")
-    with RunningServer(code_dir, server_type, "--target-type", "regression", env=env,
+    with serve(code_dir, server_type, "--target-type", "regression", env=env,
                        tls=client_context(ca, client_cert=client_cert)) as server:
         assert handshake(server.port, client_context(ca, client_cert=client_cert)).startswith("TLSv1.")
         stranger = trustme.CA().issue_cert("mallory@example.com")
