@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 ADDRESS ?= 127.0.0.1:8080
 MODEL ?= examples/models/regression
 PYTEST_ARGS ?=
+# pytest-xdist processes; each module's tests stay in one (they share its servers)
+PYTEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: run test fuzz reference bench bench-reference overload clean
+.PHONY: run test test-fast test-busy fuzz reference bench bench-reference overload clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "drum-compat needs Python 3.10+"'
@@ -25,12 +28,21 @@ run: $(VENV)/.installed
 	$(BIN)/drum-compat server --code-dir $(MODEL) --address $(ADDRESS)
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
+
+# the in-process part only: no server started
+test-fast: $(VENV)/.installed-test
+	$(PYTEST) -m 'not servers' $(PYTEST_ARGS)
+
+# the server tests with every core busy (two CPU-bound processes per core beside them), as on a shared CI runner
+test-busy: $(VENV)/.installed-test
+	$(BIN)/python -m tests.busy $(PYTEST) -m servers $(PYTEST_ARGS)
 
 # DRUM 1.18 itself, in a venv of its own, for the tests that compare drum-compat with the real thing
 DRUM_VENV ?= .venv-drum
 reference: $(DRUM_VENV)/bin/drum
 $(DRUM_VENV)/bin/drum:
+	if [ -L $(DRUM_VENV) ] && [ ! -e $(DRUM_VENV) ]; then rm $(DRUM_VENV); fi  # a dangling link an old checkout left
 	$(PYTHON) -m venv $(DRUM_VENV)
 	$(DRUM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(DRUM_VENV)/bin/python -m pip install --quiet 'datarobot-drum==1.18.*' 'openai>=1.30'  # chat models' types

@@ -122,11 +122,15 @@ def pytest_configure(config):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has ended its workers
 def pytest_sessionfinish(session, exitstatus):
     """Fail the run if a process it started outlived its test (after a short grace for those still exiting), and
-    end those processes, so that none runs on after the suite."""
+    end those processes, so that none runs on after the suite. Under pytest-xdist the controller checks, once its
+    workers have ended and their orphans have come to it."""
+    if hasattr(session.config, "workerinput"):
+        return
     descendants = psutil.Process().children(recursive=True)
-    _, alive = psutil.wait_procs(descendants, timeout=10)
+    _, alive = psutil.wait_procs(descendants, timeout=15)
     left = []
     for process in alive:
         try:
