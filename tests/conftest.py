@@ -133,8 +133,9 @@ def pytest_sessionfinish(session, exitstatus):
     _, alive = psutil.wait_procs(descendants, timeout=15)
     left = []
     for process in alive:
-        try:
-            left.append(f"{process.pid}: {' '.join(process.cmdline())[:200]}")
+        try:  # pytest names the test in each process's environment (a process started by a fixture: its setup)
+            started_by = process.environ().get("PYTEST_CURRENT_TEST", "?")
+            left.append(f"{process.pid}, started by {started_by}: {' '.join(process.cmdline())[:200]}")
             process.kill()
         except psutil.NoSuchProcess:
             pass

@@ -10,6 +10,7 @@ import time
 from typing import Callable, Sequence
 
 import httpx
+import psutil
 
 from drum_compat.compat.running import ADDRESS_IN_USE, PORT_ATTEMPTS, RunningServer, end_session, free_port
 
@@ -34,6 +35,13 @@ def serve(code_dir, server_type: str, *args: str, **kwargs) -> RunningServer:
 
 class PortTaken(Exception):
     pass
+
+
+def in_session(process: psutil.Process, leader: int) -> bool:
+    try:
+        return os.getsid(process.pid) == leader
+    except ProcessLookupError:
+        return False
 
 
 class Program:
@@ -73,16 +81,21 @@ class Program:
         return self.log.read()
 
     def stop(self, grace: float = 30) -> int:
-        """SIGTERM to the whole session, SIGKILL to whatever is left after `grace` s; the program's exit status."""
+        """SIGTERM to the whole session, SIGKILL to whatever of it is left after `grace` s (a program that stops
+        its own children gracefully gets that long for it); the program's exit status."""
         if self.process.poll() is None:
+            members = [member for member in psutil.Process().children(recursive=True) if in_session(member, self.process.pid)]
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+            began = time.monotonic()
             try:
                 self.process.wait(grace)
             except subprocess.TimeoutExpired:
                 pass
+            psutil.wait_procs([member for member in members if member.pid != self.process.pid],
+                              timeout=max(0.0, began + grace - time.monotonic()))
         end_session(self.process.pid)
         return self.process.wait()
 

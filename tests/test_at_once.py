@@ -81,10 +81,10 @@ async def exchange(app, request: bytes, at_once: bool) -> tuple[bytes, bool, Dru
     protocol, transport = connection(app, at_once)
     protocol.data_received(request)
     answered_in_callback = protocol.cycle is not None and protocol.cycle.response_complete and not protocol.tasks
-    for _ in range(200):
+    for _ in range(5000):  # at least 5 s
         if protocol.cycle is not None and protocol.cycle.response_complete and not protocol.tasks:
             break
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.001)
     return bytes(transport.written), answered_in_callback, protocol
 
 
