@@ -2,12 +2,14 @@
 its own that ends with the test however the test ends, and ports picked again when another process took them first."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import httpx
 import psutil
@@ -104,6 +106,15 @@ class Program:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port where connections are refused for as long as the block runs: bound here (without
+    SO_REUSEADDR, so nobody else can bind it meanwhile) and never listened on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def answers(path: str, statuses: Sequence[int] = (200,), scheme: str = "http",

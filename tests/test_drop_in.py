@@ -146,8 +146,8 @@ def test_gunicorn_and_fastapi_instances_run_side_by_side_on_one_host(tmp_path):
 def test_an_address_in_use_stops_every_server_type_alike(tmp_path, server_type):
     code_dir, _ = write_model(tmp_path, "regression")
     env = isolated_env(tmp_path)
-    port = free_port()
-    with socket.create_server(("127.0.0.1", port)):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
         result = run_to_exit(code_dir, server_type, "--target-type", "regression", env=env, port=port)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"drum-compat: error: cannot listen on 127.0.0.1:{port}: Address already in use"

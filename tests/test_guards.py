@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 from tests.models import write_model
-from drum_compat.compat.running import RunningServer, free_port
-from tests.processes import READY_TIMEOUT, Program, serve, wait_until
+from drum_compat.compat.running import RunningServer
+from tests.processes import READY_TIMEOUT, Program, refusing_port, serve, wait_until
 
 pytestmark = pytest.mark.servers
 CONFIGURATIONS = {
@@ -240,8 +240,8 @@ def test_trusted_proxy_forwarding_names_the_client(tmp_path, configuration):
 @pytest.mark.parametrize("configuration", CONFIGURATIONS)
 @pytest.mark.parametrize("fail_open", ["true", "false"])
 def test_unreachable_redis_fails_open_with_a_warning_or_closed_with_503(tmp_path, configuration, fail_open):
-    env = {**RATE_LIMIT, "DRUM_RATE_LIMIT_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "DRUM_RATE_LIMIT_FAIL_OPEN": fail_open}
-    with traced_server(tmp_path, configuration, **env) as server:
+    with refusing_port() as port, traced_server(tmp_path, configuration, **RATE_LIMIT, DRUM_RATE_LIMIT_FAIL_OPEN=fail_open,
+                                                DRUM_RATE_LIMIT_REDIS_URL=f"redis://127.0.0.1:{port}/0") as server:
         answers = [httpx.post(f"{server.base_url}/predictUnstructured/", content=b"hi") for _ in range(3)]
         output = server.stop()
     assert output.count("Rate limit store unreachable") == 1  # warned once, not once per request

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 MIB = 1024 * 1024
+SLOW_UPSTREAM = 5  # seconds /v1/slow takes to answer
 
 
 async def app(scope, receive, send):
@@ -27,7 +28,7 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b""})
         return
     if path == "/v1/slow":
-        await asyncio.sleep(5)
+        await asyncio.sleep(SLOW_UPSTREAM)
     if path == "/v1/moved":
         await send({"type": "http.response.start", "status": 302, "headers": [(b"location", b"/v1/elsewhere")]})
         await send({"type": "http.response.body", "body": b""})
