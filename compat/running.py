@@ -1,5 +1,5 @@
-"""`drum-compat server` started for real on a free loopback port, waited for until it answers, stopped by its
-own pid and then its session's stragglers: what the tests, the benchmarks, parity and A/B run."""
+"""A program started for real on a free loopback port in a session of its own, waited for until it answers, ended
+with its whole session; `drum-compat server` so run is what the tests, the benchmarks, parity and A/B start."""
 from __future__ import annotations
 
 import os
@@ -11,10 +11,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Sequence
 
 import httpx
-
-from drum_compat.compat.listener import ADDRESS_UNAVAILABLE
+import psutil
 
 DRUM_COMPAT = str(Path(sys.executable).with_name("drum-compat"))
 ADDRESS_IN_USE = "Address already in use"
@@ -28,6 +28,21 @@ def end_session(leader: int) -> None:
         os.killpg(leader, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def in_session(process: psutil.Process, leader: int) -> bool:
+    try:
+        return os.getsid(process.pid) == leader
+    except ProcessLookupError:
+        return False
+
+
+def ended(process: psutil.Process) -> bool:
+    """Gone, or a zombie: an orphan's exit status waits for whoever adopted it, which may be slow to collect it."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def free_port() -> int:
@@ -46,74 +61,112 @@ def server_environment(server_type: str, env: dict | None) -> dict[str, str]:
 
 
 class PortTaken(RuntimeError):
-    """The port picked for the server was bound by someone else before the server bound it."""
+    """The port picked for a program was bound by someone else before the program bound it."""
 
 
-class RunningServer:
-    """A server in a session of its own, so that stopping it ends every process it started."""
+class Program:
+    """`command(port)` in a session of its own, its output in a file (or `output`), until `ready(program)` holds (its
+    value kept in `.ready`). Without `port`, one is picked by binding port 0, and picked again should the program
+    exit saying it is in use. A context manager: `stop` ends the whole session, however the block ends."""
 
-    def __init__(self, code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0,
-                 ready_path: str = "/", tls: ssl.SSLContext | None = None, cwd=None, port: int | None = None,
-                 output=None):
-        """`output`: where the server's log goes (an open file); by default a temp file `read_output` reads.
-        Without `port`, a free one is picked, and picked again should another process bind it first."""
-        self.verify = tls or True
-        self._owns_output = output is None
+    def __init__(self, command: Callable[[int], Sequence[str] | str], ready: Callable[["Program"], object], *,
+                 port: int | None = None, timeout: float = 60.0, output=None, signal_session: bool = False,
+                 **popen) -> None:
+        """`signal_session`: `stop` sends SIGTERM to every process of the session (a shell does not pass it on), not
+        to the program alone (a server's master stops its own workers: signalled too, uvicorn's would restart one)."""
+        self._owns_output, self.signal_session = output is None, signal_session
         for attempt in range(1, PORT_ATTEMPTS + 1):
             # a file, not a pipe: an unread pipe fills with access-log lines and blocks the server
-            self.output = tempfile.TemporaryFile(mode="w+") if output is None else output
+            self.log = tempfile.TemporaryFile(mode="w+") if output is None else output
             self.port = port or free_port()
-            self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-            self.process = subprocess.Popen(
-                [DRUM_COMPAT, "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{self.port}", *args],
-                env=server_environment(server_type, env), stdout=self.output, stderr=subprocess.STDOUT, text=True,
-                cwd=cwd, start_new_session=True,
-            )
+            self.process = subprocess.Popen(command(self.port), stdout=self.log, stderr=subprocess.STDOUT, text=True,
+                                            start_new_session=True, **popen)
             try:
-                self._wait_ready(timeout, ready_path)
+                self.ready = self._wait_ready(ready, timeout)
                 return
             except PortTaken:
                 if port or attempt == PORT_ATTEMPTS:
                     raise
+            except BaseException:
+                self.stop()
+                raise
 
-    def _wait_ready(self, timeout: float, ready_path: str) -> None:
+    def _wait_ready(self, ready: Callable[["Program"], object], timeout: float) -> object:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             if self.process.poll() is not None:
-                output = self.read_output()
-                if self.process.returncode == ADDRESS_UNAVAILABLE and ADDRESS_IN_USE in output:
+                output = self.stop()
+                if ADDRESS_IN_USE.lower() in output.lower():
                     raise PortTaken(output)
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{output}")
-            try:
-                if httpx.get(f"{self.base_url}{ready_path}", timeout=1.0, verify=self.verify).status_code in (200, 513):
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"server on port {self.port} not ready after {timeout}s")
+                raise RuntimeError(f"{self.process.args} exited with {self.process.returncode}:\n{output}")
+            answer = ready(self)
+            if answer:
+                return answer
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.process.args} not ready on port {self.port} after {timeout:g} s")
+            time.sleep(0.1)
 
     def read_output(self) -> str:
         if not self._owns_output:
             return ""
-        self.output.seek(0)
-        return self.output.read()
+        self.log.seek(0)
+        return self.log.read()
 
-    def stop(self) -> str:
+    def stop(self, grace: float = 30.0) -> str:
+        """SIGTERM, then SIGKILL to whatever of the session is left after `grace` s (a program that stops its own
+        children gracefully gets that long for it); the program's output."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            members = [member for member in psutil.Process().children(recursive=True)
+                       if member.pid != self.process.pid and in_session(member, self.process.pid)]
             try:
-                self.process.wait(timeout=15)
+                if self.signal_session:
+                    os.killpg(self.process.pid, signal.SIGTERM)
+                else:
+                    self.process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            ends = time.monotonic() + grace
+            try:
+                self.process.wait(grace)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                pass
+            while not all(map(ended, members)) and time.monotonic() < ends:
+                time.sleep(0.05)
         end_session(self.process.pid)
+        self.process.wait()
         return self.read_output()
 
-    def __enter__(self) -> "RunningServer":
+    def __enter__(self) -> "Program":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class RunningServer(Program):
+    """`drum-compat server` until `ready_path` answers 200 (or the error server's 513)."""
+
+    def __init__(self, code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0,
+                 ready_path: str = "/", tls: ssl.SSLContext | None = None, cwd=None, port: int | None = None,
+                 output=None):
+        """`output`: where the server's log goes (an open file); by default a temp file `read_output` reads."""
+        self.scheme, self.verify = ("https" if tls else "http"), tls or True
+
+        def command(port: int) -> list[str]:
+            return [DRUM_COMPAT, "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{port}", *args]
+
+        def answers(server: RunningServer) -> bool:
+            try:
+                return httpx.get(f"{server.base_url}{ready_path}", timeout=1.0, verify=self.verify).status_code in (200, 513)
+            except httpx.TransportError:
+                return False
+
+        super().__init__(command, answers, port=port, timeout=timeout, output=output,
+                         env=server_environment(server_type, env), cwd=cwd)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
 
 def run_to_exit(code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0,

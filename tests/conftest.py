@@ -24,7 +24,7 @@ from drum_compat.shared.model.config import resolve_model_config
 from drum_compat.shared.model.python_model import PythonModel
 from drum_compat.shared.server_types import DEFAULT_SERVER_TYPE, Stack
 from tests.models import MODELS, write_model
-from tests.processes import Program, answers
+from tests.processes import answers, program
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,7 +108,7 @@ def upstream():
         return [sys.executable, "-m", "uvicorn", "tests.upstream:app", "--host", "127.0.0.1", "--port", str(port),
                 "--log-level", "warning"]
 
-    with Program(command, answers("/v1/ready", statuses=(201,)), cwd=ROOT) as server:  # it answers anything 201
+    with program(command, answers("/v1/ready", statuses=(201,)), cwd=ROOT) as server:  # it answers anything 201
         yield f"http://127.0.0.1:{server.port}"
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from drum_compat.compat.ab.front import FrontPlan, nginx_conf
 from drum_compat.compat.ab.status import figures, quantile
-from drum_compat.compat.running import DRUM_COMPAT, free_port
-from tests.processes import READY_TIMEOUT, Program, wait_until
+from drum_compat.compat.running import DRUM_COMPAT, Program, free_port
+from tests.processes import READY_TIMEOUT, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "examples" / "models" / "regression"
@@ -27,7 +27,7 @@ class Front(Program):
     def __init__(self, *args: str) -> None:
         environ = {name: value for name, value in os.environ.items() if not name.startswith(("DRUM_", "MLOPS_RUNTIME_PARAM_"))}
         super().__init__(lambda port: [DRUM_COMPAT, "ab", "--code-dir", str(MODEL), "--address", f"127.0.0.1:{port}", *args],
-                         lambda front: "drum-compat ab: " in front.output, env=environ)
+                         lambda front: "drum-compat ab: " in front.read_output(), env=environ, timeout=READY_TIMEOUT)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def predict(self, client: httpx.Client) -> httpx.Response:
@@ -58,7 +58,8 @@ def test_the_front_splits_by_weight_and_says_which_arm_answered():
         assert status[arm]["requests"] >= arms.count(arm) and status[arm]["error_ratio"] == 0
         assert 0 < status[arm]["p50"] <= status[arm]["p99"]
     # each arm's access lines name it
-    assert ' 200 ' in front.output and "gunicorn\n" in front.output and "fastapi\n" in front.output
+    output = front.read_output()
+    assert ' 200 ' in output and "gunicorn\n" in output and "fastapi\n" in output
 
 
 def test_sticky_clients_keep_their_arm_and_mirroring_shadows_every_request():
@@ -75,7 +76,7 @@ def test_sticky_clients_keep_their_arm_and_mirroring_shadows_every_request():
 
 def test_stopping_the_command_stops_the_front_and_both_arms():
     with Front("--fastapi-weight", "50") as front:
-        arms = front.output.split("arms on ports ", 1)[1].splitlines()[0]
+        arms = front.read_output().split("arms on ports ", 1)[1].splitlines()[0]
         ports = [int(word) for word in arms.replace(",", " ").split() if word.isdigit()]
         assert len(ports) == 2
         assert front.terminate() == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from drum_compat.compat.running import DRUM_COMPAT
-from tests.processes import READY_TIMEOUT, Program, answers
+from tests.processes import READY_TIMEOUT, answers, program
 from tests.test_llm_routes import HOOKED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ def running_drum(code_dir: Path, target_type: str, **env: str):
         return [str(DRUM), "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{port}", "--target-type",
                 target_type]
 
-    with Program(command, answers("/"), env={**environ, **env}) as server:  # DRUM and its workers, nothing else
+    with program(command, answers("/"), env={**environ, **env}) as server:  # DRUM and its workers, nothing else
         yield f"http://127.0.0.1:{server.port}"
 
 

@@ -17,7 +17,7 @@ from drum_compat.compat.running import DRUM_COMPAT
 from drum_compat.compat.settings import SETTINGS_BY_KEY, resolve_settings
 from drum_compat.shared.routes import PREDICTION_ROUTES
 from drum_compat.shared.server_types import SERVER_TYPES
-from tests.processes import READY_TIMEOUT, Program, answers
+from tests.processes import READY_TIMEOUT, answers, program
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "examples" / "deploy"
@@ -80,7 +80,7 @@ def test_the_image_command_serves_the_model_as_configured_and_stops_on_sigterm(d
         environ["ADDRESS"] = f"127.0.0.1:{port}"
         return [DRUM_COMPAT, *command[1:]]
 
-    with Program(image, answers("/readyz"), env=environ) as server:
+    with program(image, answers("/readyz"), env=environ) as server:
         assert httpx.get(f"http://127.0.0.1:{server.port}/info/").json()["drumServer"] == "flask"
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=READY_TIMEOUT) == 0

@@ -14,8 +14,8 @@ import pytest
 
 from drum_compat.compat.options import SERVER_OPTIONS
 from drum_compat.shared.server_types import SERVER_TYPES
-from drum_compat.compat.running import DRUM_COMPAT
-from tests.processes import Program, answers, serve
+from drum_compat.compat.running import DRUM_COMPAT, Program
+from tests.processes import answers, program, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -43,8 +43,8 @@ def example(command: str, address: str, ready_path: str, **request) -> Program:
     command = command.strip().rstrip(" &").replace("drum-compat", DRUM_COMPAT, 1)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_RUNTIME_PARAM_", "DRUM_"))}
     scheme = "https" if "verify" in request else "http"
-    return Program(lambda port: command.replace(address, f"127.0.0.1:{port}"), answers(ready_path, scheme=scheme, **request),
-                   shell=True, cwd=ROOT, env=env)
+    return program(lambda port: command.replace(address, f"127.0.0.1:{port}"), answers(ready_path, scheme=scheme, **request),
+                   shell=True, cwd=ROOT, env=env, signal_session=True)
 
 
 def served(command: str, address: str, path: str, **request) -> dict:

@@ -12,8 +12,8 @@ import psutil
 import pytest
 
 from tests.models import write_model
-from drum_compat.compat.running import RunningServer
-from tests.processes import READY_TIMEOUT, Program, refusing_port, serve, wait_until
+from drum_compat.compat.running import Program, RunningServer
+from tests.processes import READY_TIMEOUT, program, refusing_port, serve, wait_until
 
 pytestmark = pytest.mark.servers
 CONFIGURATIONS = {
@@ -165,7 +165,7 @@ def redis_url():
         except redis.ConnectionError:
             return False
 
-    with Program(command, pong) as server:
+    with program(command, pong) as server:
         yield f"redis://127.0.0.1:{server.port}/0"
 
 
