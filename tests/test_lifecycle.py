@@ -92,8 +92,8 @@ def test_recycling_every_5_requests_fails_none_of_60(tmp_path, configuration):
             for number in range(PAIRS):
                 # a probe counts too (uvicorn's protocol answers it past the app: fastapi_backend.at_once)
                 assert client.get("/ping").status_code == 200, number
-                # gevent checks its limit once a second: spread the requests so it gets to recycle
-                response = client.post("/predictUnstructured/", content=b"sleep=0.03" if configuration == "gunicorn-gevent" else b"go")
+                # gevent checks its limit once a second: spread the requests (3 s or more) so it gets to recycle
+                response = client.post("/predictUnstructured/", content=b"sleep=0.1" if configuration == "gunicorn-gevent" else b"go")
                 assert response.status_code == 200, (number, response.text)
                 served_by.append(int(response.text))
         output = server.stop()
