@@ -143,6 +143,19 @@ class Program:
         self.stop()
 
 
+def answers(path: str, statuses: Sequence[int] = (200,), scheme: str = "http",
+            **request) -> Callable[[Program], httpx.Response | None]:
+    """A readiness check: the program's response to GET `path` once its status is one of `statuses`."""
+    def ready(program: Program) -> httpx.Response | None:
+        try:
+            response = httpx.get(f"{scheme}://127.0.0.1:{program.port}{path}", timeout=2, **request)
+        except httpx.TransportError:
+            return None
+        return response if response.status_code in statuses else None
+
+    return ready
+
+
 class RunningServer(Program):
     """`drum-compat server` until `ready_path` answers 200 (or the error server's 513)."""
 
@@ -155,14 +168,8 @@ class RunningServer(Program):
         def command(port: int) -> list[str]:
             return [DRUM_COMPAT, "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{port}", *args]
 
-        def answers(server: RunningServer) -> bool:
-            try:
-                return httpx.get(f"{server.base_url}{ready_path}", timeout=1.0, verify=self.verify).status_code in (200, 513)
-            except httpx.TransportError:
-                return False
-
-        super().__init__(command, answers, port=port, timeout=timeout, output=output,
-                         env=server_environment(server_type, env), cwd=cwd)
+        super().__init__(command, answers(ready_path, (200, 513), self.scheme, verify=self.verify), port=port,
+                         timeout=timeout, output=output, env=server_environment(server_type, env), cwd=cwd)
 
     @property
     def base_url(self) -> str:

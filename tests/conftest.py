@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from drum_compat.compat.parity.cases import Case
 from drum_compat.compat.parity.compare import Answer, differences, normalise
+from drum_compat.compat.running import answers
 from drum_compat.fastapi_backend.app import create_fastapi_app
 from drum_compat.flask_backend.app import create_flask_app
 from drum_compat.flask_backend.extensions import load_flask_extensions
@@ -24,7 +24,7 @@ from drum_compat.shared.model.config import resolve_model_config
 from drum_compat.shared.model.python_model import PythonModel
 from drum_compat.shared.server_types import DEFAULT_SERVER_TYPE, Stack
 from tests.models import MODELS, write_model
-from tests.processes import answers, program
+from tests.processes import program
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,11 +139,7 @@ def pytest_sessionfinish(session, exitstatus):
             process.kill()
         except psutil.NoSuchProcess:
             pass
-    for process in descendants:  # orphans adopted by this process and ended: reap them
-        try:
-            os.waitpid(process.pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+    psutil.wait_procs(alive, timeout=5)  # and reap those this process adopted
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         reporter.write_line(f"ERROR: {len(left)} process(es) the tests started were still running, now killed:", red=True)

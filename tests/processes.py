@@ -9,8 +9,6 @@ import socket
 import time
 from typing import Callable, Iterator, Sequence
 
-import httpx
-
 from drum_compat.compat.running import Program, RunningServer
 
 # how long anything the tests start may take to be ready: generous, for a machine whose every core is busy
@@ -46,16 +44,3 @@ def refusing_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
-
-
-def answers(path: str, statuses: Sequence[int] = (200,), scheme: str = "http",
-            **request) -> Callable[[Program], httpx.Response | None]:
-    """A readiness check: the program's response to GET `path` once its status is one of `statuses`."""
-    def ready(program: Program) -> httpx.Response | None:
-        try:
-            response = httpx.get(f"{scheme}://127.0.0.1:{program.port}{path}", timeout=2, **request)
-        except httpx.TransportError:
-            return None
-        return response if response.status_code in statuses else None
-
-    return ready

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from drum_compat.compat.running import DRUM_COMPAT
-from tests.processes import READY_TIMEOUT, answers, program
+from drum_compat.compat.running import DRUM_COMPAT, answers
+from tests.processes import READY_TIMEOUT, program
 from tests.test_llm_routes import HOOKED
 
 ROOT = Path(__file__).resolve().parent.parent

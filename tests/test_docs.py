@@ -14,8 +14,8 @@ import pytest
 
 from drum_compat.compat.options import SERVER_OPTIONS
 from drum_compat.shared.server_types import SERVER_TYPES
-from drum_compat.compat.running import DRUM_COMPAT, Program
-from tests.processes import answers, program, serve
+from drum_compat.compat.running import DRUM_COMPAT, Program, answers
+from tests.processes import program, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
