@@ -12,13 +12,14 @@ from typing import Any, Callable, Mapping
 from drum_compat.compat.instance import instance_dir
 from drum_compat.compat.options import ServerOptions
 from drum_compat.compat.record import recorder_from
-from drum_compat.compat.settings import SETTINGS_BY_KEY, read_secret
+from drum_compat.compat.settings import MIB, SETTINGS_BY_KEY, read_secret
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.guards.access_log import configure_access_log
 from drum_compat.shared.guards.admission import AdmissionLimits
 from drum_compat.shared.guards.front_door import FrontDoorSettings
 from drum_compat.shared.guards.rate_limit import RateLimitPolicy, parse_networks
 from drum_compat.shared.guards.security import CorsPolicy, parse_origins
+from drum_compat.shared.guards.supervision import SupervisionLimits
 from drum_compat.shared.metrics import MULTIPROCESS_DIR_ENV
 from drum_compat.shared.model.config import ModelConfig, read_class_labels_file, resolve_model_config
 from drum_compat.shared.request_id import RequestIdLogFilter
@@ -80,8 +81,10 @@ def app_settings(server_type: ServerType, core: Mapping[str, Any],
         queue_timeout=value("executor_queue_timeout"),
         deadline=value("request_timeout"),
     )
+    supervision = SupervisionLimits(deadline=value("request_timeout"), grace=value("stuck_call_grace"),
+                                    max_rss=value("max_worker_rss_mb") * MIB)
     return AppSettings(server_type=server_type, url_prefix=value("url_prefix"),
-                       cors=CorsPolicy(parse_origins(value("cors_origins"))), admission=admission,
+                       cors=CorsPolicy(parse_origins(value("cors_origins"))), admission=admission, supervision=supervision,
                        front_door=front_door, metrics_dir=environ.get(MULTIPROCESS_DIR_ENV) or None,
                        direct_access_url=checked_url(value("direct_access_url"), "DRUM_DIRECT_ACCESS_URL"),
                        stream_batch_rows=value("stream_batch_rows"))

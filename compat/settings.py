@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from drum_compat.compat.options import parse_bool
 from drum_compat.shared.runtime_parameters import PREFIX, RuntimeParameterException, RuntimeParameters
+from drum_compat.shared.guards.supervision import MIB
 from drum_compat.shared.server_types import SERVER_TYPES, Stack
 
 
@@ -60,7 +61,6 @@ def _fastapi_alias(name: str) -> tuple[dict[str, str], dict[str, tuple[str, ...]
     return _both(name), {Stack.FASTAPI: (name.replace("DRUM_", "DRUM_FASTAPI_", 1),)}
 
 
-MIB = 1024 * 1024
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 PEM_FILE = "path to a readable PEM file"
 
@@ -76,6 +76,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("request_timeout", int, 120, "Seconds from a request's arrival (queueing included) to its 504 answer; gunicorn "
             "also replaces a worker whose heartbeat stops 30 s longer than that (0: neither).",
             _both("DRUM_CLIENT_REQUEST_TIMEOUT"), gunicorn="timeout", minimum=0, maximum=3600, core=True),
+    Setting("stuck_call_grace", int, 30, "Seconds past the request timeout after which a model call counts as stuck even "
+            "with model threads free (with every thread busy, the timeout alone): the worker is then replaced "
+            "(README: Supervision).", _both("DRUM_STUCK_CALL_GRACE"), minimum=0, maximum=3600, core=True),
+    Setting("max_worker_rss_mb", int, 0, "Memory guard: a worker whose resident memory passes this many MiB finishes "
+            "what it runs and is replaced (0: off).", _both("DRUM_MAX_WORKER_RSS_MB"), minimum=0, maximum=1 << 20, core=True),
+    Setting("worker_healthcheck_timeout", int, 120, "uvicorn: seconds a worker process may leave the supervisor's ping "
+            "unanswered (a frozen process) before it is killed; a hook holding the GIL or a slow start stays below it.",
+            {Stack.FASTAPI: "DRUM_UVICORN_WORKER_HEALTHCHECK_TIMEOUT"}, uvicorn="timeout_worker_healthcheck",
+            minimum=1, maximum=3600),
     Setting("executor_workers", int, 1, "Model threads per worker: model hooks run there, never on the event loop or gevent hub.",
             *_fastapi_alias("DRUM_EXECUTOR_WORKERS"), minimum=1, maximum=64, core=True),
     Setting("executor_queue_depth", int, 100, "Model requests that may wait for a model thread (per worker); beyond that: 503.",

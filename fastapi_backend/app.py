@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from drum_compat.compat.rate_store import async_store
+from drum_compat.compat.supervisor import Watchdog, exit_past_hung_calls
 from drum_compat.fastapi_backend.at_once import AnswersAtOnce
 from drum_compat.fastapi_backend.cycle import CoreEndpoint, CycleMiddleware
 from drum_compat.fastapi_backend.extensions import STEPS_STATE
@@ -15,31 +16,29 @@ from drum_compat.fastapi_backend.recycling import UVICORN_KEEPALIVE, RecyclingMi
 from drum_compat.fastapi_backend.steps import AsyncSteps
 from drum_compat.fastapi_backend.wsgi_bridge import WsgiBridge
 from drum_compat.shared.app import DrumApp
-from drum_compat.shared.guards.admission import UNWEDGED
 
 
 def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: int = 0,
-                       keepalive: float = UVICORN_KEEPALIVE, wsgi_app=None) -> FastAPI:
+                       keepalive: float = UVICORN_KEEPALIVE, wsgi_app=None, supervised: bool = False) -> FastAPI:
     """`wsgi_app`: the Flask app of a custom_flask.py (compat.extensions.bridged_flask_app), which then answers
-    every request no FastAPI route took, DRUM's routes included, so that its hooks still run for them."""
+    every request no FastAPI route took, DRUM's routes included, so that its hooks still run for them.
+    `supervised`: a uvicorn worker: watched (compat.supervisor), and its exit never waits for a hung model call."""
     retirement = Retirement(keepalive)
-    loop: asyncio.AbstractEventLoop | None = None
-
-    def recycle_from_model_thread() -> None:
-        if loop is not None:
-            loop.call_soon_threadsafe(retirement.begin, UNWEDGED)
-
     front_door = core.settings.front_door
     steps = AsyncSteps(async_store(front_door.rate_limit, front_door.redis_url), core.gate.limits.threads)
-    core.on_close(lambda: steps.executor.shutdown(wait=True))
+    core.on_close(lambda: steps.executor.shutdown(wait=False, cancel_futures=True))  # a hung call is abandoned
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        nonlocal loop
-        loop = asyncio.get_running_loop()
+        if supervised:
+            loop = asyncio.get_running_loop()
+            Watchdog(core.gate, core.settings.supervision, core.metrics,
+                     lambda why: loop.call_soon_threadsafe(retirement.begin, why)).start()
         yield
         await steps.close_upstream()
         core.close()  # uvicorn has stopped accepting and waited for in-flight requests
+        if supervised:
+            exit_past_hung_calls(core.gate)
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     # not a route: the router's default, so every request, whatever its target (`*`, absolute-form), reaches the core
@@ -47,10 +46,10 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
         app.router.default = CoreEndpoint(steps)
     else:
         bridge = WsgiBridge(wsgi_app, core.gate.limits.request_threads)
-        core.on_close(lambda: bridge.executor.shutdown(wait=True))
+        core.on_close(lambda: bridge.executor.shutdown(wait=False, cancel_futures=True))
         app.router.default = bridge
     setattr(app.state, STEPS_STATE, steps)  # for extensions' in_model_thread
-    app.add_middleware(CycleMiddleware, core=core, steps=steps, on_unwedged=recycle_from_model_thread, router=app.router)
+    app.add_middleware(CycleMiddleware, core=core, steps=steps, router=app.router)
     # added last, so outermost: a retiring worker's every answer says Connection: close
     app.add_middleware(RecyclingMiddleware, retirement=retirement, max_requests=recycle_after, jitter=recycle_jitter)
     return app

@@ -71,7 +71,6 @@ class AnswersAtOnce:
 
     def __init__(self, cycles: CycleMiddleware, recycling: RecyclingMiddleware) -> None:
         self.core = cycles.core
-        self.on_unwedged = cycles.on_unwedged
         self.recycling = recycling
         self.replays: dict[tuple, Replay] = {}
 
@@ -85,7 +84,7 @@ class AnswersAtOnce:
         request = head_request(scope)
         if not self.core.answers_at_once(request):
             return None
-        return Pending(RequestCycle(self.core, request, f"HTTP/{scope['http_version']}", self.on_unwedged), head)
+        return Pending(RequestCycle(self.core, request, f"HTTP/{scope['http_version']}"), head)
 
     def _replayable_head(self, scope: dict) -> tuple | None:
         """A client's own request id must come back to it, and a recorded request is recorded whole: neither is

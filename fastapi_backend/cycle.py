@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import Callable
 
 from starlette.routing import Match
 from werkzeug.datastructures import Headers
@@ -94,18 +93,17 @@ def taken_by(router, scope: dict) -> bool:
 
 
 class CycleMiddleware:
-    def __init__(self, app, core: DrumApp, steps: AsyncSteps, on_unwedged: Callable[[], None], router) -> None:
+    def __init__(self, app, core: DrumApp, steps: AsyncSteps, router) -> None:
         self.app = app
         self.core = core
         self.steps = steps
-        self.on_unwedged = on_unwedged
         self.router = router  # the app's: its routes are the extensions' (custom_fastapi.py); DRUM's are the core's
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cycle = RequestCycle(self.core, head_request(scope), f"HTTP/{scope.get('http_version', '1.1')}", self.on_unwedged)
+        cycle = RequestCycle(self.core, head_request(scope), f"HTTP/{scope.get('http_version', '1.1')}")
         if cycle.route is None and self.router.routes and taken_by(self.router, scope):
             cycle.served_by_extension(EXTENSION_ROUTE)
 

@@ -35,7 +35,7 @@ async def in_model_thread(request: Request, work: Callable[..., Any], *args, **k
     cycle = request.scope[CYCLE_KEY]
     steps = getattr(request.app.state, STEPS_STATE)
     outcome = await run_steps_async(
-        cycle.core.gate.model_call(lambda: Result(work(*args, **kwargs)), cycle.arrived, cycle.on_unwedged),
+        cycle.core.gate.model_call(lambda: Result(work(*args, **kwargs)), cycle.arrived, cycle.request_id),
         partial(steps.perform, None))
     if isinstance(outcome, Result):
         return outcome.value

@@ -2,12 +2,14 @@
 any token method reaching the app, and an answer for a client that half-closes after its request."""
 from __future__ import annotations
 
+import os
 import re
 
 import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from drum_compat.compat.supervisor import die_with_parent
 from drum_compat.fastapi_backend.at_once import AnswersAtOnce, Pending, Replayed
 
 from drum_compat.shared.guards.protocol import ProtocolLimits, ProtocolRefusal, malformed, method_refusal, version_refusal
@@ -33,11 +35,17 @@ class Refused(Exception):
 
 
 class DrumConfig(uvicorn.Config):
-    """uvicorn's Config plus the protocol limits, which travel with it to each spawned worker."""
+    """uvicorn's Config plus the protocol limits and the master's pid, which travel with it to each spawned worker."""
 
     def __init__(self, *args, protocol_limits: ProtocolLimits = ProtocolLimits(), **kwargs) -> None:
         super().__init__(*args, http=DrumHttpToolsProtocol, **kwargs)
         self.protocol_limits = protocol_limits
+        self.master = os.getpid()
+
+    def load(self) -> None:
+        # the worker's first step (the supervisor never loads): it must not outlive the master
+        die_with_parent(self.master)
+        super().load()
 
 
 class DrumHttpToolsProtocol(HttpToolsProtocol):

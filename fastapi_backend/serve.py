@@ -2,11 +2,14 @@
 with the settings the launcher resolved, on the socket it bound. Workers build the app after they start."""
 from __future__ import annotations
 
+import logging
+import pickle
 import socket
 import sys
+import time
 
 from uvicorn.config import STARTUP_FAILURE
-from uvicorn.supervisors import Multiprocess
+from uvicorn.supervisors import Multiprocess, multiprocess
 
 from drum_compat.compat.instance import remove_instance
 from drum_compat.compat.options import ServerOptions
@@ -17,6 +20,35 @@ from drum_compat.fastapi_backend.protocol import DrumConfig
 from drum_compat.shared.guards.protocol import ProtocolLimits
 
 PROTOCOL_LIMITS = tuple(ProtocolLimits.__dataclass_fields__)
+EXIT_MARGIN = 10  # seconds past the graceful timeout a worker gets to exit before its SIGKILL
+logger = logging.getLogger("uvicorn.error")
+
+
+class WatchedProcess(multiprocess.Process):
+    """uvicorn's worker process, with a health check that never blocks the supervisor's loop (uvicorn's waits for each
+    answer, so one frozen worker delayed signals and the others' checks): one ping outstanding at a time, and the worker
+    counts as dead only when it leaves it unanswered longer than the timeout (DRUM_UVICORN_WORKER_HEALTHCHECK_TIMEOUT).
+    A worker still importing or a hook holding the GIL answers late, not never."""
+
+    ping_sent: float | None = None
+
+    def is_alive(self, timeout: float = 5) -> bool:
+        if not self.process.is_alive():
+            return False
+        try:
+            if self.ping_sent is None:
+                self.parent_conn.send(b"ping")
+                self.ping_sent = time.monotonic()
+            elif self.parent_conn.poll(0):
+                self.parent_conn.recv()
+                self.ping_sent = None
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return False
+        return self.ping_sent is None or time.monotonic() - self.ping_sent < timeout
+
+
+# uvicorn's supervisor makes its workers by this module-level name: each one it starts is watched this way
+multiprocess.Process = WatchedProcess
 
 
 class DrumSupervisor(Multiprocess):
@@ -34,6 +66,17 @@ class DrumSupervisor(Multiprocess):
     def _stop_accepting(self) -> None:
         for listener in self.sockets:
             listener.close()
+
+    def join_all(self) -> None:
+        """A worker ends within the graceful timeout, hung model calls or not (compat.supervisor abandons them); one
+        that does not is killed past it, so the server always stops."""
+        ends = time.monotonic() + (self.config.timeout_graceful_shutdown or 0) + EXIT_MARGIN
+        for process in self.processes:
+            process.process.join(max(ends - time.monotonic(), 0))
+            if process.process.exitcode is None:
+                logger.error("Child process [%s] did not exit within the graceful timeout: killed", process.pid)
+                process.kill()
+                process.process.join()
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Callable
 
 from flask import Blueprint, Flask, Response, request
 from flask.ctx import RequestContext
@@ -16,7 +15,6 @@ from drum_compat.flask_backend.steps import BlockingSteps
 from drum_compat.shared.app import DrumApp
 from drum_compat.shared.cycle import CYCLE_KEY
 from drum_compat.shared.errors import error_response
-from drum_compat.shared.guards.admission import UNWEDGED
 from drum_compat.shared.http import NeutralResponse
 from drum_compat.shared.steps import run_steps
 
@@ -77,11 +75,7 @@ def build_blueprint(core: DrumApp, steps: BlockingSteps) -> Blueprint:
     return blueprint
 
 
-def log_only(why: str) -> None:
-    logger.warning("Worker should be recycled (%s) but is not run by gunicorn: carrying on", why)
-
-
-def create_flask_app(core: DrumApp, recycle: Callable[[str], None] = log_only, bridged: bool = False) -> Flask:
+def create_flask_app(core: DrumApp, bridged: bool = False) -> Flask:
     """`bridged`: served by the FastAPI stack through a2wsgi (custom_flask.py there), whose loop already ran the
     cycle's front door and left the cycle in the environ: no WSGI loop of our own, no rate store."""
     # No static folder: drum-compat serves no files (DRUM's Flask app had an unused /static/ rule).
@@ -96,10 +90,10 @@ def create_flask_app(core: DrumApp, recycle: Callable[[str], None] = log_only, b
     front_door = core.settings.front_door
     take = None if bridged else blocking_store(front_door.rate_limit, front_door.redis_url)
     steps = BlockingSteps(take, core.gate.limits.threads)
-    core.on_close(lambda: steps.executor.shutdown(wait=True))
+    core.on_close(lambda: steps.executor.shutdown(wait=False, cancel_futures=True))  # a hung call is abandoned (compat.supervisor)
     core.on_close(steps.close_upstream)
     app.register_blueprint(build_blueprint(core, steps), url_prefix=core.settings.url_prefix)
     app.core_rules = {rule.rule: rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith(f"{BLUEPRINT_NAME}.")}
     if not bridged:
-        app.wsgi_app = CycleMiddleware(app.wsgi_app, core, steps, partial(recycle, UNWEDGED))
+        app.wsgi_app = CycleMiddleware(app.wsgi_app, core, steps)
     return app

@@ -70,18 +70,17 @@ class CoreAnswer:
 
 
 class CycleMiddleware:
-    def __init__(self, app, core: DrumApp, steps: BlockingSteps, on_unwedged: Callable[[], None]) -> None:
+    def __init__(self, app, core: DrumApp, steps: BlockingSteps) -> None:
         self.app = app
         self.core = core
         self.steps = steps
-        self.on_unwedged = on_unwedged
 
     def answer_from_core(self) -> None:
         """Serve the core's answers directly (no extension asked for Flask's dispatch)."""
         self.app = CoreAnswer(self.steps)
 
     def __call__(self, environ: dict, start_response):
-        cycle = RequestCycle(self.core, head_request(environ), environ.get("SERVER_PROTOCOL", "HTTP/1.1"), self.on_unwedged)
+        cycle = RequestCycle(self.core, head_request(environ), environ.get("SERVER_PROTOCOL", "HTTP/1.1"))
         environ[CYCLE_KEY] = cycle  # for the views (flask_backend.app)
 
         def observed_start_response(status: str, headers, exc_info=None):

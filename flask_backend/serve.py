@@ -16,6 +16,7 @@ from drum_compat.compat.instance import remove_instance
 from drum_compat.compat.options import ServerOptions
 from drum_compat.compat.settings import SETTINGS_BY_KEY
 from drum_compat.compat.startup import report_startup_failure
+from drum_compat.compat.supervisor import die_with_parent, exit_past_hung_calls
 from drum_compat.compat.tls import gunicorn_ssl_context
 from drum_compat.shared.guards.admission import AdmissionLimits
 
@@ -43,6 +44,10 @@ def native_logging_locks():
         handler = reference()
         if handler is not None:
             handler.lock = native_rlock()
+
+
+def post_fork(server, worker):
+    die_with_parent(server.pid)  # gunicorn's own check of its parent runs only while the worker's loop does
 
 
 def post_worker_init(worker):
@@ -76,6 +81,7 @@ def worker_exit(server, worker):
     core = getattr(getattr(worker, "wsgi", None), "extensions", {}).get(CORE_EXTENSION)
     if core is not None:
         core.close()
+        exit_past_hung_calls(core.gate)
 
 
 def gunicorn_settings(options: ServerOptions) -> dict[str, Any]:
@@ -101,6 +107,7 @@ def gunicorn_settings(options: ServerOptions) -> dict[str, Any]:
         CONTROL_SOCKET_OFF: True,  # gunicorn's default is one socket per user in $HOME, shared by every instance
         "ssl_context": gunicorn_ssl_context,  # used only when certfile is set
         "post_request": post_request,
+        "post_fork": post_fork,
         "post_worker_init": post_worker_init,
         "child_exit": child_exit,
         "worker_exit": worker_exit,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor, TimeoutError
+from functools import partial
 from typing import Callable
 
 from gevent import monkey
@@ -28,6 +29,25 @@ def model_executor(threads: int) -> Executor:
 
         return NativeThreadPoolExecutor(max_workers=threads)
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drum-model")
+
+
+def submitted_by_a_greenlet(submit: Callable):
+    """gevent's pool blocks a submit until one of its threads is free, which could be never (a hung model call) and
+    would come before the requester's timed wait: the submit and the wait for its result run in a greenlet of their own,
+    so the requester only ever waits on the returned AsyncResult, as long as its deadline allows."""
+    import gevent
+    from gevent.event import AsyncResult
+
+    outcome = AsyncResult()
+
+    def run() -> None:
+        try:
+            outcome.set(submit().result())
+        except BaseException as exc:  # the requester's Wait raises it, as a future's result() would
+            outcome.set_exception(exc)
+
+    gevent.spawn(run)
+    return outcome
 
 
 # how much of wsgi.input one read asks for: gunicorn's reader costs per call (a buffer of its own, copies), and 64 KiB
@@ -68,6 +88,7 @@ class BlockingSteps:
     def __init__(self, take: Callable[[str], Outcome] | None, threads: int) -> None:
         self.take = take  # the rate store (compat.rate_store.blocking_store); None when the limit is off
         self.executor = model_executor(threads)
+        self.under_gevent = monkey.is_module_patched("threading")
         self._upstream = None
         self._upstream_lock = threading.Lock()
 
@@ -116,7 +137,11 @@ class BlockingSteps:
             case ReadBody(body):
                 return read_body(environ, body)
             case Submit(job):
-                return self.executor.submit(contextvars.copy_context().run, job)
+                submit = partial(self.executor.submit, contextvars.copy_context().run, job)
+                return submitted_by_a_greenlet(submit) if self.under_gevent else submit()
+            case Wait(handle, seconds) if self.under_gevent:
+                handle.wait(seconds)
+                return handle.get() if handle.ready() else STILL_RUNNING
             case Wait(handle, seconds):
                 try:
                     return handle.result(timeout=seconds)

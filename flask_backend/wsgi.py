@@ -2,15 +2,15 @@
 gunicorn calls in each worker after fork."""
 from __future__ import annotations
 
-from typing import Callable
-
 from flask import Flask
+from gevent.monkey import get_original
 
 from drum_compat.compat.bootstrap import build_core
 from drum_compat.compat.extensions import ExtensionError, extension_refusal
 from drum_compat.compat.options import ServerOptions
 from drum_compat.compat.startup import build_or_exit
-from drum_compat.flask_backend.app import create_flask_app, log_only
+from drum_compat.compat.supervisor import Watchdog
+from drum_compat.flask_backend.app import CORE_EXTENSION, create_flask_app
 from drum_compat.flask_backend.extensions import load_flask_extensions
 from drum_compat.flask_backend.recycling import GUNICORN_KEEPALIVE, CloseWhenRetiring, GunicornRetirement
 from drum_compat.flask_backend.steps import native_lock
@@ -18,12 +18,12 @@ from drum_compat.shared.handlers import PredictionHandlers
 from drum_compat.shared.server_types import Stack
 
 
-def build_app(options: ServerOptions, recycle: Callable[[str], None] = log_only) -> Flask:
+def build_app(options: ServerOptions) -> Flask:
     refusal = extension_refusal(options.code_dir, Stack.FLASK)
     if refusal:
         raise ExtensionError(refusal)
     core = build_core(options, Stack.FLASK, native_lock)
-    app = create_flask_app(core, recycle)
+    app = create_flask_app(core)
     extended = isinstance(core.handlers, PredictionHandlers)  # DRUM's error server loads no extensions
     if not (extended and load_flask_extensions(app, core.handlers.model.config.code_dir)):
         app.wsgi_app.answer_from_core()
@@ -32,6 +32,10 @@ def build_app(options: ServerOptions, recycle: Callable[[str], None] = log_only)
 
 def app_from_options(options: ServerOptions) -> Flask:
     retirement = GunicornRetirement((options.server_settings or {}).get("keepalive", GUNICORN_KEEPALIVE))
-    app = build_or_exit(lambda: build_app(options, retirement.begin), options.code_dir)
+    app = build_or_exit(lambda: build_app(options), options.code_dir)
     app.wsgi_app = CloseWhenRetiring(app.wsgi_app, retirement)
+    core = app.extensions[CORE_EXTENSION]
+    # native even under gevent: it must read the gate while the hub waits
+    Watchdog(core.gate, core.settings.supervision, core.metrics, retirement.begin,
+             get_original("_thread", "start_new_thread"), get_original("time", "sleep")).start()
     return app

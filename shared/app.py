@@ -17,6 +17,7 @@ from drum_compat.shared.errors import error_response
 from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits
 from drum_compat.shared.guards.front_door import FrontDoor, FrontDoorSettings
 from drum_compat.shared.guards.security import CorsPolicy, harden
+from drum_compat.shared.guards.supervision import SupervisionLimits
 from drum_compat.shared.handlers import ErrorServerHandlers, PredictionHandlers
 from drum_compat.shared.http import NeutralRequest, NeutralResponse, canonical_allow, header_names, set_headers
 from drum_compat.shared.metrics import Metrics
@@ -42,6 +43,7 @@ class AppSettings:
     url_prefix: str = ""
     cors: CorsPolicy = CorsPolicy()
     admission: AdmissionLimits = AdmissionLimits()
+    supervision: SupervisionLimits = SupervisionLimits()  # when a worker is replaced (compat.supervisor)
     front_door: FrontDoorSettings = FrontDoorSettings()
     metrics_dir: str | None = None  # prometheus_client's multiprocess directory; None: this process only
     direct_access_url: str = ""  # the OpenAI-compatible upstream of /directAccess/ and /nim/; empty: 400, as DRUM

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import NotFound
 
@@ -44,12 +44,10 @@ class RequestCycle:
     Steps out: TakeToken and ReadBody (the front door), Submit and Wait (the model call) or Forward (the proxy), then
     the response; for a streamed answer, Submit and Wait or ReadUpstream per chunk (`next_chunk`) until `close_stream`."""
 
-    def __init__(self, core: "DrumApp", head: NeutralRequest, protocol: str, on_unwedged: Callable[[], None],
-                 arrived: float | None = None) -> None:
+    def __init__(self, core: "DrumApp", head: NeutralRequest, protocol: str, arrived: float | None = None) -> None:
         self.core = core
         self.request = head
         self.protocol = protocol
-        self.on_unwedged = on_unwedged  # the backend's recycling, called from the model thread that ends a wedge
         self.arrived = time.monotonic() if arrived is None else arrived  # where deadlines and durations count from
         matched = core.resolve(head)
         self.route: RouteMatch | None = matched if isinstance(matched, RouteMatch) else None
@@ -90,7 +88,7 @@ class RequestCycle:
             if not isinstance(response, NeutralResponse):  # a handler doing its I/O as steps (shared.proxy)
                 response = yield from response
         else:
-            response = yield from self.core.gate.model_call(call, self.arrived, self.on_unwedged)
+            response = yield from self.core.gate.model_call(call, self.arrived, self.request_id)
         self.stream = response.chunks
         return response
 

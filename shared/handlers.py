@@ -94,7 +94,12 @@ class PredictionHandlers:
     def ping(self, request: NeutralRequest) -> NeutralResponse:
         return ok()
 
-    health = livez = startupz = ping
+    health = startupz = ping
+
+    def livez(self, request: NeutralRequest) -> NeutralResponse:
+        if self.admission.retiring is not None:
+            return json_response({"message": f"ERROR: this worker is being replaced: {self.admission.retiring}"}, 503)
+        return ok()
 
     def readyz(self, request: NeutralRequest) -> NeutralResponse:
         if self.admission.wedged:

@@ -19,6 +19,9 @@ CLIENT_LEFT = "client_disconnected"  # the body ended before its Content-Length:
 REJECTION_REASONS = (QUEUE_FULL, QUEUE_TIMEOUT, DEADLINE, RATE_LIMITED, BODY_TOO_LARGE, RATE_STORE_DOWN, CLIENT_LEFT)
 UNMATCHED_ROUTE = "unmatched"  # 404/405/redirects: not one label per probing scanner's path
 OTHER_METHOD = "other"  # any token is a method to gunicorn: not one label per scanner's invented one
+# the `reason` label of drum_worker_replacements_total (shared.guards.supervision)
+STUCK_CALL, MEMORY = "stuck_model_call", "memory"
+REPLACEMENT_REASONS = (STUCK_CALL, MEMORY)
 
 
 class Metrics:
@@ -43,6 +46,8 @@ class Metrics:
                                   common, registry=self.registry, multiprocess_mode="livesum")
         self.rejections = Counter("drum_rejections", "Requests refused by a guard, by reason.", ["reason", *common],
                                   registry=self.registry)
+        self.replacements = Counter("drum_worker_replacements", "Workers replaced by supervision, by reason "
+                                    "(shared.guards.supervision).", ["reason", *common], registry=self.registry)
         self.model_time = Histogram("drum_model_duration_seconds", "Time model code ran per request.", common,
                                     registry=self.registry)
         info = Gauge("drum_server_info", "Which server answers: always 1.", ["version", *common],
@@ -50,6 +55,8 @@ class Metrics:
         info.labels(__version__, server_type).set(1)
         for reason in REJECTION_REASONS:  # exported at 0 from the start, so rates and alerts see them
             self.rejections.labels(reason, server_type)
+        for reason in REPLACEMENT_REASONS:
+            self.replacements.labels(reason, server_type)
         # Each request updates several series; their labelled children are looked up once (labels() takes a lock
         # and builds a key every call) and gauges are written only when their value changes.
         self._in_flight = self.in_flight.labels(server_type)
@@ -79,6 +86,9 @@ class Metrics:
 
     def rejected(self, reason: str) -> None:
         self.rejections.labels(reason, self.server_type).inc()
+
+    def worker_replaced(self, reason: str) -> None:
+        self.replacements.labels(reason, self.server_type).inc()
 
     def admission_changed(self, running: int, waiting: int) -> None:
         previous, self._admission = self._admission, (running, waiting)

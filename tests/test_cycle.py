@@ -61,7 +61,7 @@ ALLOWED = Decision(True, 1.0)
 
 def test_the_front_door_steps_come_in_order_and_stop_at_the_first_refusal(core):
     def enter(length: int, answers: dict):
-        return drive(RequestCycle(core, head("POST", "/predict/", length), "HTTP/1.1", lambda: None).enter(), answers)
+        return drive(RequestCycle(core, head("POST", "/predict/", length), "HTTP/1.1").enter(), answers)
 
     refused, seen = enter(10, {TakeToken: Decision(False, 0.0)})
     assert (refused.status, seen) == (429, ["TakeToken"])  # the body is never read
@@ -77,7 +77,7 @@ def test_the_front_door_steps_come_in_order_and_stop_at_the_first_refusal(core):
 
 
 def test_probes_skip_the_rate_limit_and_never_reach_a_model_thread(core):
-    cycle = RequestCycle(core, head("GET", "/ping/"), "HTTP/1.1", lambda: None)
+    cycle = RequestCycle(core, head("GET", "/ping/"), "HTTP/1.1")
     assert drive(cycle.enter(), {ReadBody: BODY_COMPLETE}) == (None, ["ReadBody"])
     response, seen = drive(cycle.respond(), {})
     assert (response.status, response.body, seen) == (200, b'{"message":"OK"}\n', [])
@@ -85,7 +85,7 @@ def test_probes_skip_the_rate_limit_and_never_reach_a_model_thread(core):
 
 def test_a_model_route_runs_its_job_through_submit_and_wait(core):
     cycle = RequestCycle(core, head("POST", "/predict/", len(CSV), **{"Content-Type": "text/csv", "X-Request-ID": "abc-1"}),
-                         "HTTP/1.1", lambda: None)
+                         "HTTP/1.1")
     assert drive(cycle.enter(), {TakeToken: ALLOWED, ReadBody: fed(CSV)})[0] is None
     jobs = []
     waits = iter([STILL_RUNNING])  # the first wait runs out before the job is run; the deadline is still far
@@ -105,7 +105,7 @@ def test_a_model_route_runs_its_job_through_submit_and_wait(core):
 
 
 def test_routing_answers_come_from_the_core_without_steps(core):
-    cycle = RequestCycle(core, head("GET", "/predict/"), "HTTP/1.1", lambda: None)
+    cycle = RequestCycle(core, head("GET", "/predict/"), "HTTP/1.1")
     assert cycle.route is None
     response, seen = drive(cycle.respond(), {})
     assert (response.status, response.headers["Allow"], seen) == (405, "POST, OPTIONS", [])
@@ -114,8 +114,8 @@ def test_routing_answers_come_from_the_core_without_steps(core):
 def test_the_end_of_a_cycle_counts_and_logs_it_once_answered(core, caplog):
     caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
     before = core.metrics.in_flight.labels("uvicorn")._value.get()
-    answered = RequestCycle(core, head("GET", "/info/"), "HTTP/1.0", lambda: None)
-    unanswered = RequestCycle(core, head("GET", "/ping/"), "HTTP/1.1", lambda: None)
+    answered = RequestCycle(core, head("GET", "/info/"), "HTTP/1.0")
+    unanswered = RequestCycle(core, head("GET", "/ping/"), "HTTP/1.1")
     assert core.metrics.in_flight.labels("uvicorn")._value.get() == before + 2
     answered.response_started(200)
     answered.sent(10)

@@ -13,11 +13,12 @@ from drum_compat.compat.bootstrap import app_settings
 from drum_compat.compat.instance import INSTANCE_DIR_ENV, InstanceError, create_instance, remove_instance
 from drum_compat.compat.settings import resolve_settings
 from drum_compat.shared.app import AppSettings
-from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits
+from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits, RunningCall
 from drum_compat.shared.guards.body import SPOOL_ABOVE, RequestBody
 from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_OVER_LIMIT, FrontDoorSettings
 from drum_compat.shared.guards.rate_limit import LocalBuckets, RateLimitPolicy, parse_networks, take_token
-from drum_compat.shared.metrics import DEADLINE, MULTIPROCESS_DIR_ENV, QUEUE_FULL, QUEUE_TIMEOUT
+from drum_compat.shared.guards.supervision import MIB, SupervisionLimits, replacement
+from drum_compat.shared.metrics import DEADLINE, MEMORY, MULTIPROCESS_DIR_ENV, QUEUE_FULL, QUEUE_TIMEOUT, STUCK_CALL
 from drum_compat.shared.server_types import SERVER_TYPES, Stack
 from tests.conftest import Stacks, load_model
 
@@ -52,13 +53,13 @@ def test_a_waiter_leaves_after_the_queue_timeout_and_its_job_never_runs():
     clock.now += 20
     assert admission.expire(ticket) == QUEUE_TIMEOUT
     calls = []
-    assert admission.job(ticket, lambda: calls.append(1), lambda: None)() is None and calls == []
+    assert admission.job(ticket, lambda: calls.append(1))() is None and calls == []
     assert admission.snapshot()["waiting"] == 0
 
 
 def test_deadline_counts_queueing_and_a_timed_out_run_keeps_its_thread():
     admission, clock = gate(threads=1, queue_timeout=30, deadline=1)
-    running, queued = admission.admit(clock()), admission.admit(clock())
+    running, queued = admission.admit(clock(), "r-1"), admission.admit(clock(), "r-2")
     assert admission.start(running)
     assert admission.next_wait(queued) == 1  # the deadline comes before the queue timeout
     clock.now += 1
@@ -66,17 +67,41 @@ def test_deadline_counts_queueing_and_a_timed_out_run_keeps_its_thread():
     assert not admission.wedged
     assert admission.expire(running) == DEADLINE
     assert admission.wedged and admission.snapshot()["running"] == 1  # still held until the thread ends
+    assert admission.running_calls() == [RunningCall("r-1", 100.0)]  # what supervision reads
     assert admission.admit(clock()) is not None  # the queue still takes work meanwhile
-    assert admission.finish(running) is True  # the end of the wedge: recycle now
-    assert not admission.wedged
+    admission.finish(running)
+    assert not admission.wedged and admission.running_calls() == []
 
 
-def test_a_call_that_finishes_in_time_does_not_ask_for_recycling():
-    admission, clock = gate(threads=1, deadline=5)
-    ticket = admission.admit(clock())
-    recycled = []
-    assert admission.job(ticket, lambda: "answer", lambda: recycled.append(1))() == "answer"
-    assert recycled == [] and admission.snapshot()["completed"] == 1
+LIMITS = SupervisionLimits(deadline=3, grace=30)
+
+
+def test_a_call_is_stuck_past_the_deadline_only_when_every_thread_is_busy():
+    one = [RunningCall("r-1", 100.0)]
+    assert replacement(LIMITS, one, threads=1, now=103.0) is None  # at the deadline: not yet
+    verdict = replacement(LIMITS, one, threads=1, now=103.5)
+    assert verdict.reason == STUCK_CALL and "request r-1 has run 3.5 s" in verdict.message
+    assert "every model thread is busy" in verdict.message
+    # a thread is free: the stuck call is given the grace before the worker is replaced
+    assert replacement(LIMITS, one, threads=2, now=133.0) is None
+    verdict = replacement(LIMITS, one, threads=2, now=133.5)
+    assert verdict.reason == STUCK_CALL and "plus 30 s of grace" in verdict.message
+
+
+def test_the_oldest_call_is_named_and_queueing_never_counts():
+    calls = [RunningCall("young", 110.0), RunningCall("old", 100.5)]
+    assert "request old has run 3.1 s" in replacement(LIMITS, calls, threads=2, now=103.6).message
+    # a call that waited 2.9 s in the queue and has run 0.3 s: a 504 at most, never a replacement (issue 24, 3)
+    assert replacement(LIMITS, [RunningCall("late", 102.9)], threads=1, now=103.2) is None
+
+
+def test_without_a_deadline_no_call_is_stuck_and_memory_is_checked_only_when_guarded():
+    assert replacement(SupervisionLimits(deadline=0), [RunningCall("r", 0.0)], threads=1, now=1e6) is None
+    guarded = SupervisionLimits(max_rss=100 * MIB)
+    assert replacement(guarded, [], 1, 0.0, rss=100 * MIB) is None
+    verdict = replacement(guarded, [], 1, 0.0, rss=101 * MIB)
+    assert verdict.reason == MEMORY and "101 MiB is above 100 MiB (DRUM_MAX_WORKER_RSS_MB)" in verdict.message
+    assert replacement(SupervisionLimits(), [], 1, 0.0, rss=1 << 40) is None
 
 
 POLICY = RateLimitPolicy(per_minute=60, burst=3)

@@ -26,7 +26,7 @@ def test_defaults_feed_each_server():
                         "loglevel": "info", "worker_class": "gevent", "worker_connections": 10000, "cert_reqs": 0, **limits}
     uvicorn = server_kwargs(resolve_settings("fastapi", {}), "uvicorn")
     assert uvicorn == {"workers": 1, "backlog": 2048, "limit_max_requests_jitter": 0, "timeout_graceful_shutdown": 299,
-                       "log_level": "info", "loop": "uvloop", "ssl_cert_reqs": 0, **limits}
+                       "log_level": "info", "loop": "uvloop", "ssl_cert_reqs": 0, "timeout_worker_healthcheck": 120, **limits}
 
 
 def test_runtime_parameter_wins_over_env_and_int_truncates():

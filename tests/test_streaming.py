@@ -78,7 +78,7 @@ def gate(clock, deadline: float = 0.0) -> AdmissionGate:
 
 def test_the_ticket_is_held_until_the_last_chunk(clock):
     the_gate, pool, log = gate(clock), Pool(), []
-    response = drive(the_gate.model_call(streaming_call(words(log, b"a", b"b")), 0.0, lambda: None), pool)
+    response = drive(the_gate.model_call(streaming_call(words(log, b"a", b"b")), 0.0), pool)
     assert the_gate.running == 1 and log == []  # nothing iterated yet: each chunk is asked for
     assert drive(response.chunks.next(), pool) == b"a"
     assert drive(response.chunks.next(), pool) == b"b"
@@ -90,7 +90,7 @@ def test_the_ticket_is_held_until_the_last_chunk(clock):
 
 def test_closing_an_idle_stream_closes_the_iterator_in_a_model_thread(clock):
     the_gate, pool, log = gate(clock), Pool(), []
-    response = drive(the_gate.model_call(streaming_call(words(log, b"a", b"b", b"c")), 0.0, lambda: None), pool)
+    response = drive(the_gate.model_call(streaming_call(words(log, b"a", b"b", b"c")), 0.0), pool)
     drive(response.chunks.next(), pool)
     closing = list(response.chunks.close())
     assert [type(step) for step in closing] == [Submit] and log == [b"a"]  # not closed on the requester's side
@@ -105,7 +105,7 @@ def test_a_failing_stream_aborts_and_frees_the_slot(clock):
         raise RuntimeError("the LLM went away")
 
     the_gate, pool = gate(clock), Pool()
-    response = drive(the_gate.model_call(streaming_call(failing()), 0.0, lambda: None), pool)
+    response = drive(the_gate.model_call(streaming_call(failing()), 0.0), pool)
     assert drive(response.chunks.next(), pool) == b"a"
     with pytest.raises(StreamAborted):
         drive(response.chunks.next(), pool)
@@ -114,7 +114,7 @@ def test_a_failing_stream_aborts_and_frees_the_slot(clock):
 
 def test_past_the_deadline_mid_chunk_the_stream_aborts_and_the_slot_waits_for_the_chunk(clock):
     the_gate, pool, log = gate(clock, deadline=10.0), Pool(), []
-    response = drive(the_gate.model_call(streaming_call(words(log, b"a", b"b")), 0.0, lambda: None), pool)
+    response = drive(the_gate.model_call(streaming_call(words(log, b"a", b"b")), 0.0), pool)
     pool.run_now = False  # the model thread is slow: the chunk is not ready when the wait runs out
     clock.now = 11.0
     with pytest.raises(StreamAborted):
@@ -133,5 +133,5 @@ def test_a_stream_returned_after_its_requester_had_its_504_is_closed_at_once(clo
         assert the_gate.expire(ticket) == "deadline"  # meanwhile, on the requester's side
         return NeutralResponse(200, chunks=words(log, b"a"))
 
-    assert the_gate.job(ticket, slow_hook, lambda: None)() is None  # nobody will read this stream
+    assert the_gate.job(ticket, slow_hook)() is None  # nobody will read this stream
     assert (the_gate.running, the_gate.stuck, the_gate.waiting) == (0, 0, 0)

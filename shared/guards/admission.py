@@ -13,7 +13,6 @@ from drum_compat.shared.metrics import DEADLINE, QUEUE_FULL, QUEUE_TIMEOUT
 from drum_compat.shared.guards.streaming import ModelStream
 from drum_compat.shared.steps import STILL_RUNNING, Steps, Submit, Wait
 
-UNWEDGED = "the work that held every model thread past its deadline has ended"
 RETRY_AFTER = "1"  # seconds: a busy worker frees a slot or another worker takes the retry
 SPARE_REQUEST_THREADS = 32  # beyond what admission may hold: probes and refusals never wait for a thread
 
@@ -37,9 +36,18 @@ class AdmissionLimits:
 @dataclass(eq=False)
 class Ticket:
     arrived: float
+    request_id: str = ""  # named in the log line of a worker replaced because this call is stuck
     state: str = "waiting"  # waiting -> running -> done, or waiting -> abandoned (never runs)
+    started: float = 0.0  # when a model thread took it
     timed_out: bool = False  # the requester got its 504 while the model still ran
     stream: ModelStream | None = None  # a streamed answer holds the ticket until the stream ends
+
+
+@dataclass(frozen=True)
+class RunningCall:
+    """A model call in a model thread now, as the supervision policy (shared.guards.supervision) reads it."""
+    request_id: str
+    started: float
 
 
 @dataclass
@@ -72,7 +80,8 @@ class IgnoreAdmission:
 class AdmissionGate:
     """At most `threads` requests run model code and `depth` more wait; a waiter leaves after
     queue_timeout (503), anyone after the deadline (504). A timed-out request keeps its thread until
-    the thread really ends; when every thread is held like that the worker is not ready."""
+    the thread really ends; when every thread is held like that the worker is not ready. Whether a call is
+    stuck for good is the supervision policy's to say, from `running_calls`."""
 
     def __init__(self, limits: AdmissionLimits, observer: AdmissionObserver | None = None,
                  clock: Callable[[], float] = time.monotonic, new_lock: Callable[[], Any] = threading.Lock) -> None:
@@ -85,16 +94,18 @@ class AdmissionGate:
         self.running = 0
         self.waiting = 0
         self.stuck = 0  # running, but their requester already had its 504
+        self.calls: set[Ticket] = set()  # the running ones
+        self.retiring: str | None = None  # why this worker is being replaced (its /livez fails meanwhile)
         self.figures = AdmissionFigures()
 
-    def model_call(self, call: Callable[[], NeutralResponse], arrived: float, on_unwedged: Callable[[], None]) -> Steps[NeutralResponse]:
+    def model_call(self, call: Callable[[], NeutralResponse], arrived: float, request_id: str = "") -> Steps[NeutralResponse]:
         """One model call through the gate, as steps (Submit, Wait) the backend performs with its thread pool
         and its way of waiting (shared.steps): admitted or 503 at once, then waits each bounded by the queue
         timeout or the deadline, whichever comes first; returns the model's response, or the 503/504."""
-        ticket = self.admit(arrived)
+        ticket = self.admit(arrived, request_id)
         if ticket is None:
             return self.rejection(QUEUE_FULL)
-        handle = yield Submit(self.job(ticket, call, on_unwedged))
+        handle = yield Submit(self.job(ticket, call))
         while True:
             outcome = yield Wait(handle, self.next_wait(ticket))
             if outcome is not STILL_RUNNING:
@@ -106,7 +117,7 @@ class AdmissionGate:
                 return self.rejection(reason)
 
     # -- requester side ------------------------------------------------------------------------------
-    def admit(self, arrived: float) -> Ticket | None:
+    def admit(self, arrived: float, request_id: str = "") -> Ticket | None:
         """A ticket to hand to the pool, or None: the queue is full (answer `rejection(QUEUE_FULL)`)."""
         with self.lock:
             full = self.running + self.waiting >= self.limits.threads + self.limits.queue_depth
@@ -119,7 +130,7 @@ class AdmissionGate:
         if full:
             self.observer.rejected(QUEUE_FULL)
             return None
-        return Ticket(arrived)
+        return Ticket(arrived, request_id)
 
     def next_wait(self, ticket: Ticket) -> float | None:
         """How long the requester may wait before calling `expire` (None: as long as it takes)."""
@@ -161,24 +172,23 @@ class AdmissionGate:
             if ticket.state != "waiting":
                 return False
             ticket.state = "running"
+            ticket.started = self.clock()
+            self.calls.add(ticket)
             self.waiting -= 1
             self.running += 1
             self._changed()
         return True
 
-    def finish(self, ticket: Ticket) -> bool:
-        """The model thread is free again. True when this ends a state where every thread was held
-        by a timed-out request: the worker should then be recycled."""
+    def finish(self, ticket: Ticket) -> None:
+        """The model thread is free again."""
         with self.lock:
-            was_wedged = self.wedged
             ticket.state = "done"
+            self.calls.discard(ticket)
             self.running -= 1
             self.figures.completed += 1
             if ticket.timed_out:
                 self.stuck -= 1
-            unwedged = was_wedged and not self.wedged
             self._changed()
-        return unwedged
 
     def _changed(self) -> None:
         # under the lock, so the observer sees the counts in the order they changed
@@ -188,6 +198,11 @@ class AdmissionGate:
     @property
     def wedged(self) -> bool:
         return self.stuck >= self.limits.threads
+
+    def running_calls(self) -> list[RunningCall]:
+        """The calls in model threads now; a streamed answer's between its chunks is not one (its client reads)."""
+        with self.lock:
+            return [RunningCall(ticket.request_id, ticket.started) for ticket in self.calls if ticket.stream is None]
 
     def snapshot(self) -> dict:
         with self.lock:
@@ -217,13 +232,13 @@ class AdmissionGate:
             text = f"no model thread became free within {limits.queue_timeout:g} s (DRUM_EXECUTOR_QUEUE_TIMEOUT)"
         return json_response({"message": f"ERROR: Server busy: {text}; retry later"}, 503, [("Retry-After", RETRY_AFTER)])
 
-    def job(self, ticket: Ticket, call: Callable[[], NeutralResponse], on_unwedged: Callable[[], None]):
+    def job(self, ticket: Ticket, call: Callable[[], NeutralResponse]):
         """What the pool runs for a ticket: nothing if its requester left while it waited; the slot is released
         only when the model call really returns, or for a streamed answer when its stream ends."""
         def run() -> NeutralResponse | None:
             if not self.start(ticket):
                 return None
-            release = partial(self.release, ticket, self.clock(), on_unwedged)
+            release = partial(self.release, ticket, self.clock())
             chunks = None
             try:
                 response = call()
@@ -246,7 +261,6 @@ class AdmissionGate:
 
         return run
 
-    def release(self, ticket: Ticket, began: float, on_unwedged: Callable[[], None]) -> None:
+    def release(self, ticket: Ticket, began: float) -> None:
         self.observer.model_ran(self.clock() - began)
-        if self.finish(ticket):
-            on_unwedged()
+        self.finish(ticket)
