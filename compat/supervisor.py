@@ -24,8 +24,8 @@ PR_SET_PDEATHSIG = 1  # prctl(2)
 
 class Watchdog:
     """Reads the worker's model calls and memory every CHECK_EVERY seconds on a thread of its own (a native one under
-    gevent: `start_thread`, `sleep`). The first verdict is logged with its reason, counted, fails this worker's /livez
-    (the gate's `retiring`) and retires the worker through `retire`, which must be safe from any thread."""
+    gevent: `start_thread`, `sleep`). The first verdict is counted, fails this worker's /livez (the gate's `retiring`)
+    and retires the worker through `retire` (which logs it, and must be safe from any thread)."""
 
     def __init__(self, gate: AdmissionGate, limits: SupervisionLimits, metrics: Metrics, retire: Callable[[str], None],
                  start_thread: Callable = threading._start_new_thread, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -54,9 +54,8 @@ class Watchdog:
         if verdict is None:
             return False
         self.gate.retiring = verdict.message
-        logger.error("Worker %d replaced: %s", os.getpid(), verdict.message)
         self.metrics.worker_replaced(verdict.reason)
-        self.retire(verdict.message)
+        self.retire(verdict.message)  # logs "Worker <pid> recycled: <message>"
         return True
 
     def _watch(self) -> None:
@@ -80,6 +79,17 @@ def exit_past_hung_calls(gate: AdmissionGate) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def exit_past_hung_calls_after(gate: AdmissionGate, seconds: float, start_thread: Callable = threading._start_new_thread,
+                               sleep: Callable[[float], None] = time.sleep) -> None:
+    """`exit_past_hung_calls` in `seconds`, on a thread of its own: for a worker whose master kills it at the end of the
+    graceful timeout (gunicorn), so that it says which calls it abandons before that."""
+    def later() -> None:
+        sleep(seconds)
+        exit_past_hung_calls(gate)
+
+    start_thread(later, ())
 
 
 def die_with_parent(master: int) -> None:

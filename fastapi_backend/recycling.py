@@ -46,7 +46,7 @@ class Retirement:
             logger.warning("Worker should be recycled (%s) but is not run by uvicorn's Server", why)
             return
         self.begun = True
-        logger.info("Worker %d recycled: %s", os.getpid(), why)
+        logger.warning("Worker %d recycled: %s", os.getpid(), why)
         for listener in server.servers:
             listener.close()  # stop accepting now; in-flight requests finish before the exit
         loop = asyncio.get_running_loop()

@@ -90,7 +90,13 @@ def create_flask_app(core: DrumApp, bridged: bool = False) -> Flask:
     front_door = core.settings.front_door
     take = None if bridged else blocking_store(front_door.rate_limit, front_door.redis_url)
     steps = BlockingSteps(take, core.gate.limits.threads)
-    core.on_close(lambda: steps.executor.shutdown(wait=False, cancel_futures=True))  # a hung call is abandoned (compat.supervisor)
+
+    def stop_model_threads() -> None:
+        # a hung call is abandoned (compat.supervisor.exit_past_hung_calls); gevent's pool would wait for it forever
+        if not (steps.under_gevent and core.gate.calls):
+            steps.executor.shutdown(wait=False, cancel_futures=True)
+
+    core.on_close(stop_model_threads)
     core.on_close(steps.close_upstream)
     app.register_blueprint(build_blueprint(core, steps), url_prefix=core.settings.url_prefix)
     app.core_rules = {rule.rule: rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith(f"{BLUEPRINT_NAME}.")}

@@ -16,11 +16,12 @@ from drum_compat.compat.instance import remove_instance
 from drum_compat.compat.options import ServerOptions
 from drum_compat.compat.settings import SETTINGS_BY_KEY
 from drum_compat.compat.startup import report_startup_failure
-from drum_compat.compat.supervisor import die_with_parent, exit_past_hung_calls
+from drum_compat.compat.supervisor import die_with_parent, exit_past_hung_calls, exit_past_hung_calls_after
 from drum_compat.compat.tls import gunicorn_ssl_context
 from drum_compat.shared.guards.admission import AdmissionLimits
 
 LAST_RESORT_MARGIN = 30  # seconds
+ABANDON_BEFORE_KILL = 0.5  # seconds before the master's SIGKILL at the graceful timeout
 CONTROL_SOCKET_OFF = "control_socket_disable"
 
 
@@ -53,16 +54,26 @@ def post_fork(server, worker):
 def post_worker_init(worker):
     if worker.cfg.worker_class_str == "gevent":
         native_logging_locks()
-    if worker.cfg.worker_class_str == "gthread":
-        # A gthread worker checks for SIGTERM once a second and keeps its copy of the listening socket
-        # until then, so connections arriving meanwhile would be accepted late: refuse them now.
-        def stop_accepting_then_exit(sig, frame):
+    from gevent.monkey import get_original
+
+    from drum_compat.flask_backend.app import CORE_EXTENSION
+
+    gthread = worker.cfg.worker_class_str == "gthread"
+    core = worker.wsgi.extensions.get(CORE_EXTENSION)
+
+    def exit_gracefully(sig, frame):
+        if gthread:
+            # A gthread worker checks for SIGTERM once a second and keeps its copy of the listening socket
+            # until then, so connections arriving meanwhile would be accepted late: refuse them now.
             for listener in worker.sockets:
                 listener.close()
-            worker.handle_exit(sig, frame)
+        if core is not None:  # the master SIGKILLs a worker still running at the graceful timeout: say why first
+            exit_past_hung_calls_after(core.gate, max(worker.cfg.graceful_timeout - ABANDON_BEFORE_KILL, 0),
+                                       get_original("_thread", "start_new_thread"), get_original("time", "sleep"))
+        worker.handle_exit(sig, frame)
 
-        signal.signal(signal.SIGTERM, stop_accepting_then_exit)
-        signal.siginterrupt(signal.SIGTERM, False)
+    signal.signal(signal.SIGTERM, exit_gracefully)
+    signal.siginterrupt(signal.SIGTERM, False)
 
 
 def child_exit(server, worker):

@@ -276,3 +276,31 @@ MODELS["traced"] = ({"custom.py": TRACED}, {"target_type": "unstructured"})
 # calls in one process leave an `overlap` file
 MODELS["cpu"] = ({"custom.py": (EXAMPLES / "cpu_bound" / "custom.py").read_text()}, {"target_type": "unstructured"})
 
+
+# Faults (tests/test_supervision.py): the answer is the pid that served. `hang` never returns; `cpu=S` spins S seconds;
+# `leak=M` keeps M MiB more for good (touched, so resident). FAULTS_LOAD_GIL=N: load_model holds the GIL while one
+# regular expression backtracks through 2**N steps.
+FAULTS = '''
+import os
+import re
+import time
+
+def load_model(code_dir):
+    hold = int(os.environ.get("FAULTS_LOAD_GIL", "0"))
+    if hold:
+        re.match(r"(a+)+$", "a" * hold + "b")
+    return []
+
+def score_unstructured(model, data, **kwargs):
+    command, _, value = (data if isinstance(data, str) else data.decode()).partition("=")
+    if command == "hang":  # a read that never gets data, as from a stuck upstream (gevent does not patch os.read)
+        os.read(os.pipe()[0], 1)
+    elif command == "cpu":
+        end = time.monotonic() + float(value)
+        while time.monotonic() < end:
+            pass
+    elif command == "leak":
+        model.append(b"x" * (int(value) * 1024 * 1024))
+    return str(os.getpid())
+'''
+MODELS["faults"] = ({"custom.py": FAULTS}, {"target_type": "unstructured"})
