@@ -21,6 +21,7 @@ from drum_compat.shared.guards.rate_limit import RateLimitPolicy, parse_networks
 from drum_compat.shared.guards.security import CorsPolicy, parse_origins
 from drum_compat.shared.guards.supervision import SupervisionLimits
 from drum_compat.shared.metrics import MULTIPROCESS_DIR_ENV
+from drum_compat.shared.proxy import without_credentials
 from drum_compat.shared.model.config import ModelConfig, read_class_labels_file, resolve_model_config
 from drum_compat.shared.request_id import RequestIdLogFilter
 from drum_compat.shared.server_types import DEFAULT_SERVER_TYPE, SERVER_TYPES, ServerType, Stack
@@ -68,7 +69,8 @@ def app_settings(server_type: ServerType, core: Mapping[str, Any],
     rate_limit = None
     if value("rate_limit_enabled"):
         rate_limit = RateLimitPolicy(value("rate_limit_rpm"), value("rate_limit_burst"),
-                                     parse_networks(value("trusted_proxies")), value("rate_limit_fail_open"))
+                                     parse_networks(value("trusted_proxies")), value("rate_limit_fail_open"),
+                                     value("rate_limit_proxy"))
     front_door = FrontDoorSettings(
         max_upload_size=value("max_upload_size"), rate_limit=rate_limit,
         redis_url=read_secret("rate_limit_redis_url", server_type.stack, environ) if rate_limit else None,
@@ -92,7 +94,7 @@ def app_settings(server_type: ServerType, core: Mapping[str, Any],
 
 def checked_url(url: str, name: str) -> str:
     if url and not url.startswith(("http://", "https://")):
-        raise ValueError(f"{name}={url!r} is not an http:// or https:// URL")
+        raise ValueError(f"{name}={without_credentials(url)!r} is not an http:// or https:// URL")
     return url
 
 

@@ -21,6 +21,7 @@ from drum_compat.compat.tls import CERTFILE, TlsConfigError, check_tls
 from drum_compat.shared import __version__
 from drum_compat.shared.model.config import ModelConfigError
 from drum_compat.shared.server_types import SERVER_TYPES, Server, Stack
+from drum_compat.shared.proxy import without_credentials
 
 USAGE_ERROR = 2
 logger = logging.getLogger("drum_compat.settings")
@@ -81,7 +82,9 @@ def effective_settings(server_type: str, environ: Mapping[str, str]):
 
 
 def _shown(setting, value):
-    return SECRET_SHOWN_AS if setting.secret and value is not None else value
+    if setting.secret and value is not None:
+        return SECRET_SHOWN_AS
+    return without_credentials(value) if isinstance(value, str) else value  # a URL's user and password never shown
 
 
 def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

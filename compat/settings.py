@@ -99,6 +99,8 @@ SETTINGS: tuple[Setting, ...] = (
             _both("DRUM_RATE_LIMIT_RPM"), minimum=1, maximum=1_000_000, core=True),
     Setting("rate_limit_burst", int, 20, "Rate limit: requests a client may send at once (bucket size).",
             _both("DRUM_RATE_LIMIT_BURST"), minimum=1, maximum=100_000, core=True),
+    Setting("rate_limit_proxy", bool, True, "Rate limit: /directAccess/ and /nim/ (forwarded upstream) count as model requests.",
+            _both("DRUM_RATE_LIMIT_PROXY"), core=True),
     Setting("trusted_proxies", str, "", "Proxies (CIDR list) whose X-Forwarded-For names the client; empty: the peer is the client.",
             _both("DRUM_TRUSTED_PROXIES"), core=True, accepts="addresses or CIDR blocks separated by commas"),
     Setting("rate_limit_redis_url", str, None, "Rate limit state in this Redis, shared by every worker and replica; "

@@ -12,7 +12,7 @@ from drum_compat.fastapi_backend.steps import AsyncSteps
 from drum_compat.shared.app import DrumApp
 from drum_compat.shared.cycle import CYCLE_KEY, RequestCycle
 from drum_compat.shared.guards.body import CHUNK, RequestBody
-from drum_compat.shared.http import NeutralRequest, NeutralResponse, wsgi_style_headers
+from drum_compat.shared.http import NeutralRequest, NeutralResponse, target_path, wsgi_style_headers
 from drum_compat.shared.request_id import current_request_id
 from drum_compat.shared.steps import run_steps_async
 
@@ -28,6 +28,7 @@ def head_request(scope: dict) -> NeutralRequest:
         method=scope["method"], path=path, headers=wsgi_style_headers(scope["headers"]),
         query_string=scope.get("query_string", b""), scheme=scope.get("scheme", "http"), server=scope.get("server"),
         root_path=root_path, remote_addr=client[0] if client else None,
+        raw_path=target_path(scope["raw_path"].decode("latin-1")) if scope.get("raw_path") else None,
     )
 
 

@@ -76,7 +76,7 @@ class AsyncSteps:
     async def forward(self, step: Forward) -> Upstream | BaseException:
         import httpx  # loaded with the client
 
-        request = self.upstream.build_request(step.method, step.url, headers=step.headers, content=file_chunks(step.body),
+        request = self.upstream.build_request(step.method, step.url, headers=step.headers, content=None if step.body is None else file_chunks(step.body),
                                               timeout=step.timeout)
         try:
             response = await self.upstream.send(request, stream=True)

@@ -12,7 +12,7 @@ from werkzeug.wsgi import ClosingIterator
 from drum_compat.flask_backend.steps import BlockingSteps
 from drum_compat.shared.app import DrumApp
 from drum_compat.shared.cycle import CYCLE_KEY, RequestCycle
-from drum_compat.shared.http import NeutralRequest, RequestHeaders
+from drum_compat.shared.http import NeutralRequest, RequestHeaders, target_path
 from drum_compat.shared.request_id import current_request_id
 from drum_compat.shared.steps import run_steps
 
@@ -24,6 +24,7 @@ def head_request(environ: dict) -> NeutralRequest:
         method=request.method, path=request.path, headers=RequestHeaders(request.headers.items()),
         query_string=request.query_string, scheme=request.scheme, server=request.server,
         root_path=request.root_path, remote_addr=request.remote_addr,
+        raw_path=target_path(raw) if (raw := environ.get("RAW_URI") or environ.get("REQUEST_URI")) else None,
     )
 
 

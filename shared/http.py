@@ -23,6 +23,13 @@ class BodySource(Protocol):
     def read(self) -> bytes: ...
 
 
+def target_path(target: str) -> str:
+    """The path of a request target as sent (origin or absolute form), its query left out, its encoding intact."""
+    if not target.startswith("/"):
+        target = "/" + target.split("://", 1)[-1].partition("/")[2]
+    return target.partition("?")[0]
+
+
 class NeutralRequest(SansIORequest):
     """werkzeug's sans-I/O request (args, mimetype, host... exactly as Flask sees them) plus the body."""
 
@@ -38,6 +45,7 @@ class NeutralRequest(SansIORequest):
         server: tuple[str, int | None] | None = None,
         root_path: str = "",
         remote_addr: str | None = None,
+        raw_path: str | None = None,
     ) -> None:
         super().__init__(
             method=method,
@@ -51,6 +59,7 @@ class NeutralRequest(SansIORequest):
         )
         self._body = body
         self.view_args: dict = {}  # the route's variable parts, as Flask's request.view_args
+        self.raw_path = raw_path  # the target's path as sent, percent-encoding intact; None: not known
 
     @property
     def body(self) -> bytes:

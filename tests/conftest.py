@@ -106,7 +106,7 @@ def upstream():
     """A stand-in for a NIM's OpenAI-compatible server (tests/upstream.py) on loopback; its URL."""
     def command(port: int) -> list[str]:
         return [sys.executable, "-m", "uvicorn", "tests.upstream:app", "--host", "127.0.0.1", "--port", str(port),
-                "--log-level", "warning"]
+                "--log-level", "warning", "--no-server-header", "--no-date-header"]
 
     with program(command, answers("/v1/ready", statuses=(201,)), cwd=ROOT) as server:  # it answers anything 201
         yield f"http://127.0.0.1:{server.port}"

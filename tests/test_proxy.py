@@ -4,13 +4,15 @@ headers dropped, redirects passed back, DRUM's 400 without an upstream and a cle
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 
 import httpx
 import psutil
 import pytest
 
-from drum_compat.compat.running import RunningServer
+from drum_compat.compat.running import DRUM_COMPAT, RunningServer
 from tests.models import EXAMPLES
 from tests.processes import refusing_port, serve
 from tests.upstream import SLOW_UPSTREAM
@@ -104,3 +106,52 @@ def test_the_blocking_proxy_client_is_made_once_for_threads_that_forward_at_once
     steps.close_upstream()
     steps.executor.shutdown()
     assert made == []
+
+
+def test_encoded_dots_slashes_question_marks_and_hashes_stay_data_under_the_base(proxy):
+    seen = httpx.get(f"{proxy.base_url}/directAccess/..%2F..%2Fadmin").json()
+    assert seen["raw_path"] == "/..%2F..%2Fadmin"  # one segment of data: before, GET /admin reached the upstream
+    seen = httpx.get(f"{proxy.base_url}/nim/v1/a%3Fb%23c/d").json()
+    assert (seen["raw_path"], seen["query"]) == ("/v1/a%3Fb%23c/d", "")  # before: a query and a fragment
+    for escape in ("v1/%2E%2E/%2E%2E/admin", "v1/%2e/admin", "%2E%2E"):
+        answer = httpx.get(f"{proxy.base_url}/directAccess/{escape}")
+        assert answer.status_code == 400 and "would leave the base path" in answer.json()["message"], escape
+
+
+def test_hop_by_hop_headers_named_by_connection_are_dropped_both_ways_and_a_get_has_no_body(proxy):
+    answer = httpx.get(f"{proxy.base_url}/directAccess/v1/echo", headers={"Connection": "keep-alive, X-Client-Hop",
+                                                                           "X-Client-Hop": "1", "X-Kept": "1"})
+    seen = answer.json()
+    assert "x-client-hop" not in seen["headers"] and seen["headers"]["x-kept"] == "1"
+    assert "transfer-encoding" not in seen["headers"] and "content-length" not in seen["headers"]  # before: chunked
+    assert "x-upstream-hop" not in answer.headers
+    # the serving server's own Server and Date, once each, never the upstream's
+    assert answer.headers.get_list("server") != ["upstream-nim"] and len(answer.headers.get_list("server")) == 1
+    assert len(answer.headers.get_list("date")) == 1 and "1970" not in answer.headers["date"]
+
+
+@pytest.mark.parametrize("server_type", ["gunicorn", "uvicorn"])
+def test_credentials_in_the_upstream_url_reach_it_and_nothing_else_and_the_rate_limit_applies(tmp_path, server_type, upstream):
+    with_credentials = upstream.replace("http://", "http://admin:secret@")
+    env = {"DRUM_DIRECT_ACCESS_URL": with_credentials, "DRUM_RATE_LIMIT_ENABLED": "true", "DRUM_RATE_LIMIT_RPM": "1",
+           "DRUM_RATE_LIMIT_BURST": "2"}
+    with serve(EXAMPLES / "regression", server_type, "--target-type", "regression", env=env) as server:
+        answers = [httpx.get(f"{server.base_url}/directAccess/v1/echo") for _ in range(3)]
+        log = server.stop()
+    assert answers[0].json()["headers"]["authorization"] == "Basic YWRtaW46c2VjcmV0"  # admin:secret, as HTTP Basic
+    assert [answer.status_code for answer in answers] == [201, 201, 429]  # before: never limited
+    assert "secret" not in log
+    config = subprocess.run([DRUM_COMPAT, "config"], env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    assert "admin" not in config.stdout and "secret" not in config.stdout and "http://***@127.0.0.1" in config.stdout
+
+
+@pytest.mark.parametrize("server_type", ["gunicorn", "uvicorn"])
+def test_an_unreachable_upstream_with_credentials_is_a_500_that_never_shows_them(server_type):
+    with refusing_port() as port:
+        env = {"DRUM_DIRECT_ACCESS_URL": f"http://admin:secret@127.0.0.1:{port}/base"}
+        with serve(EXAMPLES / "regression", server_type, "--target-type", "regression", env=env) as server:
+            answer = httpx.get(f"{server.base_url}/nim/v1/models", timeout=60)
+            log = server.stop()
+    assert answer.status_code == 500
+    assert answer.json()["message"].startswith(f"ERROR: The upstream at http://***@127.0.0.1:{port}/base could not be reached")
+    assert "secret" not in answer.text and "secret" not in log

@@ -33,9 +33,12 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 302, "headers": [(b"location", b"/v1/elsewhere")]})
         await send({"type": "http.response.body", "body": b""})
         return
-    answer = json.dumps({"method": scope["method"], "path": path, "query": scope["query_string"].decode(),
-                         "received": received, "headers": {k.decode(): v.decode() for k, v in scope["headers"]}}).encode()
+    answer = json.dumps({"method": scope["method"], "path": path, "raw_path": scope["raw_path"].decode(),
+                         "query": scope["query_string"].decode(), "received": received,
+                         "headers": {k.decode(): v.decode() for k, v in scope["headers"]}}).encode()
+    # hop-by-hop headers, one of them named by Connection, and a Server and Date of its own (uvicorn's are off)
     await send({"type": "http.response.start", "status": 201,
                 "headers": [(b"content-type", b"application/json"), (b"x-upstream", b"nim"), (b"keep-alive", b"timeout=99"),
-                            (b"proxy-authenticate", b"Basic")]})
+                            (b"proxy-authenticate", b"Basic"), (b"connection", b"x-upstream-hop"), (b"x-upstream-hop", b"1"),
+                            (b"server", b"upstream-nim"), (b"date", b"Thu, 01 Jan 1970 00:00:00 GMT")]})
     await send({"type": "http.response.body", "body": answer})

@@ -70,10 +70,10 @@ class FrontDoor:
         body.complete = refusal is None
         return refusal
 
-    # -- rate limit: model routes only, so probes and scrapes never count against a client --------------
+    # -- rate limit: model (and proxy) routes only, so probes and scrapes never count against a client ---
     def rate_limited_client(self, request: NeutralRequest, route: RouteMatch | None) -> str | None:
         policy = self.settings.rate_limit
-        if policy is None or route is None or not (route.runs_model or route.extension):
+        if policy is None or route is None or not (route.runs_model or route.extension or (route.forwards and policy.forwards)):
             return None
         return policy.client_of(request.remote_addr, request.headers.get("X-Forwarded-For"))
 

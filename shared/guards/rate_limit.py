@@ -29,6 +29,7 @@ class RateLimitPolicy:
     burst: int
     trusted_proxies: tuple[Network, ...] = ()
     fail_open: bool = True
+    forwards: bool = True  # DRUM_RATE_LIMIT_PROXY: /directAccess/ and /nim/ count too
 
     @property
     def per_second(self) -> float:
