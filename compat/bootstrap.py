@@ -21,8 +21,8 @@ from drum_compat.shared.guards.rate_limit import RateLimitPolicy, parse_networks
 from drum_compat.shared.guards.security import CorsPolicy, parse_origins
 from drum_compat.shared.guards.supervision import SupervisionLimits
 from drum_compat.shared.metrics import MULTIPROCESS_DIR_ENV
-from drum_compat.shared.proxy import without_credentials
 from drum_compat.shared.model.config import ModelConfig, read_class_labels_file, resolve_model_config
+from drum_compat.shared.proxy import without_credentials
 from drum_compat.shared.request_id import RequestIdLogFilter
 from drum_compat.shared.server_types import DEFAULT_SERVER_TYPE, SERVER_TYPES, ServerType, Stack
 

@@ -16,12 +16,13 @@ from drum_compat.compat.instance import InstanceError
 from drum_compat.compat.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.compat.options import ServerOptions, add_server_arguments
 from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
+from drum_compat.compat.record import unusable_reason
 from drum_compat.compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
 from drum_compat.compat.tls import CERTFILE, TlsConfigError, check_tls
 from drum_compat.shared import __version__
 from drum_compat.shared.model.config import ModelConfigError
-from drum_compat.shared.server_types import SERVER_TYPES, Server, Stack
 from drum_compat.shared.proxy import without_credentials
+from drum_compat.shared.server_types import SERVER_TYPES, Server, Stack
 
 USAGE_ERROR = 2
 logger = logging.getLogger("drum_compat.settings")
@@ -124,6 +125,9 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
         workers = args.max_workers  # DRUM: the CUSTOM_MODEL_WORKERS parameter beats --max-workers
     if "workers" in settings:
         settings["workers"] = workers
+    record = resolution.value("record_requests")
+    if record and (reason := unusable_reason(record)):
+        raise ValueError(f"DRUM_RECORD_REQUESTS={record!r} cannot be recorded to: {reason}")
     if not args.code_dir:
         raise ValueError("--code-dir (or env CODE_DIR) is required")
     if not args.address:

@@ -1,10 +1,14 @@
 """The recording file of DRUM_RECORD_REQUESTS: sampled requests appended as JSON lines, rotated by size, safe
-with several workers writing one file (concurrent-log-handler's locked rotation)."""
+with several workers writing one file (concurrent-log-handler's locked rotation), readable by its owner only."""
 from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import stat
+import sys
+import time
 from typing import Any, Callable
 
 from concurrent_log_handler import ConcurrentRotatingFileHandler
@@ -14,12 +18,50 @@ from drum_compat.shared.record import RecordPolicy
 logger = logging.getLogger("drum_compat")
 
 
+OWNER_ONLY = 0o077  # the umask the recording files (and their lock) are created with: 0600, bodies and headers inside
+WARN_EVERY = 60.0  # seconds between two warnings of failing writes
+
+
+def unusable_reason(path: str) -> str | None:
+    """Why DRUM_RECORD_REQUESTS cannot be written (startup stops with it), or None."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"its directory {directory} does not exist"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"its directory {directory} is not writable"  # the rotation and the lock file are made there
+    if os.path.lexists(path):
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return "it is not a regular file"
+        if not os.access(path, os.W_OK):
+            return "it is not writable"
+    return None
+
+
+class RecordingHandler(ConcurrentRotatingFileHandler):
+    """A failed write is one warning a minute at most, naming the error, never the entry (it holds request bodies):
+    logging's own report would print the record, body included, for every request."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures = 0
+        self._warned_at: float | None = None
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.failures += 1
+        now = time.monotonic()
+        if self._warned_at is None or now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            error = sys.exc_info()[1]
+            logger.warning("Recording to %s failed (%s: %s); %d request(s) not recorded so far (warned once a minute "
+                           "at most)", self.baseFilename, type(error).__name__, error, self.failures)
+
+
 class FileRecorder:
     def __init__(self, path: str, policy: RecordPolicy, max_bytes: int, backups: int) -> None:
         self.policy = policy
         self.path = path
         self._random = random.Random()
-        self._handler = ConcurrentRotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        self._handler = RecordingHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", umask=OWNER_ONLY)
         self._handler.setFormatter(logging.Formatter("%(message)s"))
 
     def keep(self) -> bool:
@@ -31,7 +73,10 @@ class FileRecorder:
         self._handler.handle(record)  # a failed write is reported by the handler, never raised into the request
 
     def close(self) -> None:
-        self._handler.close()
+        try:
+            self._handler.close()
+        except OSError as exc:  # what the last failed writes left buffered fails again: named, never shown
+            logger.warning("Recording to %s: the last entries were lost at exit (%s)", self.path, exc)
 
 
 def recorder_from(value: Callable[[str], Any]) -> FileRecorder | None:
@@ -40,5 +85,6 @@ def recorder_from(value: Callable[[str], Any]) -> FileRecorder | None:
     if not path:
         return None
     redact = frozenset(name.strip().lower() for name in value("record_redact_headers").split(",") if name.strip())
-    policy = RecordPolicy(value("record_sample_percent"), redact, value("record_max_body"))
+    redact_query = tuple(word.strip().lower() for word in value("record_redact_query").split(",") if word.strip())
+    policy = RecordPolicy(value("record_sample_percent"), redact, value("record_max_body"), redact_query)
     return FileRecorder(path, policy, value("record_max_bytes"), value("record_backups"))

@@ -148,8 +148,11 @@ SETTINGS: tuple[Setting, ...] = (
             _both("DRUM_RECORD_REQUESTS"), core=True, accepts="a file path, or empty"),
     Setting("record_sample_percent", int, 100, "Percent of the answered requests that are recorded.",
             _both("DRUM_RECORD_SAMPLE_PERCENT"), minimum=1, maximum=100, core=True),
-    Setting("record_redact_headers", str, "", "Headers recorded as <redacted>, besides Authorization, Proxy-Authorization "
-            "and Cookie (always).", _both("DRUM_RECORD_REDACT_HEADERS"), core=True, accepts="header names separated by commas"),
+    Setting("record_redact_headers", str, "X-DataRobot-Api-Token,X-Api-Key", "Headers recorded as <redacted>, besides "
+            "Authorization, Proxy-Authorization and Cookie (always).", _both("DRUM_RECORD_REDACT_HEADERS"), core=True, accepts="header names separated by commas"),
+    Setting("record_redact_query", str, "token,key,secret,password,sig", "Query parameters recorded as <redacted>: those "
+            "whose name contains one of these words (any case).", _both("DRUM_RECORD_REDACT_QUERY"), core=True,
+            accepts="words separated by commas"),
     Setting("record_max_body", int, MIB, "Bytes of body recorded per request; a larger body is recorded without its bytes.",
             _both("DRUM_RECORD_MAX_BODY"), minimum=0, maximum=1 << 30, core=True),
     Setting("record_max_bytes", int, 100 * MIB, "Size of the recording file at which it is rotated.",

@@ -6,6 +6,7 @@ import base64
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import parse_qsl, urlencode
 
 from drum_compat.shared.http import NeutralRequest
 
@@ -19,9 +20,19 @@ class RecordPolicy:
     sample_percent: int = 100  # of the requests answered, how many are recorded
     redact: frozenset = field(default_factory=frozenset)  # lower-case header names recorded as REDACTED, besides the above
     max_body: int = 1024 * 1024  # bytes; a larger body is recorded without its bytes (body_omitted)
+    redact_query: tuple = ()  # lower-case words: a query parameter whose name contains one is recorded as REDACTED
 
     def redacted(self, name: str) -> bool:
         return name.lower() in ALWAYS_REDACTED or name.lower() in self.redact
+
+    def query(self, query_string: bytes) -> str:
+        """The query as recorded: unchanged, unless a parameter named like a secret is in it."""
+        query = query_string.decode("latin-1")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if not any(word in name.lower() for name, _ in pairs for word in self.redact_query):
+            return query
+        return urlencode([(name, REDACTED if any(word in name.lower() for word in self.redact_query) else value)
+                          for name, value in pairs], safe="<>")
 
 
 class Recorder(Protocol):
@@ -41,7 +52,7 @@ def record_entry(policy: RecordPolicy, request: NeutralRequest, body: bytes | No
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
         "method": request.method,
         "path": request.root_path + request.path,
-        "query": request.query_string.decode("latin-1"),
+        "query": policy.query(request.query_string),
         "headers": [[name, REDACTED if policy.redacted(name) else value] for name, value in request.headers.items()],
         "status": status,
         "seconds": round(seconds, 6),

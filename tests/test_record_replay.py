@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from werkzeug.datastructures import Headers
 
 from drum_compat.compat.record import FileRecorder
-from drum_compat.compat.running import DRUM_COMPAT
+from drum_compat.compat.running import DRUM_COMPAT, run_to_exit
 from tests.processes import serve
 from drum_compat.shared.http import NeutralRequest
 from drum_compat.shared.record import REDACTED, RecordPolicy, record_entry
@@ -134,3 +135,68 @@ def test_a_malformed_header_option_exits_2(tmp_path):
     finished = replay("--log", str(tmp_path / "r.jsonl"), "--a", "http://127.0.0.1:1", "--b", "http://127.0.0.1:2",
                       "--header", "Authorization Bearer x")
     assert finished.returncode == 2 and "expected NAME:VALUE" in finished.stderr
+
+
+def test_query_parameters_named_like_secrets_are_redacted():
+    policy = RecordPolicy(redact_query=("token", "key", "secret", "password", "sig"))
+    request = NeutralRequest(method="GET", path="/info/", query_string=b"token=t1&model=m&Api_Key=k&X-Amz-Signature=s&a=")
+    entry = record_entry(policy, request, b"", 0, 200, 0.0, "rid", "fastapi")
+    assert entry["query"] == "token=<redacted>&model=m&Api_Key=<redacted>&X-Amz-Signature=<redacted>&a="
+    plain = NeutralRequest(method="GET", path="/info/", query_string=b"b=%20&a=1")
+    assert record_entry(policy, plain, b"", 0, 200, 0.0, "rid", "fastapi")["query"] == "b=%20&a=1"  # untouched
+
+
+def test_a_failing_write_is_one_warning_naming_the_error_never_the_entry(tmp_path, caplog):
+    path = tmp_path / "r.jsonl"
+    recorder = FileRecorder(str(path), RecordPolicy(), 1 << 20, 1)
+    recorder.write({"body": "c2VjcmV0LWJvZHk="})
+    disk_full(path)
+    with caplog.at_level("WARNING", logger="drum_compat"):
+        for _ in range(5):
+            recorder.write({"body": "c2VjcmV0LWJvZHk="})
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1 and f"Recording to {path} failed (OSError: [Errno 28] No space left on device)" in warnings[0]
+    assert "c2VjcmV0" not in caplog.text
+    assert recorder._handler.failures == 5
+
+
+def disk_full(path: Path) -> None:
+    """Every later write to `path` fails in the kernel, as on a full disk: the recorder reopens it (it is a new file)."""
+    path.unlink()
+    path.symlink_to("/dev/full")
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("server_type", ["gunicorn", "fastapi"])
+def test_default_redaction_covers_api_tokens_and_the_files_are_the_owners_only(tmp_path, server_type):
+    code_dir, _ = write_model(tmp_path, "regression")
+    log = tmp_path / "requests.jsonl"
+    with serve(code_dir, server_type, "--target-type", "regression", env={"DRUM_RECORD_REQUESTS": str(log)}) as server:
+        answer = httpx.post(f"{server.base_url}/predict/?token=t0ken&from=test", content=CSV, headers={
+            "Content-Type": "text/csv", "X-DataRobot-Api-Token": "dr-secret", "X-Api-Key": "key-secret"})
+        assert answer.status_code == 200
+        recorded = log.read_text()
+        modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.glob("requests.jsonl*")}
+        disk_full(log)
+        later = [httpx.post(f"{server.base_url}/predict/", content=b"x\n" + b"7\n" * i, headers={"Content-Type": "text/csv"})
+                 for i in range(1, 4)]
+        server_log = server.stop()
+    entry = next(json.loads(line) for line in recorded.splitlines() if '"/predict/"' in line)
+    headers = {name.lower(): value for name, value in entry["headers"]}
+    assert headers["x-datarobot-api-token"] == headers["x-api-key"] == REDACTED and entry["query"] == "token=<redacted>&from=test"
+    assert "secret" not in recorded and "t0ken" not in recorded
+    assert modes == {"requests.jsonl": 0o600}  # the lock file lives in the same directory under another name
+    # the disk filled: requests are still answered, and the log has one warning, never a body (before: 45 lines each)
+    assert [answer.status_code for answer in later] == [200, 200, 200]
+    assert server_log.count("not recorded so far") == 1 and "No space left on device" in server_log
+    assert base64.b64encode(b"x\n7\n").decode() not in server_log and "Traceback" not in server_log
+
+
+@pytest.mark.parametrize("path, reason", [("/nonexistent/x.jsonl", "its directory /nonexistent does not exist"),
+                                          ("/dev/full", "it is not a regular file")])
+def test_an_unusable_recording_path_refuses_to_start(tmp_path, path, reason):
+    code_dir, _ = write_model(tmp_path, "regression")
+    for server_type in ("gunicorn", "fastapi"):
+        result = run_to_exit(code_dir, server_type, "--target-type", "regression", env={"DRUM_RECORD_REQUESTS": path})
+        assert result.returncode == 2
+        assert f"drum-compat: error: DRUM_RECORD_REQUESTS='{path}' cannot be recorded to: {reason}" in result.stderr
