@@ -74,7 +74,7 @@ def app_settings(server_type: ServerType, core: Mapping[str, Any],
     front_door = FrontDoorSettings(
         max_upload_size=value("max_upload_size"), rate_limit=rate_limit,
         redis_url=read_secret("rate_limit_redis_url", server_type.stack, environ) if rate_limit else None,
-        spool_dir=instance_dir(environ),
+        spool_dir=instance_dir(environ), body_timeout=value("request_timeout"),
     )
 
     admission = AdmissionLimits(

@@ -13,6 +13,7 @@ from drum_compat.compat.supervisor import die_with_parent
 from drum_compat.fastapi_backend.at_once import AnswersAtOnce, Pending, Replayed
 
 from drum_compat.shared.guards.protocol import ProtocolLimits, ProtocolRefusal, malformed, method_refusal, version_refusal
+from drum_compat.shared.metrics import SLOW_HEAD
 
 # llhttp parses a fixed list of methods; these are the ones it is sure to know
 PARSED_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
@@ -21,6 +22,7 @@ FIRST_TOKEN = re.compile(rb"([^ \r\n]*) ")
 REQUEST_LINE = re.compile(rb"([^ \r\n]+) [^ \r\n]+ HTTP/((\d)\.(\d))\r?\n")  # method, version, its digits
 USUAL_VERSIONS = frozenset({b"1.1", b"1.0"})
 HTTP_VERSION_SUFFIX = len(" HTTP/1.1")
+HEAD_END = b"\r\n\r\n"
 
 
 def bodiless(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -61,10 +63,18 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._between_messages = True
         self._real_method: bytes | None = None
+        self._head_timer = None
+
+    def connection_lost(self, exc) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's, with gunicorn's answers where the parser or a limit refuses
         self._unset_keepalive_if_required()
+        if self._between_messages and self._head_timer is None and HEAD_END not in data:
+            # a head that does not end within the keep-alive period is closed, as gunicorn does
+            self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_too_slow)
         try:
             if self._between_messages:
                 data = self._stand_in_for_unknown_method(data)
@@ -124,7 +134,20 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
             raise Refused(refusal)
         super().on_header(name, value)
 
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        core = getattr(self.at_once, "core", None)  # counted where the core is at hand (no extension loaded)
+        if core is not None:
+            core.metrics.rejected(SLOW_HEAD)
+        self.transport.close()
+
     def on_headers_complete(self) -> None:
+        self._stop_head_timer()
         method = self._real_method or self.parser.get_method()
         refusal = version_refusal(self.parser.get_http_version(), (method + b" " + self.url).decode("latin-1"))
         if refusal is not None:

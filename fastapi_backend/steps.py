@@ -12,11 +12,23 @@ from drum_compat.compat.rate_store import Outcome
 from drum_compat.shared.steps import STILL_RUNNING, Submit, Wait
 from drum_compat.shared.guards.body import CHUNK, RequestBody
 from drum_compat.shared.proxy import CloseUpstream, Forward, ReadUpstream, Upstream
-from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, ReadBody, TakeToken
+from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, BODY_TOO_SLOW, ReadBody, TakeToken
 
 
-async def receive_body(receive, body: RequestBody) -> str:
-    """Receive into `body`, stopping as soon as it crosses the limit (the rest is never received)."""
+async def receive_body(receive, body: RequestBody, seconds: float | None = None) -> str:
+    """Receive into `body`, stopping as soon as it crosses the limit (the rest is never received) or `seconds` pass."""
+    if seconds is None:
+        return await receive_all(receive, body)
+    try:
+        if hasattr(asyncio, "timeout"):  # Python 3.11+: one timer for the whole body, no task of its own
+            async with asyncio.timeout(seconds):
+                return await receive_all(receive, body)
+        return await asyncio.wait_for(receive_all(receive, body), seconds)
+    except asyncio.TimeoutError:
+        return BODY_TOO_SLOW
+
+
+async def receive_all(receive, body: RequestBody) -> str:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -99,8 +111,8 @@ class AsyncSteps:
         match step:
             case TakeToken(client):
                 return await self.take(client)
-            case ReadBody(body):
-                return await receive_body(receive, body)
+            case ReadBody(body, seconds):
+                return await receive_body(receive, body, seconds)
             case Submit(job):
                 return asyncio.wrap_future(self.executor.submit(contextvars.copy_context().run, job))
             case Wait(handle, seconds):

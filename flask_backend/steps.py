@@ -15,7 +15,7 @@ from drum_compat.compat.rate_store import Outcome
 from drum_compat.shared.steps import STILL_RUNNING, Submit, Wait
 from drum_compat.shared.guards.body import CHUNK, RequestBody
 from drum_compat.shared.proxy import CloseUpstream, Forward, ReadUpstream, Upstream
-from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, ReadBody, TakeToken
+from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, BODY_TOO_SLOW, ReadBody, TakeToken
 
 
 def native_lock():
@@ -56,9 +56,33 @@ def submitted_by_a_greenlet(submit: Callable):
 WSGI_READ = 512 * 1024
 
 
-def read_body(environ: dict, body: RequestBody) -> str:
-    """Read wsgi.input into `body`, stopping as soon as it crosses the limit (the rest stays unread); then the
-    app reads the spooled copy as its wsgi.input."""
+def read_body(environ: dict, body: RequestBody, seconds: float | None = None) -> str:
+    """Read wsgi.input into `body`, stopping as soon as it crosses the limit (the rest stays unread) or `seconds` pass;
+    then the app reads the spooled copy as its wsgi.input. Under gevent the whole read is timed; a gthread worker's
+    socket can only bound each wait for data (gunicorn loops inside one read), so there a client that stalls is cut
+    at the deadline, one that trickles is not."""
+    if seconds is None:
+        return read_all(environ, body)
+    if monkey.is_module_patched("socket"):
+        import gevent
+
+        with gevent.Timeout(seconds, False):
+            return read_all(environ, body)
+        return BODY_TOO_SLOW
+    sock = environ.get("gunicorn.socket")
+    if sock is None:  # werkzeug's server: no socket to bound
+        return read_all(environ, body)
+    previous = sock.gettimeout()
+    sock.settimeout(seconds)
+    try:
+        return read_all(environ, body)
+    except TimeoutError:
+        return BODY_TOO_SLOW
+    finally:
+        sock.settimeout(previous)
+
+
+def read_all(environ: dict, body: RequestBody) -> str:
     stream = environ["wsgi.input"]
     length = environ.get("CONTENT_LENGTH", "")
     remaining = int(length) if length.isdigit() else None
@@ -67,6 +91,8 @@ def read_body(environ: dict, body: RequestBody) -> str:
     while remaining is None or remaining > 0:
         try:
             chunk = stream.read(WSGI_READ if remaining is None else min(WSGI_READ, remaining))
+        except TimeoutError:  # the socket's bound (read_body): an OSError, but not a client gone
+            raise
         except OSError:  # gunicorn's NoMoreData, a reset connection
             return BODY_CUT_SHORT
         if not chunk:
@@ -134,8 +160,8 @@ class BlockingSteps:
         match step:
             case TakeToken(client):
                 return self.take(client)
-            case ReadBody(body):
-                return read_body(environ, body)
+            case ReadBody(body, seconds):
+                return read_body(environ, body, seconds)
             case Submit(job):
                 submit = partial(self.executor.submit, contextvars.copy_context().run, job)
                 return submitted_by_a_greenlet(submit) if self.under_gevent else submit()

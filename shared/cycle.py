@@ -72,7 +72,7 @@ class RequestCycle:
     # -- the request side ----------------------------------------------------------------------------
     def enter(self) -> Steps[NeutralResponse | None]:
         """The front door (steps TakeToken, ReadBody): its refusal, finished and ready to send, or None to go on."""
-        refusal = yield from self.core.front_door.before_app(self.request, self.route, self.body)
+        refusal = yield from self.core.front_door.before_app(self.request, self.route, self.body, self.arrived)
         return None if refusal is None else self.finish(refusal)
 
     def handle(self) -> Steps[NeutralResponse]:

@@ -192,3 +192,64 @@ def test_a_worker_over_its_memory_limit_is_replaced_without_failing_a_request(tm
     assert len(answers) >= 3  # ~60 MiB over the idle size, 20 MiB a request; more while the first drains
     assert f"Worker {first_pid} recycled: resident memory" in log and f"above {limit} MiB (DRUM_MAX_WORKER_RSS_MB)" in log
     assert counted == 1
+
+
+def rejections(base_url: str, reason: str) -> float:
+    text = httpx.get(f"{base_url}/metrics", timeout=30).text
+    found = re.search(rf'^drum_rejections_total{{reason="{reason}",[^}}]*}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def read_until_closed(connection: socket.socket) -> bytes:
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+def test_a_body_trickled_past_the_request_timeout_gets_408_and_the_connection_closes(tmp_path, configuration):
+    deadline = 2
+    with faults_server(tmp_path, configuration, DRUM_CLIENT_REQUEST_TIMEOUT=str(deadline)) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=READY_TIMEOUT) as connection:
+            began = time.monotonic()
+            connection.sendall(b"POST /predictUnstructured/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nok")
+            trickled = 0
+            connection.settimeout(0.5)
+            answer = b""
+            # a byte every 0.5 s, until the server answers (before: never, on both stacks); gthread bounds each wait
+            # for data only (README: Supervision), so there the client stalls after two bytes
+            trickle = 2 if configuration == "gunicorn-sync" else None
+            while not answer:
+                try:
+                    answer = connection.recv(65536)
+                except TimeoutError:
+                    if trickle is None or trickled < trickle:
+                        connection.sendall(b" ")
+                        trickled += 1
+            took = time.monotonic() - began
+            connection.settimeout(READY_TIMEOUT)
+            answer += read_until_closed(connection)
+        counted = rejections(server.base_url, "body_too_slow")
+        assert predict(server.base_url, "ok").status_code == 200  # the worker serves on
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert answer.endswith(b'{"message":"ERROR: The request body did not arrive within 2 s (DRUM_CLIENT_REQUEST_TIMEOUT)"}\n')
+    assert deadline <= took and trickled >= 2
+    assert counted == 1
+
+
+@pytest.mark.parametrize("configuration", ["gunicorn-gevent", "fastapi"])
+def test_a_request_head_that_never_ends_is_closed_after_the_keep_alive_period(tmp_path, configuration):
+    keepalive = 1
+    env = {"DRUM_GUNICORN_KEEP_ALIVE" if configuration.startswith("gunicorn") else "DRUM_UVICORN_KEEP_ALIVE": str(keepalive)}
+    with faults_server(tmp_path, configuration, **env) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=READY_TIMEOUT) as connection:
+            began = time.monotonic()
+            connection.sendall(b"POST /predictUnstructured/ HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+            received = read_until_closed(connection)  # before, on fastapi: open for good
+            took = time.monotonic() - began
+        counted = rejections(server.base_url, "head_too_slow")
+    assert received == b""  # closed without an answer, as gunicorn does
+    assert keepalive <= took
+    if configuration == "fastapi":
+        assert counted == 1  # gunicorn closes it inside its own loop, uncounted

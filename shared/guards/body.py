@@ -84,6 +84,12 @@ def cut_short(received: int, declared: int | None) -> NeutralResponse:
     return json_response({"message": f"ERROR: The request body ended {what}"}, 400, [("Connection", "close")])
 
 
+def too_slow(seconds: float) -> NeutralResponse:
+    """408: the body did not arrive by the request's deadline (a client trickling it holds a connection and a buffer)."""
+    return json_response({"message": f"ERROR: The request body did not arrive within {seconds:g} s "
+                                     "(DRUM_CLIENT_REQUEST_TIMEOUT)"}, 408, [("Connection", "close")])
+
+
 def too_large(limit: int) -> NeutralResponse:
     """413 in DRUM's error format; the rest of the body is never read, so the connection closes."""
     return json_response(

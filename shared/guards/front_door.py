@@ -6,10 +6,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from drum_compat.shared.guards.body import RequestBody, cut_short, declared_length, declared_too_large, too_large
+from drum_compat.shared.guards.body import RequestBody, cut_short, declared_length, declared_too_large, too_large, too_slow
 from drum_compat.shared.guards.rate_limit import Decision, RateLimitPolicy, store_unavailable, too_many_requests
 from drum_compat.shared.http import NeutralRequest, NeutralResponse
-from drum_compat.shared.metrics import BODY_TOO_LARGE, CLIENT_LEFT, RATE_LIMITED, RATE_STORE_DOWN, Metrics
+from drum_compat.shared.metrics import BODY_TOO_LARGE, CLIENT_LEFT, RATE_LIMITED, RATE_STORE_DOWN, SLOW_BODY, Metrics
 from drum_compat.shared.routes import RouteMatch
 from drum_compat.shared.steps import Steps
 
@@ -26,12 +26,14 @@ class TakeToken:
 
 @dataclass(frozen=True)
 class ReadBody:
-    """Step: read the body into `body`, at most its limit; send back BODY_COMPLETE, BODY_OVER_LIMIT or BODY_CUT_SHORT."""
+    """Step: read the body into `body`, at most its limit, within `seconds` (None: no bound); send back BODY_COMPLETE,
+    BODY_OVER_LIMIT, BODY_CUT_SHORT or BODY_TOO_SLOW."""
 
     body: RequestBody
+    seconds: float | None = None
 
 
-BODY_COMPLETE, BODY_OVER_LIMIT, BODY_CUT_SHORT = "complete", "too large", "cut short"
+BODY_COMPLETE, BODY_OVER_LIMIT, BODY_CUT_SHORT, BODY_TOO_SLOW = "complete", "too large", "cut short", "too slow"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class FrontDoorSettings:
     rate_limit: RateLimitPolicy | None = None  # None: no rate limit
     redis_url: str | None = field(default=None, repr=False)  # rate limit state store; may hold a password
     spool_dir: str | None = None  # where bodies past 10 MiB go (the instance's directory); None: the system's
+    body_timeout: float = 0.0  # seconds from arrival the whole body may take (DRUM_CLIENT_REQUEST_TIMEOUT); 0: no bound
 
 
 class FrontDoor:
@@ -48,10 +51,11 @@ class FrontDoor:
         self.metrics = metrics
         self._store_warned_at: float | None = None
 
-    def before_app(self, request: NeutralRequest, route: RouteMatch | None, body: RequestBody) -> Steps[NeutralResponse | None]:
+    def before_app(self, request: NeutralRequest, route: RouteMatch | None, body: RequestBody,
+                   arrived: float | None = None) -> Steps[NeutralResponse | None]:
         """What a request meets before the app, in order, as steps (TakeToken, ReadBody) the backend performs
-        (shared.steps): the rate limit, the declared length, the body read under its limit; returns the refusal,
-        or None to go on."""
+        (shared.steps): the rate limit, the declared length, the body read under its limit and by its deadline;
+        returns the refusal, or None to go on."""
         client = self.rate_limited_client(request, route)
         if client is not None:
             outcome = yield TakeToken(client)
@@ -61,9 +65,12 @@ class FrontDoor:
         refusal = self.declared_too_large(request)
         if refusal is not None:
             return refusal
-        read = yield ReadBody(body)
+        timeout = self.settings.body_timeout
+        read = yield ReadBody(body, max(arrived + timeout - time.monotonic(), 0.0) if timeout and arrived is not None else None)
         if read == BODY_OVER_LIMIT:
             return self.body_too_large()
+        if read == BODY_TOO_SLOW:
+            return self.body_too_slow(request, body)
         if read == BODY_CUT_SHORT:
             return self.client_left(request, body)
         refusal = self.body_incomplete(request, body)
@@ -114,6 +121,12 @@ class FrontDoor:
         if declared is None or body.size >= declared:
             return None
         return self.client_left(request, body)
+
+    def body_too_slow(self, request: NeutralRequest, body: RequestBody) -> NeutralResponse:
+        self.metrics.rejected(SLOW_BODY)
+        logger.warning("Client %s sent %d body bytes in %g s: %s %s not run", request.remote_addr, body.size,
+                       self.settings.body_timeout, request.method, request.path)
+        return too_slow(self.settings.body_timeout)
 
     def client_left(self, request: NeutralRequest, body: RequestBody) -> NeutralResponse:
         """A client gone before its body ended: logged and counted, never run; the answer may reach nobody."""
