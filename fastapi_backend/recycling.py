@@ -85,8 +85,9 @@ class RecyclingMiddleware:
             return
 
         async def send_closing(message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            headers = message.get("headers", ())
+            if message["type"] == "http.response.start" and not any(name.lower() == b"connection" for name, _ in headers):
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 
         await self.app(scope, receive, send_closing)

@@ -33,7 +33,9 @@ class GunicornRetirement:
 
 
 class CloseWhenRetiring:
-    """WSGI: once retirement has begun, every response closes its connection."""
+    """WSGI: once retirement has begun, every response closes its connection; so does any the core marks
+    `Connection: close` (413, 408, a replaced worker's /livez). gunicorn drops an app's hop-by-hop headers, so it is
+    told through its own response object, whose bound `start_response` the app is handed."""
 
     def __init__(self, app, retirement: GunicornRetirement) -> None:
         self.app = app
@@ -41,8 +43,13 @@ class CloseWhenRetiring:
 
     def __call__(self, environ, start_response):
         def closing_start_response(status, headers, exc_info=None):
-            if self.retirement.begun:
-                headers = [*headers, ("Connection", "close")]
+            closes = any(name.lower() == "connection" and value.lower() == "close" for name, value in headers)
+            if self.retirement.begun and not closes:
+                headers, closes = [*headers, ("Connection", "close")], True
+            if closes:
+                force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+                if force_close is not None:  # gunicorn's Response
+                    force_close()
             return start_response(status, headers, exc_info)
 
         return self.app(environ, closing_start_response)

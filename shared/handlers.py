@@ -98,7 +98,8 @@ class PredictionHandlers:
 
     def livez(self, request: NeutralRequest) -> NeutralResponse:
         if self.admission.retiring is not None:
-            return json_response({"message": f"ERROR: this worker is being replaced: {self.admission.retiring}"}, 503)
+            return json_response({"message": f"ERROR: this worker is being replaced: {self.admission.retiring}"}, 503,
+                                 [("Connection", "close")])  # its client had better reconnect to another worker
         return ok()
 
     def readyz(self, request: NeutralRequest) -> NeutralResponse:

@@ -37,6 +37,7 @@ def test_listed_origin_gets_cors_and_others_do_not(cors_stacks):
     assert cors_stacks.both("GET", "/", b"", {"Origin": "https://b.example"}).header("access-control-allow-origin") == "https://b.example"
     stranger = cors_stacks.both("POST", "/predict/", CSV, {"Content-Type": "text/csv", "Origin": "https://evil.example"})
     assert stranger.status == 200 and not any(name.startswith("access-control-") for name, _ in stranger.headers)
+    assert stranger.header("vary") == "Origin"  # a cache must not hand it a listed origin's answer, nor the reverse
 
 
 def test_preflight_answers_methods_and_requested_headers(cors_stacks):

@@ -34,13 +34,15 @@ class CorsPolicy:
         return origin if origin in self.origins else None
 
     def apply(self, headers: Headers, method: str, request_headers: Mapping[str, str]) -> None:
-        """Add the CORS answer for this request's Origin; nothing when it is not listed."""
-        allowed = self.allowed_origin(request_headers.get("Origin"))
+        """Add the CORS answer for this request's Origin; nothing when it is not listed but `Vary: Origin` (a cache
+        must not hand a listed origin the answer a refused one got, nor the other way round)."""
+        origin = request_headers.get("Origin")
+        allowed = self.allowed_origin(origin)
+        if allowed != "*" and origin and self.origins:
+            headers.add("Vary", "Origin")
         if allowed is None:
             return
         headers.set("Access-Control-Allow-Origin", allowed)
-        if allowed != "*":
-            headers.add("Vary", "Origin")
         if method == "OPTIONS" and request_headers.get("Access-Control-Request-Method"):
             headers.set("Access-Control-Allow-Methods", headers.get("Allow", "GET, POST"))
             requested = request_headers.get("Access-Control-Request-Headers")
