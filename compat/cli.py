@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 
 from drum_compat.compat.ab.arguments import add_ab_arguments, add_status_arguments
 from drum_compat.compat.bootstrap import configure_logging, model_config
-from drum_compat.compat.extensions import extension_refusal
+from drum_compat.compat.extensions import FASTAPI_EXTENSION_FILE, extension_refusal
 from drum_compat.compat.instance import InstanceError
 from drum_compat.compat.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.compat.options import ServerOptions, add_server_arguments
@@ -21,6 +21,7 @@ from drum_compat.compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, Set
 from drum_compat.compat.tls import CERTFILE, TlsConfigError, check_tls
 from drum_compat.shared import __version__
 from drum_compat.shared.model.config import ModelConfigError
+from drum_compat.shared.model.python_model import find_code_file
 from drum_compat.shared.proxy import without_credentials
 from drum_compat.shared.server_types import SERVER_TYPES, Server, Stack
 
@@ -130,6 +131,10 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
         raise ValueError(f"DRUM_RECORD_REQUESTS={record!r} cannot be recorded to: {reason}")
     if not args.code_dir:
         raise ValueError("--code-dir (or env CODE_DIR) is required")
+    if SERVER_TYPES[server_type].server == Server.UVICORN and not find_code_file(args.code_dir, FASTAPI_EXTENSION_FILE):
+        # gunicorn ignores a WebSocket upgrade and answers the request; so does uvicorn then (DRUM's routes never
+        # upgrade), unless the model's custom_fastapi.py may serve WebSockets
+        settings["ws"] = "none"
     if not args.address:
         raise ValueError("--address host[:port] (or env ADDRESS) is required")
     port = args.address.rpartition(":")[2] if ":" in args.address else "8080"

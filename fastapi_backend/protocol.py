@@ -20,6 +20,7 @@ PARSED_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIO
 STAND_IN_METHOD = b"GET"  # what llhttp parses in place of a method it does not know
 FIRST_TOKEN = re.compile(rb"([^ \r\n]*) ")
 REQUEST_LINE = re.compile(rb"([^ \r\n]+) [^ \r\n]+ HTTP/((\d)\.(\d))\r?\n")  # method, version, its digits
+VERSIONLESS_LINE = re.compile(rb"[^ \r\n]+ [^ \r\n]+\r?\n")  # HTTP/0.9: llhttp would wait for a head that never comes
 USUAL_VERSIONS = frozenset({b"1.1", b"1.0"})
 HTTP_VERSION_SUFFIX = len(" HTTP/1.1")
 HEAD_END = b"\r\n\r\n"
@@ -95,6 +96,9 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         """gunicorn hands any token method to the app (which answers 404/405); llhttp would reject one it does
         not know, so it parses a stand-in and the app gets the real method. Versions llhttp rejects get
         gunicorn's answer too."""
+        versionless = VERSIONLESS_LINE.match(data)
+        if versionless is not None:
+            raise Refused(version_refusal("0.9", versionless.group().rstrip(b"\r\n").decode("latin-1")))
         line = REQUEST_LINE.match(data)
         if line is not None and line.group(2) not in USUAL_VERSIONS:
             refusal = version_refusal(f"{int(line.group(3))}.{int(line.group(4))}", "")
@@ -109,6 +113,9 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
             raise Refused(refusal)
         self._real_method = method
         return STAND_IN_METHOD + data[len(method):]
+
+    def _unsupported_upgrade_warning(self) -> None:
+        pass  # as gunicorn: an upgrade nobody serves (WebSockets are off without custom_fastapi.py) is answered, unlogged
 
     def _refuse(self, refusal: ProtocolRefusal) -> None:
         if not self.transport.is_closing():

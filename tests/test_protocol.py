@@ -121,6 +121,9 @@ CASES = {
     "method of 21 characters": (b"A" * 21 + b" /ping HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     "HTTP/9.9": (b"GET /ping HTTP/9.9\r\nHost: x\r\n\r\n", 400),
     "no HTTP version": (b"GET /ping\r\n\r\n", 400),
+    "HTTP/0.9 request line alone": (b"GET /ping\r\n", 400),  # before: uvicorn waited for a head, never answering
+    "WebSocket upgrade": (b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                          b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", 200),  # uvicorn: 403
     "not HTTP at all": (b"\x16\x03\x01garbage\r\n\r\n", 400),
     "Content-Length and Transfer-Encoding": (
         b"POST /predictions/ HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
@@ -246,6 +249,15 @@ def test_the_remaining_parser_differences_are_exactly_the_documented_ones(server
     assert all(name == name.lower() for name in names["fastapi"])
     # apart from status line and header case, the answers are the same
     assert len({(tuple(normalised(answer)[1]), normalised(answer)[2]) for answer in answers.values()}) == 1
+
+
+def test_a_content_length_too_large_for_a_number_is_the_pinned_difference(servers):
+    """The guide's parser table: gunicorn reads 10**20 as a length over the body limit (413); llhttp cannot hold it
+    in 64 bits and refuses the request as malformed (400). Neither reads a byte of the body."""
+    data = b"POST /predictions/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000000000000\r\n\r\n"
+    statuses = {name: exchange(server.port, data).split(b"\r\n", 1)[0] for name, server in servers.items()}
+    assert statuses == {"gunicorn-gevent": b"HTTP/1.1 413 REQUEST ENTITY TOO LARGE",
+                        "gunicorn-sync": b"HTTP/1.1 413 REQUEST ENTITY TOO LARGE", "fastapi": b"HTTP/1.1 400 Bad Request"}
 
 
 def test_a_chunked_body_cut_off_by_a_half_closing_client_is_the_pinned_difference(servers):
