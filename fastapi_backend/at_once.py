@@ -103,6 +103,9 @@ class AnswersAtOnce:
         token = current_request_id.set(cycle.request_id)
         try:
             response = cycle.answer_at_once()
+            if response.headers.get("Connection", "").lower() == "close":  # the core ends this connection (/livez of a
+                keep_alive = False  # worker being replaced): one `connection: close`, written last as uvicorn writes it
+                response.headers.remove("Connection")
             own = own_lines(response)
             write(wire_bytes(response.status, own, response.body, default_headers, keep_alive))
             cycle.response_started(response.status)
