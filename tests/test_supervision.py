@@ -117,16 +117,20 @@ def test_calls_ending_past_their_deadline_under_overload_are_504s_and_nothing_mo
 
 @pytest.mark.parametrize("configuration", CONFIGURATIONS)
 def test_the_queue_timeout_holds_while_every_thread_is_busy(tmp_path, configuration):
-    queue_timeout, call, clients = 2, 0.5, 12
+    queue_timeout, call, clients = 2, 0.5, 20  # served one after another, the last would wait 10 s
+
+    def timed() -> tuple[httpx.Response, float]:
+        began = time.monotonic()
+        return predict(server.base_url, f"cpu={call}"), time.monotonic() - began
+
     with faults_server(tmp_path, configuration, DRUM_EXECUTOR_QUEUE_TIMEOUT=str(queue_timeout)) as server:
-        outcomes, began = [], time.monotonic()
-        for _ in range(clients):
-            outcomes.append(in_background(lambda: (predict(server.base_url, f"cpu={call}"), time.monotonic() - began)))
+        outcomes = [in_background(timed) for _ in range(clients)]
         wait_until(lambda: all(outcomes), "every client answered")
     statuses = [outcome[0][0].status_code for outcome in outcomes]
     assert statuses.count(503) >= clients - 2 * queue_timeout / call - 1, statuses
-    # a request admitted just before its queue timeout still runs one call: nobody waits longer (gevent: 15.8 s for 5)
-    assert max(outcome[0][1] for outcome in outcomes) < queue_timeout + 2 * call
+    # a request admitted just before its queue timeout still runs one call, and a busy machine adds some: nobody waits
+    # anywhere near the 10 s of a queue that ignores its timeout (gevent before: 15.8 s for 5)
+    assert max(outcome[0][1] for outcome in outcomes) < queue_timeout + 4 * call
 
 
 @pytest.mark.parametrize("server_type", ["gunicorn", "fastapi"])
