@@ -7,9 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from drum_compat.compat.instance import instance_dir
+from drum_compat.compat.load_board import Balance, worker_balance
 from drum_compat.compat.rate_store import async_store
 from drum_compat.compat.supervisor import Watchdog, exit_past_hung_calls
 from drum_compat.fastapi_backend.at_once import AnswersAtOnce
+from drum_compat.fastapi_backend.balancing import keep_balance
 from drum_compat.fastapi_backend.cycle import CoreEndpoint, CycleMiddleware
 from drum_compat.fastapi_backend.extensions import STEPS_STATE
 from drum_compat.fastapi_backend.recycling import UVICORN_KEEPALIVE, RecyclingMiddleware, Retirement
@@ -19,11 +22,13 @@ from drum_compat.shared.app import DrumApp
 
 
 def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: int = 0,
-                       keepalive: float = UVICORN_KEEPALIVE, wsgi_app=None, supervised: bool = False) -> FastAPI:
+                       keepalive: float = UVICORN_KEEPALIVE, wsgi_app=None, supervised: bool = False, workers: int = 1) -> FastAPI:
     """`wsgi_app`: the Flask app of a custom_flask.py (compat.extensions.bridged_flask_app), which then answers
     every request no FastAPI route took, DRUM's routes included, so that its hooks still run for them.
-    `supervised`: a uvicorn worker: watched (compat.supervisor), and its exit never waits for a hung model call."""
-    retirement = Retirement(keepalive)
+    `supervised`: a uvicorn worker: watched (compat.supervisor), and its exit never waits for a hung model call; one of
+    `workers` that spreads connections with the others (compat.load_board)."""
+    balance = worker_balance(core.gate, instance_dir(), workers) if supervised else Balance(core.gate, None)
+    retirement = Retirement(keepalive, balance.leave)
     front_door = core.settings.front_door
     steps = AsyncSteps(async_store(front_door.rate_limit, front_door.redis_url), core.gate.limits.threads)
     core.on_close(lambda: steps.executor.shutdown(wait=False, cancel_futures=True))  # a hung call is abandoned
@@ -34,7 +39,11 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
             loop = asyncio.get_running_loop()
             Watchdog(core.gate, core.settings.supervision, core.metrics,
                      lambda why: loop.call_soon_threadsafe(retirement.begin, why)).start()
+            balancing = asyncio.create_task(keep_balance(balance, retirement))
         yield
+        if supervised:
+            balancing.cancel()
+            balance.leave()
         await steps.close_upstream()
         core.close()  # uvicorn has stopped accepting and waited for in-flight requests
         if supervised:
@@ -51,7 +60,8 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
     setattr(app.state, STEPS_STATE, steps)  # for extensions' in_model_thread
     app.add_middleware(CycleMiddleware, core=core, steps=steps, router=app.router)
     # added last, so outermost: a retiring worker's every answer says Connection: close
-    app.add_middleware(RecyclingMiddleware, retirement=retirement, max_requests=recycle_after, jitter=recycle_jitter)
+    app.add_middleware(RecyclingMiddleware, retirement=retirement, balance=balance, max_requests=recycle_after,
+                       jitter=recycle_jitter)
     return app
 
 

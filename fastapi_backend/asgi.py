@@ -22,7 +22,8 @@ def build_app(options: ServerOptions) -> FastAPI | LeanDispatch:
     extended = isinstance(core.handlers, PredictionHandlers)  # DRUM's error server loads no extensions
     bridged = bridged_flask_app(core, options.code_dir) if extended else None
     app = create_fastapi_app(core, settings.get(RECYCLE_AFTER, 0), settings.get(RECYCLE_JITTER, 0),
-                             settings.get("timeout_keep_alive", UVICORN_KEEPALIVE), wsgi_app=bridged, supervised=True)
+                             settings.get("timeout_keep_alive", UVICORN_KEEPALIVE), wsgi_app=bridged, supervised=True,
+                             workers=options.workers)
     if bridged is not None or (extended and load_fastapi_extensions(app, options.code_dir)):
         return app
     return LeanDispatch(app)

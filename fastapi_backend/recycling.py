@@ -10,8 +10,11 @@ import logging
 import os
 import random
 import signal
+from typing import Callable
 
 from uvicorn.server import Server
+
+from drum_compat.compat.load_board import Balance
 
 logger = logging.getLogger("drum_compat")
 # the uvicorn settings compat.settings derives for recycling; applied here, not handed to uvicorn
@@ -34,8 +37,9 @@ class Retirement:
     timeout), so no client sends a request on a connection the exit would drop: uvicorn closes the
     connections idle at exit at once."""
 
-    def __init__(self, keepalive: float = UVICORN_KEEPALIVE) -> None:
+    def __init__(self, keepalive: float = UVICORN_KEEPALIVE, on_begin: Callable[[], None] = lambda: None) -> None:
         self.keepalive = keepalive
+        self.on_begin = on_begin  # the worker leaves the load board: it takes no more connections
         self.begun = False
 
     def begin(self, why: str) -> None:
@@ -46,6 +50,7 @@ class Retirement:
             logger.warning("Worker should be recycled (%s) but is not run by uvicorn's Server", why)
             return
         self.begun = True
+        self.on_begin()
         logger.warning("Worker %d recycled: %s", os.getpid(), why)
         for listener in server.servers:
             listener.close()  # stop accepting now; in-flight requests finish before the exit
@@ -63,18 +68,20 @@ class Retirement:
 
 
 class RecyclingMiddleware:
-    def __init__(self, app, retirement: Retirement, max_requests: int = 0, jitter: int = 0) -> None:
+    def __init__(self, app, retirement: Retirement, balance: Balance, max_requests: int = 0, jitter: int = 0) -> None:
         self.app = app
         self.retirement = retirement
+        self.balance = balance  # hands a keep-alive client back to the listening socket (compat.load_board)
         self.budget = max_requests + random.randint(0, jitter) if max_requests else 0
         self.requests = 0  # this worker's HTTP requests, counted as they arrive
 
     def admit(self) -> bool:
-        """Count an HTTP request as it arrives; True when its answer must close its connection (the worker retires)."""
+        """Count an HTTP request as it arrives; True when its answer must close its connection (the worker retires, or
+        requests queue here while another worker has room)."""
         self.requests += 1
         if self.requests == self.budget:
             self.retirement.begin(f"after {self.budget} requests")
-        return self.retirement.begun
+        return self.retirement.begun or self.balance.hands_back_connection()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

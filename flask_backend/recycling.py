@@ -6,16 +6,20 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from typing import Callable
 
 from gevent.monkey import get_original
+
+from drum_compat.compat.load_board import Balance
 
 logger = logging.getLogger("drum_compat")
 GUNICORN_KEEPALIVE = 2  # seconds, gunicorn's default when DRUM_GUNICORN_KEEP_ALIVE is not set
 
 
 class GunicornRetirement:
-    def __init__(self, keepalive: float = GUNICORN_KEEPALIVE) -> None:
+    def __init__(self, keepalive: float = GUNICORN_KEEPALIVE, on_begin: Callable[[], None] = lambda: None) -> None:
         self.keepalive = keepalive
+        self.on_begin = on_begin  # the worker leaves the load board: it takes no more connections
         self.begun = False
 
     def begin(self, why: str) -> None:
@@ -23,6 +27,7 @@ class GunicornRetirement:
         if self.begun:
             return
         self.begun = True
+        self.on_begin()
         logger.warning("Worker %d recycled: %s", os.getpid(), why)
         get_original("_thread", "start_new_thread")(self._exit_after_drain, ())
 
@@ -33,18 +38,20 @@ class GunicornRetirement:
 
 
 class CloseWhenRetiring:
-    """WSGI: once retirement has begun, every response closes its connection; so does any the core marks
-    `Connection: close` (413, 408, a replaced worker's /livez). gunicorn drops an app's hop-by-hop headers, so it is
-    told through its own response object, whose bound `start_response` the app is handed."""
+    """WSGI: once retirement has begun, every response closes its connection, and so does one the load balance hands back
+    (compat.load_board); so does any the core marks `Connection: close` (413, 408, a replaced worker's /livez). gunicorn
+    drops an app's hop-by-hop headers, so it is told through its own response object, whose bound `start_response` the
+    app is handed."""
 
-    def __init__(self, app, retirement: GunicornRetirement) -> None:
+    def __init__(self, app, retirement: GunicornRetirement, balance: Balance) -> None:
         self.app = app
         self.retirement = retirement
+        self.balance = balance
 
     def __call__(self, environ, start_response):
         def closing_start_response(status, headers, exc_info=None):
             closes = any(name.lower() == "connection" and value.lower() == "close" for name, value in headers)
-            if self.retirement.begun and not closes:
+            if not closes and (self.retirement.begun or self.balance.hands_back_connection()):
                 headers, closes = [*headers, ("Connection", "close")], True
             if closes:
                 force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)

@@ -56,12 +56,18 @@ def post_worker_init(worker):
         native_logging_locks()
     from gevent.monkey import get_original
 
-    from drum_compat.flask_backend.app import CORE_EXTENSION
+    from drum_compat.flask_backend.app import BALANCE_EXTENSION, CORE_EXTENSION
+    from drum_compat.flask_backend.balancing import balance_gunicorn_worker
 
     gthread = worker.cfg.worker_class_str == "gthread"
     core = worker.wsgi.extensions.get(CORE_EXTENSION)
+    balance = worker.wsgi.extensions.get(BALANCE_EXTENSION)
+    if balance is not None:
+        balance_gunicorn_worker(worker, balance)
 
     def exit_gracefully(sig, frame):
+        if balance is not None:
+            balance.leave()
         if gthread:
             # A gthread worker checks for SIGTERM once a second and keeps its copy of the listening socket
             # until then, so connections arriving meanwhile would be accepted late: refuse them now.

@@ -7,10 +7,12 @@ from gevent.monkey import get_original
 
 from drum_compat.compat.bootstrap import build_core
 from drum_compat.compat.extensions import ExtensionError, extension_refusal
+from drum_compat.compat.instance import instance_dir
+from drum_compat.compat.load_board import worker_balance
 from drum_compat.compat.options import ServerOptions
 from drum_compat.compat.startup import build_or_exit
 from drum_compat.compat.supervisor import Watchdog
-from drum_compat.flask_backend.app import CORE_EXTENSION, create_flask_app
+from drum_compat.flask_backend.app import BALANCE_EXTENSION, CORE_EXTENSION, create_flask_app
 from drum_compat.flask_backend.extensions import load_flask_extensions
 from drum_compat.flask_backend.recycling import GUNICORN_KEEPALIVE, CloseWhenRetiring, GunicornRetirement
 from drum_compat.flask_backend.steps import native_lock
@@ -31,10 +33,11 @@ def build_app(options: ServerOptions) -> Flask:
 
 
 def app_from_options(options: ServerOptions) -> Flask:
-    retirement = GunicornRetirement((options.server_settings or {}).get("keepalive", GUNICORN_KEEPALIVE))
     app = build_or_exit(lambda: build_app(options), options.code_dir)
-    app.wsgi_app = CloseWhenRetiring(app.wsgi_app, retirement)
     core = app.extensions[CORE_EXTENSION]
+    balance = app.extensions[BALANCE_EXTENSION] = worker_balance(core.gate, instance_dir(), options.workers)
+    retirement = GunicornRetirement((options.server_settings or {}).get("keepalive", GUNICORN_KEEPALIVE), balance.leave)
+    app.wsgi_app = CloseWhenRetiring(app.wsgi_app, retirement, balance)
     # native even under gevent: it must read the gate while the hub waits
     Watchdog(core.gate, core.settings.supervision, core.metrics, retirement.begin,
              get_original("_thread", "start_new_thread"), get_original("time", "sleep")).start()

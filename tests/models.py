@@ -278,6 +278,7 @@ MODELS["cpu"] = ({"custom.py": (EXAMPLES / "cpu_bound" / "custom.py").read_text(
 
 
 # Faults (tests/test_supervision.py): the answer is the pid that served. `hang` never returns; `cpu=S` spins S seconds;
+# `sleep=S` waits S seconds;
 # `leak=M` keeps M MiB more for good (touched, so resident). FAULTS_LOAD_GIL=N: load_model holds the GIL while one
 # regular expression backtracks through 2**N steps.
 FAULTS = '''
@@ -299,6 +300,8 @@ def score_unstructured(model, data, **kwargs):
         end = time.monotonic() + float(value)
         while time.monotonic() < end:
             pass
+    elif command == "sleep":
+        time.sleep(float(value))
     elif command == "leak":
         model.append(b"x" * (int(value) * 1024 * 1024))
     return str(os.getpid())

@@ -14,6 +14,7 @@ from drum_compat.compat.instance import INSTANCE_DIR_ENV, InstanceError, create_
 from drum_compat.compat.settings import resolve_settings
 from drum_compat.shared.app import AppSettings
 from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits, RunningCall
+from drum_compat.shared.guards.balance import WorkerLoad, hands_back_connection, takes_new_connections
 from drum_compat.shared.guards.body import SPOOL_ABOVE, RequestBody
 from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_OVER_LIMIT, FrontDoorSettings
 from drum_compat.shared.guards.rate_limit import LocalBuckets, RateLimitPolicy, parse_networks, take_token
@@ -264,3 +265,31 @@ def test_invented_methods_share_one_metrics_label():
     answered = [line for line in text.splitlines() if line.startswith("drum_requests_total{")]
     assert len(answered) == 2 and 'method="other"' in answered[0] + answered[1]
     assert any('method="other"' in line and line.endswith(" 200.0") for line in answered)
+
+
+@pytest.mark.parametrize("mine, others, takes", [
+    ((3, 0), [(4, 9)], True),  # a free thread here: take it, however loaded the others
+    ((4, 0), [(4, 0)], True),  # every worker as busy: take it (its queue answers; a probe never waits for a thread)
+    ((4, 2), [(4, 5)], True),  # this worker is the least loaded
+    ((4, 0), [(3, 0)], False),  # another has a free thread: leave it there
+    ((4, 3), [(4, 1), (4, 9)], False),  # another carries fewer requests
+    ((4, 3), [], True),  # alone on the board
+])
+def test_a_worker_takes_new_connections_unless_another_carries_fewer_requests(mine, others, takes):
+    assert takes_new_connections(WorkerLoad(*mine), 4, [WorkerLoad(*other) for other in others]) is takes
+
+
+@pytest.mark.parametrize("threads, mine, others, hands_back", [
+    (1, (1, 14), [(1, 0)], True),  # 15 against 1: the pile-up of keep-alive clients spreads
+    (4, (4, 1), [(3, 0)], True),  # a request waits here while another worker has a free thread
+    (4, (4, 0), [(1, 0)], True),  # the client's next request would wait here, not there
+    (4, (3, 0), [(0, 0)], False),  # a free thread here: the client's next request starts at once
+    (1, (1, 1), [(1, 0)], False),  # one apart: moving a client would only move the imbalance
+    (1, (1, 5), [(1, 5), (1, 4)], False),
+    (1, (1, 8), [(1, 6)], False),  # 9 against 7: within two and a quarter of the queue
+    (1, (1, 99), [(1, 97)], False),  # heavy overload sways: no reconnecting for nothing
+    (1, (1, 99), [(1, 70)], True),
+])
+def test_a_worker_hands_a_keep_alive_client_back_only_when_its_next_request_would_wait_and_another_carries_clearly_fewer(
+        threads, mine, others, hands_back):
+    assert hands_back_connection(WorkerLoad(*mine), threads, [WorkerLoad(*other) for other in others]) is hands_back

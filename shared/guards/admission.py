@@ -77,6 +77,25 @@ class IgnoreAdmission:
         pass
 
 
+class AdmissionObservers:
+    """Several observers of one gate (the metrics, and on a server of several workers the load board)."""
+
+    def __init__(self, *observers: AdmissionObserver) -> None:
+        self.observers = observers
+
+    def admission_changed(self, running: int, waiting: int) -> None:
+        for observer in self.observers:
+            observer.admission_changed(running, waiting)
+
+    def rejected(self, reason: str) -> None:
+        for observer in self.observers:
+            observer.rejected(reason)
+
+    def model_ran(self, seconds: float) -> None:
+        for observer in self.observers:
+            observer.model_ran(seconds)
+
+
 class AdmissionGate:
     """At most `threads` requests run model code and `depth` more wait; a waiter leaves after
     queue_timeout (503), anyone after the deadline (504). A timed-out request keeps its thread until
