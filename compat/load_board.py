@@ -8,6 +8,7 @@ import mmap
 import os
 import struct
 import time
+from contextlib import contextmanager
 from typing import Callable
 
 from drum_compat.shared.guards.admission import AdmissionGate, AdmissionObservers
@@ -21,37 +22,45 @@ STAMP_EVERY = 1.0
 
 
 class LoadBoard:
-    """One worker's view of the board: it writes only its own slot; replacements overlap the workers they replace,
-    so there are two slots per worker, and a stale slot is free."""
+    """One worker's view of the board: it writes only its own slot, which it takes once its loop runs (a worker still
+    starting takes no connections, so nobody must count on it) and frees when it stops accepting. Replacements overlap
+    the workers they replace, so there are two slots per worker; a stale slot is free."""
 
     def __init__(self, path: str, workers: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self.slots = 2 * workers
         self.pid = os.getpid()
         self.load = (0, 0)
-        size = self.slots * SLOT.size
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # two workers starting together must not claim one slot
-            if os.fstat(fd).st_size < size:
-                os.ftruncate(fd, size)
-            self._map = mmap.mmap(fd, size)
-            self.index = self._free_slot()
-            if self.index is not None:
-                self._write()
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)  # explicitly: the mapping holds a duplicate of fd, which would keep the lock
-            os.close(fd)
+        self.index: int | None = None  # this worker's slot, once it has joined
+        self.left = False
+        size = 2 * workers * SLOT.size
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        with self._locked():
+            if os.fstat(self._fd).st_size < size:
+                os.ftruncate(self._fd, size)
+            self._map = mmap.mmap(self._fd, size)
 
-    def _free_slot(self) -> int | None:
-        now = self.clock()
-        for index, (pid, _, _, written) in enumerate(SLOT.iter_unpack(self._map)):
-            if pid == 0 or now - written > FRESH:
-                return index
-        return None
+    @contextmanager
+    def _locked(self):
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)  # explicitly: the mapping holds a duplicate of the file, and the lock
+
+    def _join(self) -> None:
+        with self._locked():  # two workers joining together must not take one slot
+            now = self.clock()
+            for index, (pid, _, _, written) in enumerate(SLOT.iter_unpack(self._map)):
+                if pid == 0 or now - written > FRESH:
+                    self.index = index
+                    self._write()
+                    return
+        self.left = True
+        logger.warning("Worker %d found no free slot on the load board: connections are not spread by its load", self.pid)
 
     def _write(self) -> None:
-        SLOT.pack_into(self._map, self.index * SLOT.size, self.pid, *self.load, self.clock())
+        if self.index is not None:
+            SLOT.pack_into(self._map, self.index * SLOT.size, self.pid, *self.load, self.clock())
 
     # -- the gate's observer: this worker's load, on each change (under the gate's lock) --------------
     def admission_changed(self, running: int, waiting: int) -> None:
@@ -65,8 +74,11 @@ class LoadBoard:
         pass
 
     def stamp(self) -> None:
-        """Still alive, with the same load: called from the worker's own loop, so a frozen loop goes stale."""
-        self._write()
+        """Accepting, with this load: called from the worker's own loop, so a frozen loop goes stale. The first joins."""
+        if self.index is not None:
+            self._write()
+        elif not self.left:
+            self._join()
 
     def others(self) -> list[WorkerLoad]:
         now = self.clock()
@@ -74,8 +86,11 @@ class LoadBoard:
                 if index != self.index and pid and now - written <= FRESH]
 
     def leave(self) -> None:
-        """A retiring worker stops accepting: nobody must count on it to take connections."""
-        SLOT.pack_into(self._map, self.index * SLOT.size, 0, 0, 0, 0.0)
+        """The worker stops accepting: nobody must count on it to take connections, nor will it write again."""
+        self.left = True
+        if self.index is not None:
+            SLOT.pack_into(self._map, self.index * SLOT.size, 0, 0, 0, 0.0)
+            self.index = None
 
 
 class Balance:
@@ -87,6 +102,7 @@ class Balance:
         self._last_stamp = 0.0
         if board is not None:
             gate.observer = AdmissionObservers(gate.observer, board)
+            gate.hands_back = self.hands_back_connection
 
     def _mine(self) -> WorkerLoad:
         return WorkerLoad(self.gate.running, self.gate.waiting)
@@ -96,11 +112,11 @@ class Balance:
             return True
         return takes_new_connections(self._mine(), self.gate.limits.threads, self.board.others())
 
-    def hands_back_connection(self) -> bool:
+    def hands_back_connection(self, queue_full: bool = False) -> bool:
         gate = self.gate
-        if self.board is None or gate.running + gate.waiting < gate.limits.threads:
+        if gate.running + gate.waiting < gate.limits.threads:
             return False
-        return hands_back_connection(self._mine(), self.gate.limits.threads, self.board.others())
+        return hands_back_connection(self._mine(), gate.limits.threads, self.board.others(), queue_full)
 
     def tick(self) -> None:
         """From the worker's I/O loop, however often: the board hears from it every STAMP_EVERY seconds."""
@@ -111,7 +127,6 @@ class Balance:
     def leave(self) -> None:
         if self.board is not None:
             self.board.leave()
-            self.board = None
 
 
 def worker_balance(gate: AdmissionGate, instance_dir: str | None, workers: int) -> Balance:
@@ -122,8 +137,5 @@ def worker_balance(gate: AdmissionGate, instance_dir: str | None, workers: int) 
         board = LoadBoard(os.path.join(instance_dir, BOARD_FILE), workers)
     except OSError as error:
         logger.warning("Worker %d serves without the load board (connections are not spread by load): %s", os.getpid(), error)
-        return Balance(gate, None)
-    if board.index is None:
-        logger.warning("Worker %d found no free slot on the load board: connections are not spread by its load", os.getpid())
         return Balance(gate, None)
     return Balance(gate, board)

@@ -60,8 +60,7 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
     setattr(app.state, STEPS_STATE, steps)  # for extensions' in_model_thread
     app.add_middleware(CycleMiddleware, core=core, steps=steps, router=app.router)
     # added last, so outermost: a retiring worker's every answer says Connection: close
-    app.add_middleware(RecyclingMiddleware, retirement=retirement, balance=balance, max_requests=recycle_after,
-                       jitter=recycle_jitter)
+    app.add_middleware(RecyclingMiddleware, retirement=retirement, max_requests=recycle_after, jitter=recycle_jitter)
     return app
 
 

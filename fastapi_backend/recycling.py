@@ -14,8 +14,6 @@ from typing import Callable
 
 from uvicorn.server import Server
 
-from drum_compat.compat.load_board import Balance
-
 logger = logging.getLogger("drum_compat")
 # the uvicorn settings compat.settings derives for recycling; applied here, not handed to uvicorn
 RECYCLE_AFTER, RECYCLE_JITTER = "limit_max_requests", "limit_max_requests_jitter"
@@ -68,20 +66,18 @@ class Retirement:
 
 
 class RecyclingMiddleware:
-    def __init__(self, app, retirement: Retirement, balance: Balance, max_requests: int = 0, jitter: int = 0) -> None:
+    def __init__(self, app, retirement: Retirement, max_requests: int = 0, jitter: int = 0) -> None:
         self.app = app
         self.retirement = retirement
-        self.balance = balance  # hands a keep-alive client back to the listening socket (compat.load_board)
         self.budget = max_requests + random.randint(0, jitter) if max_requests else 0
         self.requests = 0  # this worker's HTTP requests, counted as they arrive
 
     def admit(self) -> bool:
-        """Count an HTTP request as it arrives; True when its answer must close its connection (the worker retires, or
-        requests queue here while another worker has room)."""
+        """Count an HTTP request as it arrives; True when its answer must close its connection (the worker retires)."""
         self.requests += 1
         if self.requests == self.budget:
             self.retirement.begin(f"after {self.budget} requests")
-        return self.retirement.begun or self.balance.hands_back_connection()
+        return self.retirement.begun
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

@@ -1,6 +1,10 @@
 """Connection spreading on gunicorn (shared.guards.balance): the gevent worker's server and the gthread worker's poller
-stop accepting while the policy leaves new connections to a worker with room, and gunicorn's heartbeat stamps the board."""
+stop accepting (25 ms at a time) while the policy leaves new connections to a worker with room, and gunicorn's heartbeat
+stamps the board."""
 from __future__ import annotations
+
+import threading
+import time
 
 from drum_compat.compat.load_board import Balance
 from drum_compat.shared.guards.balance import ACCEPT_PAUSE
@@ -36,18 +40,33 @@ def balance_gunicorn_worker(worker, balance: Balance) -> None:
 
         ggevent.StreamServer = balanced_stream_server(balance)  # the worker's run() builds its servers from this name
         return
-    enable_accept = getattr(worker, "set_accept_enabled", None)
-    if enable_accept is None:  # an older gunicorn's gthread worker cannot stop accepting: spread by hand-backs only
-        return
+    enable_accept = worker.set_accept_enabled
+    look_again = threading.Event()
+
+    def wake_the_paused_loop() -> None:
+        # a paused loop looks again on its next turn, which without a wake could be a second away
+        while True:
+            look_again.wait()
+            look_again.clear()
+            time.sleep(ACCEPT_PAUSE)
+            worker.method_queue.defer(lambda: None)
+
+    def accept_if_taking(enabled: bool) -> None:
+        taking = enabled and balance.takes_new_connections()
+        enable_accept(taking)
+        if enabled and not taking:
+            look_again.set()
 
     def set_accept_enabled(enabled: bool) -> None:
-        # the loop turns on every finished request and at least once a second; each turn asks again
-        enable_accept(enabled and balance.takes_new_connections())
+        # each turn of the loop while paused asks again; never once the worker is stopping (its SIGTERM handler took
+        # the listeners off the poller)
+        accept_if_taking(enabled and worker.alive)
 
     def notify_and_weigh() -> None:
         notify()
-        if worker._accepting and not balance.takes_new_connections():
-            enable_accept(False)
+        if worker._accepting:
+            accept_if_taking(True)
 
+    threading.Thread(target=wake_the_paused_loop, daemon=True, name="drum-compat-accept-wake").start()
     worker.set_accept_enabled = set_accept_enabled
     worker.notify = notify_and_weigh

@@ -10,8 +10,6 @@ from typing import Callable
 
 from gevent.monkey import get_original
 
-from drum_compat.compat.load_board import Balance
-
 logger = logging.getLogger("drum_compat")
 GUNICORN_KEEPALIVE = 2  # seconds, gunicorn's default when DRUM_GUNICORN_KEEP_ALIVE is not set
 
@@ -38,20 +36,19 @@ class GunicornRetirement:
 
 
 class CloseWhenRetiring:
-    """WSGI: once retirement has begun, every response closes its connection, and so does one the load balance hands back
-    (compat.load_board); so does any the core marks `Connection: close` (413, 408, a replaced worker's /livez). gunicorn
-    drops an app's hop-by-hop headers, so it is told through its own response object, whose bound `start_response` the
-    app is handed."""
+    """WSGI: once retirement has begun, every response closes its connection; so does any the core marks
+    `Connection: close` (413, 408, a replaced worker's /livez, a client handed back to another worker). gunicorn drops
+    an app's hop-by-hop headers, so it is told through its own response object, whose bound `start_response` the app
+    is handed."""
 
-    def __init__(self, app, retirement: GunicornRetirement, balance: Balance) -> None:
+    def __init__(self, app, retirement: GunicornRetirement) -> None:
         self.app = app
         self.retirement = retirement
-        self.balance = balance
 
     def __call__(self, environ, start_response):
         def closing_start_response(status, headers, exc_info=None):
             closes = any(name.lower() == "connection" and value.lower() == "close" for name, value in headers)
-            if not closes and (self.retirement.begun or self.balance.hands_back_connection()):
+            if self.retirement.begun and not closes:
                 headers, closes = [*headers, ("Connection", "close")], True
             if closes:
                 force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)

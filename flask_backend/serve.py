@@ -68,15 +68,15 @@ def post_worker_init(worker):
     def exit_gracefully(sig, frame):
         if balance is not None:
             balance.leave()
-        if gthread:
-            # A gthread worker checks for SIGTERM once a second and keeps its copy of the listening socket
-            # until then, so connections arriving meanwhile would be accepted late: refuse them now.
-            for listener in worker.sockets:
-                listener.close()
         if core is not None:  # the master SIGKILLs a worker still running at the graceful timeout: say why first
             exit_past_hung_calls_after(core.gate, max(worker.cfg.graceful_timeout - ABANDON_BEFORE_KILL, 0),
                                        get_original("_thread", "start_new_thread"), get_original("time", "sleep"))
         worker.handle_exit(sig, frame)
+        if gthread:
+            # A gthread worker would accept until its loop next looks at `alive`: stop now, taking the listeners off its
+            # poller. (Closing them instead left them registered, readable through the master's copy, and the next
+            # accept on a closed listener killed the worker with every request it ran.)
+            worker.set_accept_enabled(False)
 
     signal.signal(signal.SIGTERM, exit_gracefully)
     signal.siginterrupt(signal.SIGTERM, False)

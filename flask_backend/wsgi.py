@@ -37,7 +37,7 @@ def app_from_options(options: ServerOptions) -> Flask:
     core = app.extensions[CORE_EXTENSION]
     balance = app.extensions[BALANCE_EXTENSION] = worker_balance(core.gate, instance_dir(), options.workers)
     retirement = GunicornRetirement((options.server_settings or {}).get("keepalive", GUNICORN_KEEPALIVE), balance.leave)
-    app.wsgi_app = CloseWhenRetiring(app.wsgi_app, retirement, balance)
+    app.wsgi_app = CloseWhenRetiring(app.wsgi_app, retirement)
     # native even under gevent: it must read the gate while the hub waits
     Watchdog(core.gate, core.settings.supervision, core.metrics, retirement.begin,
              get_original("_thread", "start_new_thread"), get_original("time", "sleep")).start()

@@ -110,18 +110,30 @@ def test_keep_alive_clients_of_an_overloaded_server_spread_over_its_workers(tmp_
     assert answers[200] > 0 and set(answers) == {200}, answers
 
 
-def test_a_stale_slot_is_not_a_worker_and_is_reused(tmp_path):
+def test_the_board_counts_workers_that_accept_and_reuses_the_slots_of_those_gone(tmp_path):
     now = [100.0]
     path = str(tmp_path / "board")
-    first = LoadBoard(path, workers=2, clock=lambda: now[0])
+
+    def worker() -> LoadBoard:
+        return LoadBoard(path, workers=2, clock=lambda: now[0])
+
+    first, second = worker(), worker()
     first.admission_changed(1, 3)
-    second = LoadBoard(path, workers=2, clock=lambda: now[0])
+    assert second.others() == []  # still starting: its loop has not run, it takes no connections yet
+    first.stamp()
+    second.stamp()
     assert second.index != first.index
     assert [(load.running, load.waiting) for load in second.others()] == [(1, 3)]
     now[0] += 10  # neither has written since: a dead or frozen worker is nobody's to count on
     assert second.others() == []
-    third = LoadBoard(path, workers=2, clock=lambda: now[0])
+    third = worker()
+    third.stamp()
     assert third.index == first.index
+    third.leave()  # a retiring worker: gone from the board, and it stays gone whatever it still runs
+    third.admission_changed(0, 1)
+    third.stamp()
     second.stamp()
-    third.leave()
-    assert LoadBoard(path, workers=2, clock=lambda: now[0]).index == first.index
+    assert second.others() == []
+    fourth = worker()
+    fourth.stamp()
+    assert fourth.index == first.index

@@ -293,3 +293,10 @@ def test_a_worker_takes_new_connections_unless_another_carries_fewer_requests(mi
 def test_a_worker_hands_a_keep_alive_client_back_only_when_its_next_request_would_wait_and_another_carries_clearly_fewer(
         threads, mine, others, hands_back):
     assert hands_back_connection(WorkerLoad(*mine), threads, [WorkerLoad(*other) for other in others]) is hands_back
+
+
+def test_a_refusal_for_a_full_queue_goes_to_any_worker_carrying_fewer():
+    full = WorkerLoad(1, 100)
+    assert hands_back_connection(full, 1, [WorkerLoad(1, 99)], queue_full=True)
+    assert not hands_back_connection(full, 1, [WorkerLoad(1, 100)], queue_full=True)
+    assert not hands_back_connection(full, 1, [WorkerLoad(1, 99)])  # an answer: within a quarter of the other's queue

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Protocol
 
-from drum_compat.shared.http import NeutralResponse, json_response
+from drum_compat.shared.http import NeutralResponse, json_response, set_headers
 from drum_compat.shared.metrics import DEADLINE, QUEUE_FULL, QUEUE_TIMEOUT
 from drum_compat.shared.guards.streaming import ModelStream
 from drum_compat.shared.steps import STILL_RUNNING, Steps, Submit, Wait
@@ -115,6 +115,8 @@ class AdmissionGate:
         self.stuck = 0  # running, but their requester already had its 504
         self.calls: set[Ticket] = set()  # the running ones
         self.retiring: str | None = None  # why this worker is being replaced (its /livez fails meanwhile)
+        # on a server of several workers, compat.load_board's verdict from every worker's load (shared.guards.balance)
+        self.hands_back: Callable[[bool], bool] = lambda queue_full: False
         self.figures = AdmissionFigures()
 
     def model_call(self, call: Callable[[], NeutralResponse], arrived: float, request_id: str = "") -> Steps[NeutralResponse]:
@@ -123,17 +125,24 @@ class AdmissionGate:
         timeout or the deadline, whichever comes first; returns the model's response, or the 503/504."""
         ticket = self.admit(arrived, request_id)
         if ticket is None:
-            return self.rejection(QUEUE_FULL)
+            return self.handed_back(self.rejection(QUEUE_FULL), queue_full=True)
         handle = yield Submit(self.job(ticket, call))
         while True:
             outcome = yield Wait(handle, self.next_wait(ticket))
             if outcome is not STILL_RUNNING:
-                return outcome
+                return self.handed_back(outcome)
             reason = self.expire(ticket)
             if reason:
                 if ticket.stream is not None:  # the answer began streaming just as the deadline passed
                     yield from ticket.stream.close()
-                return self.rejection(reason)
+                return self.handed_back(self.rejection(reason))
+
+    def handed_back(self, response: NeutralResponse, queue_full: bool = False) -> NeutralResponse:
+        """The answer closes its connection when the client's next model request would wait here while another worker
+        has room (`hands_back`): that request then comes on a new connection, which such a worker takes."""
+        if self.hands_back(queue_full):
+            set_headers(response.headers, [("Connection", "close")])
+        return response
 
     # -- requester side ------------------------------------------------------------------------------
     def admit(self, arrived: float, request_id: str = "") -> Ticket | None:

@@ -30,11 +30,13 @@ def takes_new_connections(mine: WorkerLoad, threads: int, others: Iterable[Worke
     return not any(other.requests < mine.requests for other in others)
 
 
-def hands_back_connection(mine: WorkerLoad, threads: int, others: Iterable[WorkerLoad]) -> bool:
-    """After an answer (or as a request arrives), close its keep-alive connection when the client's next request would
-    wait here for a thread and another worker carries clearly fewer requests: two fewer, and a quarter of its own queue
-    more (so that under heavy overload, when every queue sways, clients are not sent reconnecting for nothing). That
-    next request then arrives on a new connection, which a worker with room takes: keep-alive clients that all
-    connected to one worker spread out instead of queueing there."""
+def hands_back_connection(mine: WorkerLoad, threads: int, others: Iterable[WorkerLoad], queue_full: bool = False) -> bool:
+    """After an answer, close its keep-alive connection when the client's next request would wait here for a thread and
+    another worker carries clearly fewer requests: two fewer, and a quarter of its own queue more (so that under heavy
+    overload, when every queue sways, clients are not sent reconnecting for nothing). That next request then arrives on
+    a new connection, which a worker with room takes: keep-alive clients that all connected to one worker spread out
+    instead of queueing there. A refusal because this worker's queue is full goes to any worker carrying fewer."""
+    if queue_full:
+        return any(other.requests < mine.requests for other in others)
     return mine.requests >= threads and any(other.requests + 2 + max(other.requests - threads, 0) // 4 <= mine.requests
                                             for other in others)
