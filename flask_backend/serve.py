@@ -51,6 +51,31 @@ def post_fork(server, worker):
     die_with_parent(server.pid)  # gunicorn's own check of its parent runs only while the worker's loop does
 
 
+def stop_gthread_accepting(worker) -> None:
+    """From the SIGTERM handler: a gthread worker would accept until its loop next looks at `alive`, and keep its copy of
+    the listening socket open, so new connections would queue unanswered. Its listeners leave its poller now and are
+    closed by its loop, never inside an accept; an event for one already selected finds it closed and is skipped (a
+    listener closed while still registered stayed readable through the master's copy, and the accept on it killed the
+    worker with every request it ran)."""
+    worker.set_accept_enabled(False)
+
+    def close_listeners() -> None:
+        for listener in worker.sockets:
+            listener.close()
+
+    worker.method_queue.defer(close_listeners)
+
+
+def skip_closed_listeners(worker) -> None:
+    accept = worker.accept
+
+    def accept_if_open(listener) -> None:
+        if listener.sock is not None:
+            accept(listener)
+
+    worker.accept = accept_if_open  # gthread registers `self.accept` each time it starts accepting
+
+
 def post_worker_init(worker):
     if worker.cfg.worker_class_str == "gevent":
         native_logging_locks()
@@ -62,6 +87,8 @@ def post_worker_init(worker):
     gthread = worker.cfg.worker_class_str == "gthread"
     core = worker.wsgi.extensions.get(CORE_EXTENSION)
     balance = worker.wsgi.extensions.get(BALANCE_EXTENSION)
+    if gthread:
+        skip_closed_listeners(worker)
     if balance is not None:
         balance_gunicorn_worker(worker, balance)
 
@@ -73,10 +100,7 @@ def post_worker_init(worker):
                                        get_original("_thread", "start_new_thread"), get_original("time", "sleep"))
         worker.handle_exit(sig, frame)
         if gthread:
-            # A gthread worker would accept until its loop next looks at `alive`: stop now, taking the listeners off its
-            # poller. (Closing them instead left them registered, readable through the master's copy, and the next
-            # accept on a closed listener killed the worker with every request it ran.)
-            worker.set_accept_enabled(False)
+            stop_gthread_accepting(worker)
 
     signal.signal(signal.SIGTERM, exit_gracefully)
     signal.siginterrupt(signal.SIGTERM, False)
