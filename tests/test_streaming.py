@@ -135,3 +135,15 @@ def test_a_stream_returned_after_its_requester_had_its_504_is_closed_at_once(clo
 
     assert the_gate.job(ticket, slow_hook)() is None  # nobody will read this stream
     assert (the_gate.running, the_gate.stuck, the_gate.waiting) == (0, 0, 0)
+
+
+def test_a_model_answer_closes_its_connection_when_the_gate_hands_its_client_back(clock):
+    the_gate, pool = gate(clock), Pool()
+    asked = []
+    the_gate.hands_back = lambda queue_full: asked.append(queue_full) or bool(len(asked) % 2)
+    closing = drive(the_gate.model_call(lambda: NeutralResponse(200, b"x"), 0.0), pool)
+    kept = drive(the_gate.model_call(lambda: NeutralResponse(200, b"x"), 0.0), pool)
+    assert closing.headers.get("Connection") == "close" and "Connection" not in kept.headers
+    the_gate.running = 2  # every thread taken and the queue full: the refusal asks as such
+    refused = drive(the_gate.model_call(lambda: NeutralResponse(200, b"x"), 0.0), pool)
+    assert refused.status == 503 and refused.headers.get("Connection") == "close" and asked == [False, False, True]
