@@ -229,7 +229,7 @@ def test_a_body_trickled_past_the_request_timeout_gets_408_and_the_connection_cl
             # when the server closes (which would reset the connection under its answer). gthread bounds each wait
             # for data only (README: Supervision), so there the client stalls after two bytes
             trickle = 2 if configuration == "gunicorn-sync" else None
-            while not answer:
+            while not answer and time.monotonic() - began < READY_TIMEOUT:
                 try:
                     answer = connection.recv(65536)
                 except TimeoutError:
