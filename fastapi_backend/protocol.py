@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 
 import httptools
 import uvicorn
@@ -12,8 +13,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from drum_compat.compat.supervisor import die_with_parent
 from drum_compat.fastapi_backend.at_once import AnswersAtOnce, Pending, Replayed
 
+import psutil
+
 from drum_compat.shared.guards.protocol import ProtocolLimits, ProtocolRefusal, malformed, method_refusal, version_refusal
-from drum_compat.shared.metrics import SLOW_HEAD
+from drum_compat.shared.guards.room import longest_waiting, short_of_fds
+from drum_compat.shared.metrics import CLOSED_FOR_ROOM, SLOW_HEAD
 
 # llhttp parses a fixed list of methods; these are the ones it is sure to know
 PARSED_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
@@ -44,6 +48,7 @@ class DrumConfig(uvicorn.Config):
         super().__init__(*args, http=DrumHttpToolsProtocol, **kwargs)
         self.protocol_limits = protocol_limits
         self.master = os.getpid()
+        self.warned_short_of_fds = False  # in each worker: the first closure for room is logged, the metric counts all
 
     def load(self) -> None:
         # the worker's first step (the supervisor never loads): it must not outlive the master
@@ -55,6 +60,7 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, config: DrumConfig, *args, **kwargs) -> None:
         super().__init__(config, *args, **kwargs)
         self.limits = config.protocol_limits
+        self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         # the lean dispatch's answers at once (fastapi_backend.at_once); None serves every request through the app
         self.at_once: AnswersAtOnce | None = getattr(self.app, "at_once", None)
         self._may_answer_at_once = False
@@ -64,7 +70,26 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._between_messages = True
         self._real_method: bytes | None = None
-        self._head_timer = None
+        # a connection that never sends its first head is closed after the keep-alive period, as gunicorn does
+        self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_too_slow)
+        self.head_wait_since: float | None = self.loop.time()  # None while a request is read or answered
+        if short_of_fds(len(self.connections), self.fd_limit, psutil.Process().num_fds):
+            self._close_for_room()
+
+    def _close_for_room(self) -> None:
+        others = ((other.head_wait_since, other) for other in self.connections
+                  if other is not self and getattr(other, "head_wait_since", None) is not None
+                  and not other.transport.is_closing())
+        oldest = longest_waiting(others)
+        if oldest is None:
+            return
+        if not self.config.warned_short_of_fds:
+            self.config.warned_short_of_fds = True
+            self.logger.warning("Worker %d is near its limit of %d open files: each new connection closes the one that "
+                                "has waited longest for a request (counted in drum_rejections_total{reason=\"%s\"})",
+                                os.getpid(), self.fd_limit, CLOSED_FOR_ROOM)
+        oldest._count(CLOSED_FOR_ROOM)
+        oldest.transport.close()
 
     def connection_lost(self, exc) -> None:
         self._stop_head_timer()
@@ -146,15 +171,19 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
 
-    def _head_too_slow(self) -> None:
-        self._head_timer = None
+    def _count(self, reason: str) -> None:
         core = getattr(self.at_once, "core", None)  # counted where the core is at hand (no extension loaded)
         if core is not None:
-            core.metrics.rejected(SLOW_HEAD)
+            core.metrics.rejected(reason)
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        self._count(SLOW_HEAD)
         self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._stop_head_timer()
+        self.head_wait_since = None
         method = self._real_method or self.parser.get_method()
         refusal = version_refusal(self.parser.get_http_version(), (method + b" " + self.url).decode("latin-1"))
         if refusal is not None:
@@ -196,6 +225,10 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         if not keep_alive:
             self.transport.close()
         transport_cycle.on_response()
+
+    def on_response_complete(self) -> None:
+        self.head_wait_since = self.loop.time()
+        super().on_response_complete()
 
     def eof_received(self) -> bool | None:
         """The client has sent all it will (`shutdown(SHUT_WR)`, `nc -N`): answer what it asked, then close.

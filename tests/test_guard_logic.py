@@ -18,6 +18,7 @@ from drum_compat.shared.guards.balance import WorkerLoad, hands_back_connection,
 from drum_compat.shared.guards.body import SPOOL_ABOVE, RequestBody
 from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_OVER_LIMIT, FrontDoorSettings
 from drum_compat.shared.guards.rate_limit import LocalBuckets, RateLimitPolicy, parse_networks, take_token
+from drum_compat.shared.guards.room import FD_RESERVE, longest_waiting, short_of_fds
 from drum_compat.shared.guards.supervision import MIB, SupervisionLimits, replacement
 from drum_compat.shared.metrics import DEADLINE, MEMORY, MULTIPROCESS_DIR_ENV, QUEUE_FULL, QUEUE_TIMEOUT, STUCK_CALL
 from drum_compat.shared.server_types import SERVER_TYPES, Stack
@@ -300,3 +301,17 @@ def test_a_refusal_for_a_full_queue_goes_to_any_worker_carrying_fewer():
     assert hands_back_connection(full, 1, [WorkerLoad(1, 99)], queue_full=True)
     assert not hands_back_connection(full, 1, [WorkerLoad(1, 100)], queue_full=True)
     assert not hands_back_connection(full, 1, [WorkerLoad(1, 99)])  # an answer: within a quarter of the other's queue
+
+
+def test_a_worker_makes_room_only_near_its_fd_limit_and_counts_descriptors_only_past_half_of_it():
+    def never() -> int:
+        raise AssertionError("descriptors counted for a worker far from its limit")
+
+    assert not short_of_fds(199, 400, never)
+    assert not short_of_fds(200, 400, lambda: 400 - FD_RESERVE)
+    assert short_of_fds(200, 400, lambda: 401 - FD_RESERVE)
+
+
+def test_the_connection_closed_for_room_is_the_one_waiting_longest_for_a_head():
+    assert longest_waiting([(3.0, "recent"), (1.0, "oldest"), (2.0, "older")]) == "oldest"
+    assert longest_waiting([]) is None  # every connection runs a request: none is closed
