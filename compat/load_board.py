@@ -9,9 +9,9 @@ import os
 import struct
 import time
 from contextlib import contextmanager
-from typing import Callable
+from typing import Callable, Iterator
 
-from drum_compat.shared.guards.admission import AdmissionGate, AdmissionObservers
+from drum_compat.shared.guards.admission import AdmissionGate, AdmissionObservers, IgnoreAdmission
 from drum_compat.shared.guards.balance import WorkerLoad, hands_back_connection, takes_new_connections
 
 logger = logging.getLogger("drum_compat")
@@ -21,7 +21,7 @@ FRESH = 3.0  # seconds: a slot written longer ago is a dead or frozen worker's (
 STAMP_EVERY = 1.0
 
 
-class LoadBoard:
+class LoadBoard(IgnoreAdmission):
     """One worker's view of the board: it writes only its own slot, which it takes once its loop runs (a worker still
     starting takes no connections, so nobody must count on it) and frees when it stops accepting. Replacements overlap
     the workers they replace, so there are two slots per worker; a stale slot is free."""
@@ -67,12 +67,6 @@ class LoadBoard:
         self.load = (running, waiting)
         self._write()
 
-    def rejected(self, reason: str) -> None:
-        pass
-
-    def model_ran(self, seconds: float) -> None:
-        pass
-
     def stamp(self) -> None:
         """Accepting, with this load: called from the worker's own loop, so a frozen loop goes stale. The first joins."""
         if self.index is not None:
@@ -80,10 +74,11 @@ class LoadBoard:
         elif not self.left:
             self._join()
 
-    def others(self) -> list[WorkerLoad]:
+    def others(self) -> Iterator[WorkerLoad]:
+        """Read as the policy asks: it often decides from this worker's own load alone."""
         now = self.clock()
-        return [WorkerLoad(running, waiting) for index, (pid, running, waiting, written) in enumerate(SLOT.iter_unpack(self._map))
-                if index != self.index and pid and now - written <= FRESH]
+        return (WorkerLoad(running, waiting) for index, (pid, running, waiting, written) in enumerate(SLOT.iter_unpack(self._map))
+                if index != self.index and pid and now - written <= FRESH)
 
     def leave(self) -> None:
         """The worker stops accepting: nobody must count on it to take connections, nor will it write again."""
@@ -108,15 +103,10 @@ class Balance:
         return WorkerLoad(self.gate.running, self.gate.waiting)
 
     def takes_new_connections(self) -> bool:
-        if self.board is None:
-            return True
-        return takes_new_connections(self._mine(), self.gate.limits.threads, self.board.others())
+        return self.board is None or takes_new_connections(self._mine(), self.gate.limits.threads, self.board.others())
 
     def hands_back_connection(self, queue_full: bool = False) -> bool:
-        gate = self.gate
-        if gate.running + gate.waiting < gate.limits.threads:
-            return False
-        return hands_back_connection(self._mine(), gate.limits.threads, self.board.others(), queue_full)
+        return hands_back_connection(self._mine(), self.gate.limits.threads, self.board.others(), queue_full)
 
     def tick(self) -> None:
         """From the worker's I/O loop, however often: the board hears from it every STAMP_EVERY seconds."""

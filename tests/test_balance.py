@@ -119,13 +119,13 @@ def test_the_board_counts_workers_that_accept_and_reuses_the_slots_of_those_gone
 
     first, second = worker(), worker()
     first.admission_changed(1, 3)
-    assert second.others() == []  # still starting: its loop has not run, it takes no connections yet
+    assert list(second.others()) == []  # still starting: its loop has not run, it takes no connections yet
     first.stamp()
     second.stamp()
     assert second.index != first.index
     assert [(load.running, load.waiting) for load in second.others()] == [(1, 3)]
     now[0] += 10  # neither has written since: a dead or frozen worker is nobody's to count on
-    assert second.others() == []
+    assert list(second.others()) == []
     third = worker()
     third.stamp()
     assert third.index == first.index
@@ -133,7 +133,7 @@ def test_the_board_counts_workers_that_accept_and_reuses_the_slots_of_those_gone
     third.admission_changed(0, 1)
     third.stamp()
     second.stamp()
-    assert second.others() == []
+    assert list(second.others()) == []
     fourth = worker()
     fourth.stamp()
     assert fourth.index == first.index
