@@ -82,6 +82,7 @@ def app_settings(server_type: ServerType, core: Mapping[str, Any],
         queue_depth=value("executor_queue_depth"),
         queue_timeout=value("executor_queue_timeout"),
         deadline=value("request_timeout"),
+        queue_in_backlog=value("queue_in_backlog"),
     )
     supervision = SupervisionLimits(deadline=value("request_timeout"), grace=value("stuck_call_grace"),
                                     max_rss=value("max_worker_rss_mb") * MIB)

@@ -91,6 +91,11 @@ SETTINGS: tuple[Setting, ...] = (
             *_fastapi_alias("DRUM_EXECUTOR_QUEUE_DEPTH"), minimum=0, maximum=10000, core=True),
     Setting("executor_queue_timeout", int, 30, "Seconds a model request waits for a thread before its 503.",
             *_fastapi_alias("DRUM_EXECUTOR_QUEUE_TIMEOUT"), minimum=1, maximum=3600, core=True),
+    Setting("queue_in_backlog", bool, False, "As DRUM's sync workers: a worker holds no more connections than model "
+            "threads and closes each after its answer, so requests wait for a thread in the kernel's listen backlog, "
+            "shared by the workers: a worker's death then loses only the calls it runs, but probes wait behind the "
+            "model and the queue's depth and timeout no longer apply (README: Supervision).",
+            _both("DRUM_QUEUE_IN_BACKLOG"), core=True),
     Setting("max_upload_size", int, 100 * MIB, "Largest request body in bytes; a larger one gets 413 (even chunked or mislabelled).",
             *_fastapi_alias("DRUM_MAX_UPLOAD_SIZE"), minimum=1, maximum=1 << 40, core=True),
     Setting("rate_limit_enabled", bool, False, "Rate limit model requests per client address (429 beyond it); probes and scrapes never count.",

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import re
 import resource
+from typing import Callable
 
 import httptools
+import psutil
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from drum_compat.compat.supervisor import die_with_parent
 from drum_compat.fastapi_backend.at_once import AnswersAtOnce, Pending, Replayed
-
-import psutil
 
 from drum_compat.shared.guards.protocol import ProtocolLimits, ProtocolRefusal, malformed, method_refusal, version_refusal
 from drum_compat.shared.guards.room import longest_waiting, short_of_fds
@@ -44,11 +44,14 @@ class Refused(Exception):
 class DrumConfig(uvicorn.Config):
     """uvicorn's Config plus the protocol limits and the master's pid, which travel with it to each spawned worker."""
 
-    def __init__(self, *args, protocol_limits: ProtocolLimits = ProtocolLimits(), **kwargs) -> None:
+    def __init__(self, *args, protocol_limits: ProtocolLimits = ProtocolLimits(), queue_in_backlog: bool = False,
+                 **kwargs) -> None:
         super().__init__(*args, http=DrumHttpToolsProtocol, **kwargs)
         self.protocol_limits = protocol_limits
+        self.queue_in_backlog = queue_in_backlog  # DRUM_QUEUE_IN_BACKLOG: the worker accepts itself (fastapi_backend.balancing)
         self.master = os.getpid()
         self.warned_short_of_fds = False  # in each worker: the first closure for room is logged, the metric counts all
+        self.connection_closed: Callable[[], None] | None = None  # in each worker: DRUM_QUEUE_IN_BACKLOG's accept loop
 
     def load(self) -> None:
         # the worker's first step (the supervisor never loads): it must not outlive the master
@@ -94,6 +97,8 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc) -> None:
         self._stop_head_timer()
         super().connection_lost(exc)
+        if self.config.connection_closed is not None:
+            self.config.connection_closed()
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's, with gunicorn's answers where the parser or a limit refuses

@@ -9,6 +9,7 @@ import sys
 import time
 
 from uvicorn.config import STARTUP_FAILURE
+from uvicorn.server import Server
 from uvicorn.supervisors import Multiprocess, multiprocess
 
 from drum_compat.compat.instance import remove_instance
@@ -22,6 +23,18 @@ from drum_compat.shared.guards.protocol import ProtocolLimits
 PROTOCOL_LIMITS = tuple(ProtocolLimits.__dataclass_fields__)
 EXIT_MARGIN = 10  # seconds past the graceful timeout a worker gets to exit before its SIGKILL
 logger = logging.getLogger("uvicorn.error")
+
+
+class BacklogServer(Server):
+    """uvicorn's Server; with DRUM_QUEUE_IN_BACKLOG it keeps its listening sockets for the worker's own accept loop
+    (fastapi_backend.balancing) instead of serving them: uvloop would accept every connection waiting at once."""
+
+    listening: list[socket.socket] = []
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.config.queue_in_backlog and sockets:
+            self.listening, sockets = sockets, []
+        await super().startup(sockets)
 
 
 class WatchedProcess(multiprocess.Process):
@@ -45,6 +58,12 @@ class WatchedProcess(multiprocess.Process):
         except (OSError, EOFError, pickle.UnpicklingError):
             return False
         return self.ping_sent is None or time.monotonic() - self.ping_sent < timeout
+
+    @property
+    def server(self) -> Server:
+        if self._server is None:
+            self._server = BacklogServer(config=self.config)
+        return self._server
 
 
 # uvicorn's supervisor makes its workers by this module-level name: each one it starts is watched this way
@@ -89,6 +108,7 @@ def main() -> None:
     config = DrumConfig(
         "drum_compat.fastapi_backend.asgi:app_from_environment",
         protocol_limits=ProtocolLimits(**{name: given[name] for name in PROTOCOL_LIMITS if name in given}),
+        queue_in_backlog=(options.core_settings or {}).get("queue_in_backlog", False),
         factory=True,
         host=options.host,
         port=options.port,

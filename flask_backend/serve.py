@@ -24,6 +24,8 @@ LAST_RESORT_MARGIN = 30  # seconds
 ABANDON_BEFORE_KILL = 0.5  # seconds before the master's SIGKILL at the graceful timeout
 CONTROL_SOCKET_OFF = "control_socket_disable"
 
+logger = logging.getLogger("drum_compat")
+
 
 def post_request(worker, req, environ, resp):
     # A gevent worker serves a pipelining keep-alive client in a streak while other connections
@@ -132,15 +134,22 @@ def gunicorn_settings(options: ServerOptions) -> dict[str, Any]:
         # DRUM_CLIENT_REQUEST_TIMEOUT answers 504 itself; gunicorn's kill is the last resort for a worker
         # whose heartbeat stopped, later than the 504 (gevent beats only once a second)
         settings["timeout"] += LAST_RESORT_MARGIN
+    core = options.core_settings or {}
+    threads, depth, in_backlog = (core.get(key, SETTINGS_BY_KEY[key].default)
+                                  for key in ("executor_workers", "executor_queue_depth", "queue_in_backlog"))
     if settings.get("worker_class") == "sync":
         # gunicorn's sync worker cannot accept while a request runs, so probes would wait behind the model
         # and overload would queue unseen in the kernel. gthread is sync's no-monkey-patching twin that
         # keeps accepting: each connection gets a thread; drum-compat's admission bounds the model work.
         settings["worker_class"] = "gthread"
         # the rest of worker_connections stays open as idle keep-alive connections, which hold no thread
-        core = options.core_settings or {}
-        threads, depth = (core.get(key, SETTINGS_BY_KEY[key].default) for key in ("executor_workers", "executor_queue_depth"))
-        settings["threads"] = AdmissionLimits(threads, depth).request_threads
+        settings["threads"] = threads if in_backlog else AdmissionLimits(threads, depth).request_threads
+    if in_backlog:  # shared.guards.balance.has_room_for_connection, applied by gunicorn itself
+        default = SETTINGS_BY_KEY["worker_connections"].default
+        if settings.get("worker_connections", default) != default:
+            logger.warning("DRUM_WORKER_CONNECTIONS=%s is replaced by %d (DRUM_EXECUTOR_WORKERS): DRUM_QUEUE_IN_BACKLOG "
+                           "holds one connection per model thread", settings["worker_connections"], threads)
+        settings["worker_connections"] = threads
     return {
         **settings,
         "bind": [f"fd://{options.listen_fd}"],  # the launcher's socket (compat.listener)

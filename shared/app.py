@@ -169,6 +169,8 @@ class DrumApp:
         stamps = [(DRUM_REQUEST_ID_HEADER, request_id), (REQUEST_ID_HEADER, request_id), (VERSION_HEADER, __version__)]
         if "allow" in present:
             stamps.append(("Allow", canonical_allow(headers["Allow"])))
+        if self.settings.admission.queue_in_backlog:
+            stamps.append(("Connection", "close"))  # no connection outlives its answer (shared.guards.balance)
         set_headers(headers, stamps, present)
         harden(headers, self.settings.cors, method, request_headers, present)
 

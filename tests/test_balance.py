@@ -59,12 +59,13 @@ def connections_by_worker(server: RunningServer, port: int) -> Counter:
     return held
 
 
-def run_clients(tmp_path, configuration: str, clients: int, threads: int, settle: float = 3.0):
+def run_clients(tmp_path, configuration: str, clients: int, threads: int, settle: float = 3.0, **env: str):
     """Two workers of `threads` model threads, `clients` keep-alive clients; after `settle` seconds the busiest worker is
     SIGKILLed. Returns (connections by worker before the kill, failures of the clients, the answers)."""
     server_type, stack_env = CONFIGURATIONS[configuration]
     code_dir, _ = write_model(tmp_path, "faults")
-    env = {**stack_env, "CUSTOM_MODEL_WORKERS": "2", "DRUM_EXECUTOR_WORKERS": str(threads), "DRUM_CLIENT_REQUEST_TIMEOUT": "0"}
+    env = {**stack_env, "CUSTOM_MODEL_WORKERS": "2", "DRUM_EXECUTOR_WORKERS": str(threads), "DRUM_CLIENT_REQUEST_TIMEOUT": "0",
+           **env}
     with serve(code_dir, server_type, "--target-type", "unstructured", env=env) as server:
         port = int(server.base_url.rsplit(":", 1)[1])
         wait_until(lambda: len(psutil.Process(server.process.pid).children(recursive=True)) >= 2, "both workers started")
@@ -108,6 +109,17 @@ def test_keep_alive_clients_of_an_overloaded_server_spread_over_its_workers(tmp_
     assert max(held.values()) <= 11, held
     assert failed <= 11, (failed, held)
     assert answers[200] > 0 and set(answers) == {200}, answers
+
+
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+def test_with_the_queue_in_the_backlog_a_killed_worker_loses_only_its_running_call(tmp_path, configuration):
+    """DRUM_QUEUE_IN_BACKLOG, as DRUM's sync workers: one connection per model thread, closed after each answer; the
+    other clients wait in the kernel's listen backlog, which the surviving worker and the replacement accept from."""
+    clients = 16
+    held, failed, answers = run_clients(tmp_path, configuration, clients, threads=1, DRUM_QUEUE_IN_BACKLOG="true")
+    assert max(held.values()) <= 1, held  # by default: 9 here, and 9 lost
+    assert failed <= 1, (failed, held)
+    assert answers[200] > clients and set(answers) == {200}, answers
 
 
 def test_the_board_counts_workers_that_accept_and_reuses_the_slots_of_those_gone(tmp_path):

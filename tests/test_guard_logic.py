@@ -8,11 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
+from werkzeug.datastructures import Headers
 
 from drum_compat.compat.bootstrap import app_settings
 from drum_compat.compat.instance import INSTANCE_DIR_ENV, InstanceError, create_instance, remove_instance
 from drum_compat.compat.settings import resolve_settings
-from drum_compat.shared.app import AppSettings
+from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits, RunningCall
 from drum_compat.shared.guards.balance import WorkerLoad, hands_back_connection, takes_new_connections
 from drum_compat.shared.guards.body import SPOOL_ABOVE, RequestBody
@@ -315,3 +316,12 @@ def test_a_worker_makes_room_only_near_its_fd_limit_and_counts_descriptors_only_
 def test_the_connection_closed_for_room_is_the_one_waiting_longest_for_a_head():
     assert longest_waiting([(3.0, "recent"), (1.0, "oldest"), (2.0, "older")]) == "oldest"
     assert longest_waiting([]) is None  # every connection runs a request: none is closed
+
+
+def test_with_the_queue_in_the_backlog_every_answer_closes_its_connection():
+    for in_backlog in (False, True):
+        settings = AppSettings(SERVER_TYPES["gunicorn"], admission=AdmissionLimits(queue_in_backlog=in_backlog))
+        core = DrumApp.for_load_error("never loaded", settings)
+        headers = Headers()
+        core.stamp(headers, "id", "GET", Headers())
+        assert (headers.get("Connection") == "close") is in_backlog

@@ -160,3 +160,20 @@ def test_server_help_lists_every_setting_from_the_table():
         for name in setting.names.values():
             assert f"{name}" in result.stdout, name
         assert setting.help in result.stdout
+
+
+@pytest.mark.parametrize("worker_class, threads", [("gevent", None), ("sync", 2)])
+def test_the_queue_in_the_backlog_holds_one_gunicorn_connection_per_model_thread(worker_class, threads, caplog):
+    from drum_compat.compat.options import ServerOptions
+    from drum_compat.flask_backend.serve import gunicorn_settings
+
+    def settings(**server) -> dict:
+        options = ServerOptions(code_dir=".", address="127.0.0.1:8080", server_settings={"worker_class": worker_class, **server},
+                                core_settings={"executor_workers": 2, "queue_in_backlog": True}, listen_fd=3)
+        return gunicorn_settings(options)
+
+    assert settings()["worker_connections"] == 2
+    assert settings().get("threads") == threads  # gthread: a thread per connection is all it needs
+    assert not caplog.records
+    assert settings(worker_connections=50)["worker_connections"] == 2
+    assert "DRUM_WORKER_CONNECTIONS=50 is replaced by 2" in caplog.text  # set by the deployment: never ignored silently

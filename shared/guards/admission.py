@@ -25,6 +25,8 @@ class AdmissionLimits:
     queue_depth: int = 100
     queue_timeout: float = 30.0  # DRUM_EXECUTOR_QUEUE_TIMEOUT
     deadline: float = 0.0  # DRUM_CLIENT_REQUEST_TIMEOUT; 0: none
+    # DRUM_QUEUE_IN_BACKLOG: requests wait for a thread in the kernel's listen backlog, not here (shared.guards.balance)
+    queue_in_backlog: bool = False
 
     @property
     def request_threads(self) -> int:

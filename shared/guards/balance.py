@@ -30,6 +30,14 @@ def takes_new_connections(mine: WorkerLoad, threads: int, others: Iterable[Worke
     return not any(other.requests < mine.requests for other in others)
 
 
+def has_room_for_connection(connections: int, threads: int) -> bool:
+    """DRUM_QUEUE_IN_BACKLOG, as DRUM's sync workers: a worker holds no more connections than it has model threads and
+    each answer closes its connection, so a request never waits in a worker for a thread but in the kernel's listen
+    backlog, which every worker accepts from and which outlives any of them (gunicorn applies the same rule itself as
+    worker_connections)."""
+    return connections < threads
+
+
 def hands_back_connection(mine: WorkerLoad, threads: int, others: Iterable[WorkerLoad], queue_full: bool = False) -> bool:
     """After an answer, close its keep-alive connection when the client's next request would wait here for a thread and
     another worker carries clearly fewer requests: two fewer, and a quarter of its own queue more (so that under heavy
