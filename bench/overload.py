@@ -89,10 +89,13 @@ def main() -> None:
                         "default 16, or 200 with --defaults (enough to wait past the 30 s queue timeout)")
     parser.add_argument("--stacks", nargs="+", default=list(STACKS), choices=list(STACKS))
     parser.add_argument("--defaults", action="store_true", help="default admission settings, 2 workers")
+    parser.add_argument("--queue-in-backlog", action="store_true", help="DRUM_QUEUE_IN_BACKLOG=true: waiting requests "
+                        "stay in the kernel's listen backlog, as on DRUM (README: Supervision)")
     args = parser.parse_args()
-    limits = WORKERS if args.defaults else LIMITS
+    limits = {**(WORKERS if args.defaults else LIMITS), **({"DRUM_QUEUE_IN_BACKLOG": "true"} if args.queue_in_backlog else {})}
     clients = args.clients or (200 if args.defaults else 16)
-    print(f"overload: {clients} clients for {args.seconds:g} s, {'default admission' if args.defaults else LIMITS}", flush=True)
+    print(f"overload: {clients} clients for {args.seconds:g} s, {'default admission' if args.defaults else LIMITS}"
+          f"{', DRUM_QUEUE_IN_BACKLOG' if args.queue_in_backlog else ''}", flush=True)
     with tempfile.TemporaryDirectory() as root:
         for name in args.stacks:
             server_type, env = STACKS[name]
