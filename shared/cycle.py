@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import NotFound
 
+from drum_compat.shared.errors import error_response
 from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line, log_access
 from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_OVER_LIMIT, ReadBody
 from drum_compat.shared.guards.streaming import ModelStream, StreamAborted
@@ -30,10 +31,19 @@ CYCLE_KEY = "drum_compat.cycle"
 
 def answered(core: "DrumApp", rule: str, peer: str | None, method: str, target: str, protocol: str, status: int,
              size: int, seconds: float, request_id: str) -> None:
-    """What every answered request leaves behind: its count and duration in the metrics, and its access line."""
-    core.metrics.answered(rule, method, status, seconds)
-    log_access(access_logger, access_line(peer, method, target, protocol, status, size, seconds, request_id,
-                                          core.settings.server_type.name))
+    """What every answered request leaves behind: its count and duration in the metrics, and its access line, each
+    whatever the other does."""
+    despite_failure(core.metrics.answered, rule, method, status, seconds)
+    despite_failure(lambda: log_access(access_logger, access_line(peer, method, target, protocol, status, size, seconds,
+                                                                  request_id, core.settings.server_type.name)))
+
+
+def despite_failure(action, *args) -> None:
+    """After the answer is out, nothing is left to tell the client: a failure is logged, and what follows still runs."""
+    try:
+        action(*args)
+    except Exception:
+        logger.exception("Failed after the answer was sent: %s", getattr(action, "__qualname__", action))
 
 
 class RequestCycle:
@@ -69,15 +79,24 @@ class RequestCycle:
         the metrics' route label and the access line treat it as one of the core's."""
         self.route = RouteMatch(f"extension {rule}", {}, False, rule, extension=True)
 
-    # -- the request side ----------------------------------------------------------------------------
+    # -- the request side: what raises there, in the core or in a step the backend performed, is DRUM's JSON 500 ----
     def enter(self) -> Steps[NeutralResponse | None]:
         """The front door (steps TakeToken, ReadBody): its refusal, finished and ready to send, or None to go on."""
-        refusal = yield from self.core.front_door.before_app(self.request, self.route, self.body, self.arrived)
+        try:
+            refusal = yield from self.core.front_door.before_app(self.request, self.route, self.body, self.arrived)
+        except Exception as exc:
+            refusal = error_response(exc)
         return None if refusal is None else self.finish(refusal)
 
     def handle(self) -> Steps[NeutralResponse]:
         """The route's answer: model routes in a model thread through the admission gate (steps Submit, Wait),
         others inline; unfinished (see `finish`)."""
+        try:
+            return (yield from self._answer())
+        except Exception as exc:
+            return error_response(exc)
+
+    def _answer(self) -> Steps[NeutralResponse]:
         if self.route is None:
             return self._routing_answer
         if self.route.extension:  # its framework answers it; only a path it then did not take gets here
@@ -147,13 +166,13 @@ class RequestCycle:
 
     def ended(self) -> None:
         """The response is out, or nobody is left to answer: the recording if sampled, the body goes, then the
-        metrics and the access line."""
+        metrics and the access line, each whatever the others do."""
         seconds = time.monotonic() - self.arrived
         recorder = self.core.recorder
-        if self.status and recorder is not None and recorder.keep():
-            recorder.write(self._recorded(recorder.policy, seconds))
-        self.body.close()
-        self.core.metrics.finished()
+        if self.status and recorder is not None:
+            despite_failure(lambda: recorder.keep() and recorder.write(self._recorded(recorder.policy, seconds)))
+        despite_failure(self.body.close)
+        despite_failure(self.core.metrics.finished)
         if self.status:
             answered(self.core, self.route.rule if self.route else UNMATCHED_ROUTE, self.request.remote_addr,
                      self.request.method, self.target, self.protocol, self.status, self.size, seconds, self.request_id)

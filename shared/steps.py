@@ -29,11 +29,17 @@ STILL_RUNNING = "still running"
 
 
 def run_steps(steps: Steps[Result], perform: Callable[[Any], Any]) -> Result:
-    """Perform each step with a blocking `perform` and send its outcome back; the generator's return value."""
+    """Perform each step with a blocking `perform` and send its outcome back, or throw in what performing it raised
+    (the core decides what a failed step means); the generator's return value."""
     try:
         step = next(steps)
         while True:
-            step = steps.send(perform(step))
+            try:
+                outcome = perform(step)
+            except Exception as exc:
+                step = steps.throw(exc)
+            else:
+                step = steps.send(outcome)
     except StopIteration as finished:
         return finished.value
 
@@ -43,6 +49,11 @@ async def run_steps_async(steps: Steps[Result], perform: Callable[[Any], Awaitab
     try:
         step = next(steps)
         while True:
-            step = steps.send(await perform(step))
+            try:
+                outcome = await perform(step)
+            except Exception as exc:
+                step = steps.throw(exc)
+            else:
+                step = steps.send(outcome)
     except StopIteration as finished:
         return finished.value
