@@ -14,7 +14,7 @@ from drum_compat.compat.options import ServerOptions
 from drum_compat.compat.record import recorder_from
 from drum_compat.compat.settings import MIB, SETTINGS_BY_KEY, read_secret
 from drum_compat.shared.app import AppSettings, DrumApp
-from drum_compat.shared.guards.access_log import configure_access_log
+from drum_compat.shared.access_log import configure_access_log
 from drum_compat.shared.guards.admission import AdmissionLimits
 from drum_compat.shared.guards.front_door import FrontDoorSettings
 from drum_compat.shared.guards.rate_limit import RateLimitPolicy, parse_networks

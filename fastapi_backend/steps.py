@@ -9,10 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable
 
 from drum_compat.compat.rate_store import Outcome
-from drum_compat.shared.steps import STILL_RUNNING, Submit, Wait
+from drum_compat.shared.steps import (BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, BODY_TOO_SLOW, STILL_RUNNING, CloseUpstream,
+                                      Forward, ReadBody, ReadUpstream, Submit, TakeToken, Upstream, Wait)
 from drum_compat.shared.guards.body import CHUNK, RequestBody
-from drum_compat.shared.proxy import CloseUpstream, Forward, ReadUpstream, Upstream
-from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, BODY_TOO_SLOW, ReadBody, TakeToken
 
 
 async def receive_body(receive, body: RequestBody, seconds: float | None = None) -> str:

@@ -10,15 +10,14 @@ from typing import TYPE_CHECKING
 from werkzeug.exceptions import NotFound
 
 from drum_compat.shared.errors import error_response
-from drum_compat.shared.guards.access_log import ACCESS_LOGGER, access_line, log_access
-from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_OVER_LIMIT, ReadBody
+from drum_compat.shared.access_log import ACCESS_LOGGER, access_line, log_access
 from drum_compat.shared.guards.streaming import ModelStream, StreamAborted
 from drum_compat.shared.http import NeutralRequest, NeutralResponse, response_from_http_exception
 from drum_compat.shared.metrics import UNMATCHED_ROUTE
 from drum_compat.shared.proxy import UpstreamStream
 from drum_compat.shared.record import RecordPolicy, record_entry
 from drum_compat.shared.routes import RouteMatch
-from drum_compat.shared.steps import Steps, run_steps
+from drum_compat.shared.steps import BODY_COMPLETE, BODY_OVER_LIMIT, ReadBody, Steps, run_steps
 
 if TYPE_CHECKING:
     from drum_compat.shared.app import DrumApp

@@ -2,7 +2,6 @@
 its answer sent back as it arrives, as steps the backend performs with its HTTP client (httpx, blocking or async)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -10,7 +9,7 @@ from werkzeug.datastructures import Headers
 
 from drum_compat.shared.guards.streaming import StreamAborted
 from drum_compat.shared.http import NeutralRequest, NeutralResponse, json_response
-from drum_compat.shared.steps import Steps
+from drum_compat.shared.steps import CloseUpstream, Forward, ReadUpstream, Steps
 
 # RFC 9110 7.6.1: meant for one connection, never forwarded; Host is the upstream's own
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
@@ -22,40 +21,6 @@ SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
 DOT_SEGMENTS = frozenset({".", ".."})
 TIMEOUT_PARAMETER = "NIM_DIRECT_ACCESS_REQUEST_TIMEOUT"
 DEFAULT_TIMEOUT = 3600  # seconds, DRUM's
-
-
-@dataclass(frozen=True)
-class Forward:
-    """Step: send the request upstream, its body streamed from the file `body`; `timeout` bounds the connect and each
-    read. Send back an Upstream with the answer's head (its body not read yet), or the error: a TimeoutError when
-    `timeout` ran out, else the client's own."""
-
-    method: str
-    url: str
-    headers: list[tuple[str, str]]
-    body: Any  # None: the request has no body
-    timeout: float
-
-
-@dataclass(frozen=True)
-class Upstream:
-    status: int
-    headers: list[tuple[str, str]]
-    handle: Any  # the backend's open response
-
-
-@dataclass(frozen=True)
-class ReadUpstream:
-    """Step: the next piece of the answer's body as it arrived (undecoded), b"" at its end, or the error raised."""
-
-    handle: Any
-
-
-@dataclass(frozen=True)
-class CloseUpstream:
-    """Step: release the upstream connection (at the end, or when the client left early)."""
-
-    handle: Any
 
 
 def without_credentials(url: str) -> str:

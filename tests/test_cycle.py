@@ -10,10 +10,10 @@ from werkzeug.routing import MapAdapter
 
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.cycle import RequestCycle
-from drum_compat.shared.guards.access_log import ACCESS_LOGGER
+from drum_compat.shared.access_log import ACCESS_LOGGER
 from drum_compat.shared.guards.admission import AdmissionLimits
-from drum_compat.shared.steps import STILL_RUNNING, Submit, Wait
-from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_CUT_SHORT, FrontDoorSettings, ReadBody, TakeToken
+from drum_compat.shared.steps import BODY_COMPLETE, BODY_CUT_SHORT, STILL_RUNNING, ReadBody, Submit, TakeToken, Wait
+from drum_compat.shared.guards.front_door import FrontDoorSettings
 from drum_compat.shared.guards.rate_limit import Decision, RateLimitPolicy
 from drum_compat.shared.http import NeutralRequest
 from drum_compat.shared.server_types import SERVER_TYPES

@@ -17,12 +17,13 @@ from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits, RunningCall
 from drum_compat.shared.guards.balance import WorkerLoad, hands_back_connection, takes_new_connections
 from drum_compat.shared.guards.body import SPOOL_ABOVE, RequestBody
-from drum_compat.shared.guards.front_door import BODY_COMPLETE, BODY_OVER_LIMIT, FrontDoorSettings
+from drum_compat.shared.guards.front_door import FrontDoorSettings
 from drum_compat.shared.guards.rate_limit import LocalBuckets, RateLimitPolicy, parse_networks, take_token
 from drum_compat.shared.guards.room import FD_RESERVE, longest_waiting, short_of_fds
 from drum_compat.shared.guards.supervision import MIB, SupervisionLimits, replacement
 from drum_compat.shared.metrics import DEADLINE, MEMORY, MULTIPROCESS_DIR_ENV, QUEUE_FULL, QUEUE_TIMEOUT, STUCK_CALL
 from drum_compat.shared.server_types import SERVER_TYPES, Stack
+from drum_compat.shared.steps import BODY_COMPLETE, BODY_OVER_LIMIT
 from tests.conftest import Stacks, load_model
 
 

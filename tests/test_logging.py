@@ -3,7 +3,7 @@ their stream whether or not someone configured the access logger."""
 import io
 import logging
 
-from drum_compat.shared.guards.access_log import ACCESS_LOGGER, configure_access_log, log_access
+from drum_compat.shared.access_log import ACCESS_LOGGER, configure_access_log, log_access
 from drum_compat.shared.request_id import RequestIdLogFilter
 
 

@@ -11,29 +11,10 @@ from drum_compat.shared.guards.rate_limit import Decision, RateLimitPolicy, stor
 from drum_compat.shared.http import NeutralRequest, NeutralResponse
 from drum_compat.shared.metrics import BODY_TOO_LARGE, CLIENT_LEFT, RATE_LIMITED, RATE_STORE_DOWN, SLOW_BODY, Metrics
 from drum_compat.shared.routes import RouteMatch
-from drum_compat.shared.steps import Steps
+from drum_compat.shared.steps import BODY_CUT_SHORT, BODY_OVER_LIMIT, BODY_TOO_SLOW, ReadBody, Steps, TakeToken
 
 logger = logging.getLogger("drum_compat")
 STORE_WARNING_EVERY = 60.0  # seconds between two "Redis unreachable" warnings of one worker
-
-
-@dataclass(frozen=True)
-class TakeToken:
-    """Step: take one token of `client` from the rate store; send back its Decision, or the error it raised."""
-
-    client: str
-
-
-@dataclass(frozen=True)
-class ReadBody:
-    """Step: read the body into `body`, at most its limit, within `seconds` (None: no bound); send back BODY_COMPLETE,
-    BODY_OVER_LIMIT, BODY_CUT_SHORT or BODY_TOO_SLOW."""
-
-    body: RequestBody
-    seconds: float | None = None
-
-
-BODY_COMPLETE, BODY_OVER_LIMIT, BODY_CUT_SHORT, BODY_TOO_SLOW = "complete", "too large", "cut short", "too slow"
 
 
 @dataclass(frozen=True)
