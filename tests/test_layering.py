@@ -1,8 +1,11 @@
 """The direction of the imports, checked on the source: the core imports no web framework, server, gevent,
-redis or compat; a backend never imports the other; compat imports a backend only inside a function."""
+redis or compat; a backend never imports the other; compat imports a backend only inside a function. And, running
+them, no request reads the environment."""
 from __future__ import annotations
 
 import ast
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,67 @@ def test_the_check_can_fail(tmp_path):
     probe.write_text("import gevent\n\ndef f():\n    from drum_compat.compat import cli\n")
     assert offending(probe, CORE_FORBIDDEN) == ["probe.py:1 imports gevent", "probe.py:4 imports drum_compat.compat"]
     assert offending(probe, ("drum_compat.compat",), module_level_only=True) == []
+
+
+class EnvironmentReads(dict):
+    """os.environ while requests are answered: every read by drum-compat's own code is noted (libraries a model imports
+    on its first call read theirs, which no setting of ours is)."""
+
+    def __init__(self, environ) -> None:
+        super().__init__(environ)
+        self.read: list[str] = []
+
+    def _note(self, key) -> None:
+        frame = sys._getframe(2)
+        while frame.f_code.co_filename in (os.__file__, "<frozen os>"):  # os.getenv and friends read through us
+            frame = frame.f_back
+        reader = Path(frame.f_code.co_filename).resolve()
+        if any(reader.is_relative_to(ROOT / folder) for folder in ("shared", "compat", "flask_backend", "fastapi_backend")):
+            self.read.append(f"{key} read by {frame.f_code.co_filename}:{frame.f_lineno}")
+
+    def __getitem__(self, key):
+        self._note(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._note(key)
+        return super().get(key, default)
+
+    def __contains__(self, key) -> bool:
+        self._note(key)
+        return super().__contains__(key)
+
+
+def test_no_environment_is_read_on_the_request_path(tmp_path, monkeypatch):
+    """Settings are read once, when a worker starts: a request reads none (the README says so), on either stack."""
+    import asyncio
+
+    import httpx
+    from werkzeug.test import Client
+
+    from drum_compat.compat.parity.cases import payload_cases, route_cases
+    from drum_compat.fastapi_backend.app import LeanDispatch, create_fastapi_app
+    from drum_compat.flask_backend.app import create_flask_app
+    from drum_compat.shared.app import AppSettings, DrumApp
+    from drum_compat.shared.server_types import SERVER_TYPES
+    from tests.conftest import load_model
+
+    model = load_model(tmp_path, "regression")
+    flask_app = create_flask_app(DrumApp.for_model(model, AppSettings(server_type=SERVER_TYPES["gunicorn"])))
+    flask_app.wsgi_app.answer_from_core()
+    fastapi_app = LeanDispatch(create_fastapi_app(DrumApp.for_model(model, AppSettings(server_type=SERVER_TYPES["uvicorn"]))))
+    cases = route_cases() + payload_cases("regression")
+    flask_client = Client(flask_app)
+    fastapi_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=fastapi_app), base_url="http://model", trust_env=False)
+    environ = EnvironmentReads(os.environ)
+    monkeypatch.setattr(os, "environ", environ)
+
+    async def through_fastapi() -> list[int]:
+        async with fastapi_client as client:
+            return [(await client.request(case.method, case.path, content=case.body, headers=case.headers)).status_code
+                    for case in cases]
+
+    statuses = [flask_client.open(case.path, method=case.method, data=case.body, headers=case.headers).status_code
+                for case in cases] + asyncio.run(through_fastapi())
+    monkeypatch.undo()
+    assert 200 in statuses and environ.read == []
