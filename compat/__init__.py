@@ -1,2 +1,2 @@
-"""What makes the Flask -> FastAPI switch safe: DRUM's command-line options and environment variables,
-the settings table, the server selector, the launcher and each instance's own files, and the CLI."""
+"""The tools that make the Flask -> FastAPI switch safe, above both backends: the CLI, the launcher (DRUM_SERVER_TYPE),
+parity, side-by-side A/B, replay, and the running of real servers; the runtime they start is compat/runtime/."""

@@ -10,15 +10,15 @@ import sys
 from typing import Mapping, Sequence
 
 from drum_compat.compat.ab.arguments import add_ab_arguments, add_status_arguments
-from drum_compat.compat.bootstrap import configure_logging, model_config
-from drum_compat.compat.extensions import FASTAPI_EXTENSION_FILE, extension_refusal
-from drum_compat.compat.instance import InstanceError
-from drum_compat.compat.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
-from drum_compat.compat.options import ServerOptions, add_server_arguments
+from drum_compat.runtime.bootstrap import configure_logging, model_config
+from drum_compat.runtime.extensions import FASTAPI_EXTENSION_FILE, extension_refusal
+from drum_compat.runtime.instance import InstanceError
+from drum_compat.runtime.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
+from drum_compat.runtime.options import ServerOptions, add_server_arguments
 from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
-from drum_compat.compat.record import unusable_reason
-from drum_compat.compat.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
-from drum_compat.compat.tls import CERTFILE, TlsConfigError, check_tls
+from drum_compat.runtime.record import unusable_reason
+from drum_compat.runtime.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
+from drum_compat.runtime.tls import CERTFILE, TlsConfigError, check_tls
 from drum_compat.shared import __version__
 from drum_compat.shared.model.config import ModelConfigError
 from drum_compat.shared.model.python_model import find_code_file

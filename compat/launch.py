@@ -7,11 +7,11 @@ import signal
 import sys
 from dataclasses import replace
 
-from drum_compat.compat.instance import create_instance, remove_instance
-from drum_compat.compat.listener import bind_listener
-from drum_compat.compat.options import ServerOptions
-from drum_compat.compat.settings import SETTINGS_BY_KEY
-from drum_compat.compat.startup import build_or_exit, report_startup_failure
+from drum_compat.runtime.instance import create_instance, remove_instance
+from drum_compat.runtime.listener import bind_listener
+from drum_compat.runtime.options import ServerOptions
+from drum_compat.runtime.settings import SETTINGS_BY_KEY
+from drum_compat.runtime.startup import build_or_exit, report_startup_failure
 from drum_compat.shared.server_types import SERVER_TYPES, Server
 
 

@@ -7,10 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from drum_compat.compat.instance import instance_dir
-from drum_compat.compat.load_board import Balance, worker_balance
-from drum_compat.compat.rate_store import async_store
-from drum_compat.compat.supervisor import Watchdog, exit_past_hung_calls
+from drum_compat.runtime.instance import instance_dir
+from drum_compat.runtime.load_board import Balance, worker_balance
+from drum_compat.runtime.rate_store import async_store
+from drum_compat.runtime.supervisor import Watchdog, exit_past_hung_calls
 from drum_compat.fastapi_backend.at_once import AnswersAtOnce
 from drum_compat.fastapi_backend.balancing import keep_balance
 from drum_compat.fastapi_backend.cycle import CoreEndpoint, CycleMiddleware
@@ -23,10 +23,10 @@ from drum_compat.shared.app import DrumApp
 
 def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: int = 0,
                        keepalive: float = UVICORN_KEEPALIVE, wsgi_app=None, supervised: bool = False, workers: int = 1) -> FastAPI:
-    """`wsgi_app`: the Flask app of a custom_flask.py (compat.extensions.bridged_flask_app), which then answers
+    """`wsgi_app`: the Flask app of a custom_flask.py (flask_backend.extensions.bridged_flask_app), which then answers
     every request no FastAPI route took, DRUM's routes included, so that its hooks still run for them.
-    `supervised`: a uvicorn worker: watched (compat.supervisor), and its exit never waits for a hung model call; one of
-    `workers` that spreads connections with the others (compat.load_board)."""
+    `supervised`: a uvicorn worker: watched (runtime.supervisor), and its exit never waits for a hung model call; one of
+    `workers` that spreads connections with the others (runtime.load_board)."""
     balance = worker_balance(core.gate, instance_dir(), workers) if supervised else Balance(core.gate, None)
     retirement = Retirement(keepalive, balance.leave)
     front_door = core.settings.front_door

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from drum_compat.compat.bootstrap import build_core
-from drum_compat.compat.extensions import bridged_flask_app
-from drum_compat.compat.options import ServerOptions
-from drum_compat.compat.startup import build_or_exit
+from drum_compat.runtime.bootstrap import build_core
+from drum_compat.runtime.extensions import FLASK_EXTENSION_FILE
+from drum_compat.runtime.options import ServerOptions
+from drum_compat.runtime.startup import build_or_exit
 from drum_compat.fastapi_backend.app import LeanDispatch, create_fastapi_app
 from drum_compat.fastapi_backend.extensions import load_fastapi_extensions
 from drum_compat.fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER, UVICORN_KEEPALIVE
 from drum_compat.shared.handlers import PredictionHandlers
+from drum_compat.shared.model.python_model import find_code_file
 from drum_compat.shared.server_types import Stack
 
 
@@ -20,7 +21,12 @@ def build_app(options: ServerOptions) -> FastAPI | LeanDispatch:
     settings = options.server_settings or {}
     core = build_core(options, Stack.FASTAPI)
     extended = isinstance(core.handlers, PredictionHandlers)  # DRUM's error server loads no extensions
-    bridged = bridged_flask_app(core, options.code_dir) if extended else None
+    bridged = None
+    if extended and find_code_file(options.code_dir, FLASK_EXTENSION_FILE) is not None:
+        # the one place the FastAPI stack stands on the Flask one: a custom_flask.py runs in the Flask app it expects
+        from drum_compat.flask_backend.extensions import bridged_flask_app
+
+        bridged = bridged_flask_app(core, options.code_dir)
     app = create_fastapi_app(core, settings.get(RECYCLE_AFTER, 0), settings.get(RECYCLE_JITTER, 0),
                              settings.get("timeout_keep_alive", UVICORN_KEEPALIVE), wsgi_app=bridged, supervised=True,
                              workers=options.workers)

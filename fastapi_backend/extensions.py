@@ -8,7 +8,7 @@ from typing import Any, Callable
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from drum_compat.compat.extensions import FASTAPI_EXTENSION_FILE, apply_extension
+from drum_compat.runtime.extensions import FASTAPI_EXTENSION_FILE, apply_extension
 from drum_compat.fastapi_backend.cycle import CycleMiddleware
 from drum_compat.fastapi_backend.recycling import RecyclingMiddleware
 from drum_compat.shared.cycle import CYCLE_KEY

@@ -12,7 +12,7 @@ import psutil
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from drum_compat.compat.supervisor import die_with_parent
+from drum_compat.runtime.supervisor import die_with_parent
 from drum_compat.fastapi_backend.at_once import AnswersAtOnce, Pending, Replayed
 
 from drum_compat.shared.guards.protocol import ProtocolLimits, ProtocolRefusal, malformed, method_refusal, version_refusal

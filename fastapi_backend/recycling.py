@@ -15,7 +15,7 @@ from typing import Callable
 from uvicorn.server import Server
 
 logger = logging.getLogger("drum_compat")
-# the uvicorn settings compat.settings derives for recycling; applied here, not handed to uvicorn
+# the uvicorn settings runtime.settings derives for recycling; applied here, not handed to uvicorn
 RECYCLE_AFTER, RECYCLE_JITTER = "limit_max_requests", "limit_max_requests_jitter"
 
 

@@ -12,11 +12,11 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.server import Server
 from uvicorn.supervisors import Multiprocess, multiprocess
 
-from drum_compat.compat.instance import remove_instance
-from drum_compat.compat.options import ServerOptions
-from drum_compat.compat.startup import report_startup_failure
-from drum_compat.compat.tls import uvicorn_ssl_context
-from drum_compat.compat.settings import uvicorn_settings_applied_by_us
+from drum_compat.runtime.instance import remove_instance
+from drum_compat.runtime.options import ServerOptions
+from drum_compat.runtime.startup import report_startup_failure
+from drum_compat.runtime.tls import uvicorn_ssl_context
+from drum_compat.runtime.settings import uvicorn_settings_applied_by_us
 from drum_compat.fastapi_backend.protocol import DrumConfig
 from drum_compat.shared.guards.protocol import ProtocolLimits
 
@@ -87,7 +87,7 @@ class DrumSupervisor(Multiprocess):
             listener.close()
 
     def join_all(self) -> None:
-        """A worker ends within the graceful timeout, hung model calls or not (compat.supervisor abandons them); one
+        """A worker ends within the graceful timeout, hung model calls or not (runtime.supervisor abandons them); one
         that does not is killed past it, so the server always stops."""
         ends = time.monotonic() + (self.config.timeout_graceful_shutdown or 0) + EXIT_MARGIN
         for process in self.processes:
@@ -121,7 +121,7 @@ def main() -> None:
     )
     # Always supervised, one worker included: a worker that reaches DRUM_UVICORN_MAX_REQUESTS (or
     # dies) is replaced while the listening socket stays open, so a recycle never ends the server.
-    supervisor = DrumSupervisor(config, sockets=[socket.socket(fileno=options.listen_fd)])  # compat.listener's
+    supervisor = DrumSupervisor(config, sockets=[socket.socket(fileno=options.listen_fd)])  # runtime.listener's
     try:
         supervisor.run()
     finally:

@@ -8,7 +8,7 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable
 
-from drum_compat.compat.rate_store import Outcome
+from drum_compat.runtime.rate_store import Outcome
 from drum_compat.shared.steps import (BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, BODY_TOO_SLOW, STILL_RUNNING, CloseUpstream,
                                       Forward, ReadBody, ReadUpstream, Submit, TakeToken, Upstream, Wait)
 from drum_compat.shared.guards.body import CHUNK, RequestBody
@@ -69,7 +69,7 @@ async def wait_at_most(handle: asyncio.Future, seconds: float | None):
 
 class AsyncSteps:
     def __init__(self, take: Callable[[str], Awaitable[Outcome]] | None, threads: int) -> None:
-        self.take = take  # the rate store (compat.rate_store.async_store); None when the limit is off
+        self.take = take  # the rate store (runtime.rate_store.async_store); None when the limit is off
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="drum-model")
 
     @functools.cached_property

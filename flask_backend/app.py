@@ -9,7 +9,7 @@ from flask import Blueprint, Flask, Response, request
 from flask.ctx import RequestContext
 from werkzeug.routing import Rule
 
-from drum_compat.compat.rate_store import blocking_store
+from drum_compat.runtime.rate_store import blocking_store
 from drum_compat.flask_backend.cycle import CycleMiddleware, StreamedBody
 from drum_compat.flask_backend.steps import BlockingSteps
 from drum_compat.shared.app import DrumApp
@@ -21,7 +21,7 @@ from drum_compat.shared.steps import run_steps
 BLUEPRINT_NAME = "model_api"
 logger = logging.getLogger("drum_compat")
 CORE_EXTENSION = "drum_compat"  # app.extensions key holding the DrumApp (gunicorn's worker_exit closes it)
-BALANCE_EXTENSION = "drum_compat.balance"  # a gunicorn worker's compat.load_board.Balance (its hooks apply it)
+BALANCE_EXTENSION = "drum_compat.balance"  # a gunicorn worker's runtime.load_board.Balance (its hooks apply it)
 
 
 def flask_response(response: NeutralResponse, body=None) -> Response:
@@ -93,7 +93,7 @@ def create_flask_app(core: DrumApp, bridged: bool = False) -> Flask:
     steps = BlockingSteps(take, core.gate.limits.threads)
 
     def stop_model_threads() -> None:
-        # a hung call is abandoned (compat.supervisor.exit_past_hung_calls); gevent's pool would wait for it forever
+        # a hung call is abandoned (runtime.supervisor.exit_past_hung_calls); gevent's pool would wait for it forever
         if not (steps.under_gevent and core.gate.calls):
             steps.executor.shutdown(wait=False, cancel_futures=True)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from drum_compat.compat.load_board import Balance
+from drum_compat.runtime.load_board import Balance
 from drum_compat.shared.guards.balance import ACCEPT_PAUSE
 
 

@@ -7,8 +7,8 @@ import sys
 
 from flask import Flask
 
-from drum_compat.compat.extensions import FLASK_EXTENSION_FILE, ExtensionError, apply_extension
-from drum_compat.flask_backend.app import CORE_EXTENSION
+from drum_compat.runtime.extensions import FLASK_EXTENSION_FILE, ExtensionError, apply_extension
+from drum_compat.flask_backend.app import CORE_EXTENSION, create_flask_app
 from drum_compat.shared.model.python_model import find_code_file
 from drum_compat.shared.routes import extension_route
 
@@ -42,3 +42,11 @@ def refuse_unbridgeable(app: Flask, path, imported: set[str]) -> None:
         raise ExtensionError(
             f"{path} uses what the FastAPI stack cannot serve through its WSGI bridge ({what}: websockets need the WSGI "
             "server's own socket). Refusing to start rather than serve without it; use DRUM_SERVER_TYPE=gunicorn.")
+
+
+def bridged_flask_app(core, code_dir: str) -> Flask:
+    """For the FastAPI stack, when the code dir has a custom_flask.py: the Flask app it expects (DRUM's blueprint and
+    endpoint names, its hooks), with the extension applied, as a WSGI app for fastapi_backend.wsgi_bridge."""
+    app = create_flask_app(core, bridged=True)
+    load_flask_extensions(app, code_dir, bridged=True)
+    return app

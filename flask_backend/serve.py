@@ -12,12 +12,12 @@ from gunicorn.app.base import BaseApplication
 # native: model threads update metrics too, and a gevent lock cannot be shared with a native thread.
 from prometheus_client.multiprocess import mark_process_dead
 
-from drum_compat.compat.instance import remove_instance
-from drum_compat.compat.options import ServerOptions
-from drum_compat.compat.settings import SETTINGS_BY_KEY
-from drum_compat.compat.startup import report_startup_failure
-from drum_compat.compat.supervisor import die_with_parent, exit_past_hung_calls, exit_past_hung_calls_after
-from drum_compat.compat.tls import gunicorn_ssl_context
+from drum_compat.runtime.instance import remove_instance
+from drum_compat.runtime.options import ServerOptions
+from drum_compat.runtime.settings import SETTINGS_BY_KEY
+from drum_compat.runtime.startup import report_startup_failure
+from drum_compat.runtime.supervisor import die_with_parent, exit_past_hung_calls, exit_past_hung_calls_after
+from drum_compat.runtime.tls import gunicorn_ssl_context
 from drum_compat.shared.guards.admission import AdmissionLimits
 
 LAST_RESORT_MARGIN = 30  # seconds
@@ -152,7 +152,7 @@ def gunicorn_settings(options: ServerOptions) -> dict[str, Any]:
         settings["worker_connections"] = threads
     return {
         **settings,
-        "bind": [f"fd://{options.listen_fd}"],  # the launcher's socket (compat.listener)
+        "bind": [f"fd://{options.listen_fd}"],  # the launcher's socket (runtime.listener)
         "accesslog": None,  # drum-compat writes one access line per request, the same on both stacks
         CONTROL_SOCKET_OFF: True,  # gunicorn's default is one socket per user in $HOME, shared by every instance
         "ssl_context": gunicorn_ssl_context,  # used only when certfile is set

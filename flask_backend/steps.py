@@ -11,7 +11,7 @@ from typing import Callable
 
 from gevent import monkey
 
-from drum_compat.compat.rate_store import Outcome
+from drum_compat.runtime.rate_store import Outcome
 from drum_compat.shared.steps import (BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, BODY_TOO_SLOW, STILL_RUNNING, CloseUpstream,
                                       Forward, ReadBody, ReadUpstream, Submit, TakeToken, Upstream, Wait)
 from drum_compat.shared.guards.body import CHUNK, RequestBody
@@ -51,7 +51,7 @@ def submitted_by_a_greenlet(submit: Callable):
 
 # how much of wsgi.input one read asks for: gunicorn's reader costs per call (a buffer of its own, copies), and 64 KiB
 # reads made a 50 MB body take ~twice as long to read as uvicorn does; kept under the worker's mmap threshold
-# (compat.startup), past which each read's buffer would be a fresh mapping, faulted in page by page
+# (runtime.startup), past which each read's buffer would be a fresh mapping, faulted in page by page
 WSGI_READ = 512 * 1024
 
 
@@ -111,7 +111,7 @@ def file_chunks(file):
 
 class BlockingSteps:
     def __init__(self, take: Callable[[str], Outcome] | None, threads: int) -> None:
-        self.take = take  # the rate store (compat.rate_store.blocking_store); None when the limit is off
+        self.take = take  # the rate store (runtime.rate_store.blocking_store); None when the limit is off
         self.executor = model_executor(threads)
         self.under_gevent = monkey.is_module_patched("threading")
         self._upstream = None

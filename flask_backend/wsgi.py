@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import Flask
 from gevent.monkey import get_original
 
-from drum_compat.compat.bootstrap import build_core
-from drum_compat.compat.extensions import ExtensionError, extension_refusal
-from drum_compat.compat.instance import instance_dir
-from drum_compat.compat.load_board import worker_balance
-from drum_compat.compat.options import ServerOptions
-from drum_compat.compat.startup import build_or_exit
-from drum_compat.compat.supervisor import Watchdog
+from drum_compat.runtime.bootstrap import build_core
+from drum_compat.runtime.extensions import ExtensionError, extension_refusal
+from drum_compat.runtime.instance import instance_dir
+from drum_compat.runtime.load_board import worker_balance
+from drum_compat.runtime.options import ServerOptions
+from drum_compat.runtime.startup import build_or_exit
+from drum_compat.runtime.supervisor import Watchdog
 from drum_compat.flask_backend.app import BALANCE_EXTENSION, CORE_EXTENSION, create_flask_app
 from drum_compat.flask_backend.extensions import load_flask_extensions
 from drum_compat.flask_backend.recycling import GUNICORN_KEEPALIVE, CloseWhenRetiring, GunicornRetirement

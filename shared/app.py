@@ -43,7 +43,7 @@ class AppSettings:
     url_prefix: str = ""
     cors: CorsPolicy = CorsPolicy()
     admission: AdmissionLimits = AdmissionLimits()
-    supervision: SupervisionLimits = SupervisionLimits()  # when a worker is replaced (compat.supervisor)
+    supervision: SupervisionLimits = SupervisionLimits()  # when a worker is replaced (runtime.supervisor)
     front_door: FrontDoorSettings = FrontDoorSettings()
     metrics_dir: str | None = None  # prometheus_client's multiprocess directory; None: this process only
     direct_access_url: str = ""  # the OpenAI-compatible upstream of /directAccess/ and /nim/; empty: 400, as DRUM

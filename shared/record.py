@@ -36,7 +36,7 @@ class RecordPolicy:
 
 
 class Recorder(Protocol):
-    """Where recorded requests go (compat.record.FileRecorder): it samples, and writes one entry per line."""
+    """Where recorded requests go (runtime.record.FileRecorder): it samples, and writes one entry per line."""
 
     policy: RecordPolicy
 

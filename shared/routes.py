@@ -31,7 +31,7 @@ PROBE_ROUTES: tuple[Route, ...] = (
     Route("/", "ping", constant=True),
     Route("/ping/", "ping", strict_slashes=False, constant=True),
     Route("/health/", "health", constant=True),
-    Route("/livez", "livez"),  # 503 while the worker is being replaced (compat.supervisor)
+    Route("/livez", "livez"),  # 503 while the worker is being replaced (runtime.supervisor)
     Route("/readyz", "readyz"),  # 503 while every model thread is wedged
     Route("/startupz", "startupz", constant=True),
 )

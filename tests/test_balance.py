@@ -13,7 +13,7 @@ from collections import Counter
 import psutil
 import pytest
 
-from drum_compat.compat.load_board import LoadBoard
+from drum_compat.runtime.load_board import LoadBoard
 from drum_compat.compat.running import RunningServer
 from tests.models import write_model
 from tests.processes import serve, wait_until

@@ -14,7 +14,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from drum_compat.compat.running import DRUM_COMPAT, answers
-from drum_compat.compat.settings import SETTINGS_BY_KEY, resolve_settings
+from drum_compat.runtime.settings import SETTINGS_BY_KEY, resolve_settings
 from drum_compat.shared.routes import PREDICTION_ROUTES
 from drum_compat.shared.server_types import SERVER_TYPES
 from tests.processes import READY_TIMEOUT, program

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from drum_compat.compat.options import SERVER_OPTIONS
+from drum_compat.runtime.options import SERVER_OPTIONS
 from drum_compat.shared.server_types import SERVER_TYPES
 from drum_compat.compat.running import DRUM_COMPAT, Program, answers
 from tests.processes import program, serve

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from werkzeug.datastructures import Headers
 
-from drum_compat.compat.bootstrap import app_settings
-from drum_compat.compat.instance import INSTANCE_DIR_ENV, InstanceError, create_instance, remove_instance
-from drum_compat.compat.settings import resolve_settings
+from drum_compat.runtime.bootstrap import app_settings
+from drum_compat.runtime.instance import INSTANCE_DIR_ENV, InstanceError, create_instance, remove_instance
+from drum_compat.runtime.settings import resolve_settings
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits, RunningCall
 from drum_compat.shared.guards.balance import WorkerLoad, hands_back_connection, takes_new_connections
@@ -165,7 +165,7 @@ class CountedInput:
 
 @pytest.mark.parametrize("declared", [True, False])
 def test_the_gunicorn_stack_reads_a_large_body_in_few_reads_and_stops_past_the_limit(tmp_path, declared):
-    from drum_compat.compat.startup import MMAP_THRESHOLD
+    from drum_compat.runtime.startup import MMAP_THRESHOLD
     from drum_compat.flask_backend.steps import WSGI_READ, read_body
 
     data = os.urandom(5_000_000)

@@ -1,6 +1,7 @@
-"""The direction of the imports, checked on the source: the core imports no web framework, server, gevent,
-redis or compat; a backend never imports the other; compat imports a backend only inside a function. And, running
-them, no request reads the environment."""
+"""The direction of the imports, checked on the source: the layers (shared, the runtime, the Flask backend, the FastAPI
+backend, the tools) import only downwards, with no cycle anywhere; the core imports no web framework, server, gevent or
+redis; the tools import a backend only inside a function, when they start one. And, running them, no request reads the
+environment."""
 from __future__ import annotations
 
 import ast
@@ -8,13 +9,14 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 CORE_FORBIDDEN = ("flask", "fastapi", "starlette", "gevent", "uvicorn", "gunicorn", "redis", "a2wsgi",
                   "werkzeug.wrappers", "werkzeug.serving", "werkzeug.wsgi", "werkzeug.local",
-                  "drum_compat.compat", "drum_compat.flask_backend", "drum_compat.fastapi_backend")
+                  "drum_compat.runtime", "drum_compat.compat", "drum_compat.flask_backend", "drum_compat.fastapi_backend")
 BACKENDS = ("drum_compat.flask_backend", "drum_compat.fastapi_backend")
+# each folder's installed package, lowest layer first: a module imports only from its own layer or those below
+LAYERS = {"shared": "drum_compat.shared", "compat/runtime": "drum_compat.runtime", "flask_backend": "drum_compat.flask_backend",
+          "fastapi_backend": "drum_compat.fastapi_backend", "compat": "drum_compat.compat"}
 
 
 def imports(path: Path, module_level_only: bool = False) -> list[tuple[int, str]]:
@@ -44,14 +46,109 @@ def test_the_core_imports_no_framework_server_gevent_redis_or_compat():
     assert [problem for path in sources("shared") for problem in offending(path, CORE_FORBIDDEN)] == []
 
 
-@pytest.mark.parametrize("backend,other", [("flask_backend", "drum_compat.fastapi_backend"),
-                                           ("fastapi_backend", "drum_compat.flask_backend")])
-def test_a_backend_never_imports_the_other(backend, other):
-    assert [problem for path in sources(backend) for problem in offending(path, (other,))] == []
+def installed_modules(root: Path, layers: dict[str, str]) -> dict[str, Path]:
+    """Every module's installed name and its file (a folder nested in another layer's belongs to its own)."""
+    modules = {}
+    for folder, package in layers.items():
+        for path in (root / folder).rglob("*.py"):
+            if any(path.is_relative_to(root / other) for other in layers if other != folder and other.startswith(folder + "/")):
+                continue
+            parts = list(path.relative_to(root / folder).with_suffix("").parts)
+            modules[".".join([package, *(parts[:-1] if parts[-1] == "__init__" else parts)])] = path
+    return modules
+
+
+def type_checking_only(tree: ast.Module) -> set[ast.AST]:
+    return {child for node in ast.walk(tree) if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+            for child in ast.walk(node)}
+
+
+def import_graph(modules: dict[str, Path], module_level_only: bool = False) -> dict[str, set[str]]:
+    """Which of `modules` each one imports when it runs (imports for type checkers only left out)."""
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        skipped = type_checking_only(tree)
+        imported = set()
+        for node in (tree.body if module_level_only else ast.walk(tree)):
+            if node in skipped:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported |= {f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module
+                             for alias in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+        graph[name] = {target for target in imported if target in modules and target != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The graph's strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in graph[module]:
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = [stack.pop()]
+            while component[-1] != module:
+                component.append(stack.pop())
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in graph:
+        if module not in index:
+            visit(module)
+    return found
+
+
+def layer_of(module: str) -> int:
+    return next(rank for rank, package in enumerate(LAYERS.values()) if module == package or module.startswith(package + "."))
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{module} imports {target}" for module, targets in sorted(graph.items()) for target in sorted(targets)
+            if layer_of(target) > layer_of(module)]
+
+
+MODULES = installed_modules(ROOT, LAYERS)
+
+
+def test_the_layers_import_only_downwards_and_nothing_imports_in_a_cycle():
+    graph = import_graph(MODULES)
+    assert len(graph) > 60 and "drum_compat.runtime.settings" in graph
+    assert upward_imports(graph) == []
+    assert cycles(graph) == []
+
+
+def test_the_fastapi_backend_stands_on_the_flask_one_only_for_a_bridged_custom_flask_py():
+    # a custom_flask.py runs in the Flask app it expects, inside the FastAPI stack: loaded only for such a model
+    module_level = import_graph(MODULES, module_level_only=True)
+    assert [f"{module} imports {target}" for module, targets in module_level.items() if module.startswith(BACKENDS[1])
+            for target in targets if target.startswith(BACKENDS[0])] == []
 
 
 def test_compat_imports_a_backend_only_when_it_starts_one():
     assert [problem for path in sources("compat") for problem in offending(path, BACKENDS, module_level_only=True)] == []
+
+
+def test_the_graph_checks_can_fail(tmp_path):
+    for folder, source in {"shared": "from drum_compat.runtime import b\n", "compat/runtime": "import drum_compat.shared.a\n"}.items():
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / ("a.py" if folder == "shared" else "b.py")).write_text(source)
+    graph = import_graph(installed_modules(tmp_path, LAYERS))
+    assert graph == {"drum_compat.shared.a": {"drum_compat.runtime.b"}, "drum_compat.runtime.b": {"drum_compat.shared.a"}}
+    assert upward_imports(graph) == ["drum_compat.shared.a imports drum_compat.runtime.b"]
+    assert cycles(graph) == [["drum_compat.runtime.b", "drum_compat.shared.a"]]
 
 
 def test_the_check_can_fail(tmp_path):

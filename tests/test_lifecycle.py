@@ -126,7 +126,7 @@ def test_operator_story_gunicorn_tuned_parameters_bring_up_uvicorn(tmp_path):
 
 def test_a_loaded_worker_freezes_its_heap_out_of_the_collectors_sight():
     # in a process of its own: frozen objects are never collected, which this test process must not suffer
-    script = ("import gc; from drum_compat.compat.startup import build_or_exit; "
+    script = ("import gc; from drum_compat.runtime.startup import build_or_exit; "
               "loaded = build_or_exit(lambda: [[] for _ in range(1000)], '.'); "
               "print(gc.get_freeze_count(), len(gc.get_objects()))")
     frozen, tracked = map(int, subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -137,7 +137,7 @@ def test_a_loaded_worker_freezes_its_heap_out_of_the_collectors_sight():
 
 MALLOC_STATE = """
 import ctypes, os, threading, time
-from drum_compat.compat.startup import build_or_exit
+from drum_compat.runtime.startup import build_or_exit
 build_or_exit(lambda: None, ".")
 libc = ctypes.CDLL(None)
 
@@ -184,7 +184,7 @@ def test_malloc_is_tuned_for_large_requests_unless_the_operator_says(environment
 
 READ_CSV_FAULTS = """
 import io, resource
-from drum_compat.compat.startup import build_or_exit
+from drum_compat.runtime.startup import build_or_exit
 build_or_exit(lambda: None, ".")
 import pandas as pd
 body = b"sqft,bedrooms,age\\n" + b"".join(b"%d,%d,%d\\n" % (1000 + i % 3000, i % 4 + 1, i % 90) for i in range(10_000))

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from drum_compat.compat.listener import AddressUnavailable, bind_listener
+from drum_compat.runtime.listener import AddressUnavailable, bind_listener
 
 
 @pytest.mark.parametrize("host,family", [("127.0.0.1", socket.AF_INET), ("[::1]", socket.AF_INET6), ("::1", socket.AF_INET6)])

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from werkzeug.datastructures import Headers
 
-from drum_compat.compat.record import FileRecorder
+from drum_compat.runtime.record import FileRecorder
 from drum_compat.compat.running import DRUM_COMPAT, run_to_exit
 from tests.processes import serve
 from drum_compat.shared.http import NeutralRequest

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from drum_compat.compat.settings import SETTINGS, SettingError, resolve_settings, server_kwargs, settings_markdown
+from drum_compat.runtime.settings import SETTINGS, SettingError, resolve_settings, server_kwargs, settings_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 DRUM_COMPAT = str(Path(sys.executable).with_name("drum-compat"))
@@ -145,7 +145,7 @@ def test_worker_count_is_decided_once(tmp_path, argv, environ, server_type, expe
 
 
 def test_server_type_is_a_setting_whose_bad_value_stops_startup():
-    from drum_compat.compat.settings import resolve_server_type
+    from drum_compat.runtime.settings import resolve_server_type
 
     environ = {"DRUM_SERVER_TYPE": "gunicorn", "MLOPS_RUNTIME_PARAM_DRUM_SERVER_TYPE": rp("FastAPI", "string")}
     assert resolve_server_type(environ) == "fastapi" and resolve_server_type({}) == "gunicorn"
@@ -164,7 +164,7 @@ def test_server_help_lists_every_setting_from_the_table():
 
 @pytest.mark.parametrize("worker_class, threads", [("gevent", None), ("sync", 2)])
 def test_the_queue_in_the_backlog_holds_one_gunicorn_connection_per_model_thread(worker_class, threads, caplog):
-    from drum_compat.compat.options import ServerOptions
+    from drum_compat.runtime.options import ServerOptions
     from drum_compat.flask_backend.serve import gunicorn_settings
 
     def settings(**server) -> dict:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from drum_compat.compat.running import DRUM_COMPAT, run_to_exit
 from tests.processes import serve
-from drum_compat.compat.tls import MINIMUM_TLS_VERSION, TlsConfigError, TlsFiles, gunicorn_ssl_context, server_ssl_context
+from drum_compat.runtime.tls import MINIMUM_TLS_VERSION, TlsConfigError, TlsFiles, gunicorn_ssl_context, server_ssl_context
 from tests.models import write_model
 
 PASSWORD = "s3cr3t-Pa55"

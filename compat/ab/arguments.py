@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Mapping
 
-from drum_compat.compat.options import MODEL_OPTIONS, add_server_arguments
+from drum_compat.runtime.options import MODEL_OPTIONS, add_server_arguments
 
 
 def add_ab_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:

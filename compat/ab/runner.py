@@ -17,10 +17,10 @@ from typing import Mapping
 import httpx
 
 from drum_compat.compat.ab.front import ARMS, FrontPlan, nginx_conf
-from drum_compat.compat.options import MODEL_OPTIONS, as_arguments
+from drum_compat.runtime.options import MODEL_OPTIONS, as_arguments
 from drum_compat.compat.parity.runner import shared_environment, url_prefix_of
 from drum_compat.compat.running import RunningServer
-from drum_compat.compat.settings import SettingError
+from drum_compat.runtime.settings import SettingError
 from drum_compat.shared.routes import prefixed
 
 CANNOT_START = 2

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Mapping
 
-from drum_compat.compat.options import MODEL_OPTIONS, add_server_arguments
+from drum_compat.runtime.options import MODEL_OPTIONS, add_server_arguments
 
 DEFAULT_SERVER_TYPES = ("gunicorn", "fastapi")
 

@@ -13,13 +13,13 @@ import httpx
 from rich.console import Console
 from rich.progress import Progress
 
-from drum_compat.compat.options import MODEL_OPTIONS, as_arguments
+from drum_compat.runtime.options import MODEL_OPTIONS, as_arguments
 from drum_compat.compat.parity.arguments import DEFAULT_SERVER_TYPES
 from drum_compat.compat.parity.cases import Case, CasesFileError, data_cases, payload_cases, route_cases, user_cases
 from drum_compat.compat.parity.compare import Answer, differences, normalise, split_documented
 from drum_compat.compat.parity.report import Result, print_table, write_json, write_junit
 from drum_compat.compat.running import RunningServer
-from drum_compat.compat.settings import SettingError, resolve_settings
+from drum_compat.runtime.settings import SettingError, resolve_settings
 from drum_compat.shared.routes import prefixed
 from drum_compat.shared.server_types import SERVER_TYPES
 

@@ -117,7 +117,7 @@ class AdmissionGate:
         self.stuck = 0  # running, but their requester already had its 504
         self.calls: set[Ticket] = set()  # the running ones
         self.retiring: str | None = None  # why this worker is being replaced (its /livez fails meanwhile)
-        # on a server of several workers, compat.load_board's verdict from every worker's load (shared.guards.balance)
+        # on a server of several workers, runtime.load_board's verdict from every worker's load (shared.guards.balance)
         self.hands_back: Callable[[bool], bool] = lambda queue_full: False
         self.figures = AdmissionFigures()
 

@@ -1,5 +1,5 @@
 """Spreading connections over a server's workers, as a policy on plain numbers: which worker takes a new connection and
-which hands a keep-alive client back to the shared listening socket (compat.load_board publishes the loads)."""
+which hands a keep-alive client back to the shared listening socket (runtime.load_board publishes the loads)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -65,9 +65,9 @@ class ServerOptions:
     workers: int = 1  # effective: CUSTOM_MODEL_WORKERS, else --max-workers, else MAX_WORKERS, else 1
     target_name: str | None = None
     server_type: str = "gunicorn"
-    server_settings: dict | None = None  # gunicorn or uvicorn settings, resolved from compat.settings
-    core_settings: dict | None = None  # what drum-compat applies in each worker (compat.settings.core_settings)
-    listen_fd: int | None = None  # the socket the launcher bound (compat.listener), inherited by the server
+    server_settings: dict | None = None  # gunicorn or uvicorn settings, resolved from runtime.settings
+    core_settings: dict | None = None  # what drum-compat applies in each worker (runtime.settings.core_settings)
+    listen_fd: int | None = None  # the socket the launcher bound (runtime.listener), inherited by the server
 
     @property
     def host(self) -> str:

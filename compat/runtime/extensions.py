@@ -39,16 +39,3 @@ def apply_extension(path: Path, app: Any, framework: str) -> None:
     init_app(app)
     logger.info("%s app extended from %s", framework, path)
 
-
-def bridged_flask_app(core, code_dir: str):
-    """For the FastAPI stack: the Flask app a custom_flask.py expects (DRUM's blueprint and endpoint names, its hooks),
-    with the extension applied, as a WSGI app for fastapi_backend.wsgi_bridge; None without a custom_flask.py."""
-    path = find_code_file(code_dir, FLASK_EXTENSION_FILE)
-    if path is None:
-        return None
-    from drum_compat.flask_backend.app import create_flask_app
-    from drum_compat.flask_backend.extensions import load_flask_extensions
-
-    app = create_flask_app(core, bridged=True)
-    load_flask_extensions(app, code_dir, bridged=True)
-    return app

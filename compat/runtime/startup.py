@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Callable, TypeVar
 
-from drum_compat.compat.instance import record_startup_failure
+from drum_compat.runtime.instance import record_startup_failure
 from drum_compat.shared.model.python_model import HookFailed
 
 MODEL_LOAD_FAILURE = 3  # also gunicorn's worker-boot status and uvicorn's STARTUP_FAILURE, so each master stops

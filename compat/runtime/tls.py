@@ -8,7 +8,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from drum_compat.compat.settings import SETTINGS_BY_KEY, Resolution, read_secret
+from drum_compat.runtime.settings import SETTINGS_BY_KEY, Resolution, read_secret
 from drum_compat.shared.server_types import Stack
 
 MINIMUM_TLS_VERSION = ssl.TLSVersion.TLSv1_2

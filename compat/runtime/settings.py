@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from drum_compat.compat.options import parse_bool
+from drum_compat.runtime.options import parse_bool
 from drum_compat.shared.runtime_parameters import PREFIX, RuntimeParameterException, RuntimeParameters
 from drum_compat.shared.guards.supervision import MIB
 from drum_compat.shared.server_types import SERVER_TYPES, Stack
@@ -29,7 +29,7 @@ class Setting:
     env_fallback: str | None = None  # a plain env var read last (DRUM: MAX_WORKERS)
     zero_is_off: bool = False  # 0 means "feature off": left out of the server's configuration
     invalid_stops_startup: bool = False  # an unaccepted value is an error, not a warning and the default
-    secret: bool = False  # never shown, logged or handed on: each server process reads it itself (compat.tls)
+    secret: bool = False  # never shown, logged or handed on: each server process reads it itself (runtime.tls)
     accepts: str | None = None  # what a free-form string must be, for help and messages
     core: bool = False  # applied by drum-compat itself in each worker (ServerOptions.core_settings)
     uvicorn_has_none: bool = False  # uvicorn has no such setting: drum-compat applies `uvicorn` itself, by that name

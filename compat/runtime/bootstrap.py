@@ -9,10 +9,10 @@ import threading
 from functools import partial
 from typing import Any, Callable, Mapping
 
-from drum_compat.compat.instance import instance_dir
-from drum_compat.compat.options import ServerOptions
-from drum_compat.compat.record import recorder_from
-from drum_compat.compat.settings import MIB, SETTINGS_BY_KEY, read_secret
+from drum_compat.runtime.instance import instance_dir
+from drum_compat.runtime.options import ServerOptions
+from drum_compat.runtime.record import recorder_from
+from drum_compat.runtime.settings import MIB, SETTINGS_BY_KEY, read_secret
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.access_log import configure_access_log
 from drum_compat.shared.guards.admission import AdmissionLimits
@@ -61,7 +61,7 @@ def setting_value(core: Mapping[str, Any], key: str) -> Any:
 
 def app_settings(server_type: ServerType, core: Mapping[str, Any],
                  environ: Mapping[str, str] | None = None) -> AppSettings:
-    """The core's settings from the resolved table (compat.settings.core_settings); a missing key
+    """The core's settings from the resolved table (runtime.settings.core_settings); a missing key
     keeps the table's default. The Redis URL, a secret, is read here from the operator's variable."""
     environ = os.environ if environ is None else environ
     value = partial(setting_value, core)
