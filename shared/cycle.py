@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from enum import Enum
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -45,11 +46,23 @@ def despite_failure(action, *args) -> None:
         logger.exception("Failed after the answer was sent: %s", getattr(action, "__qualname__", action))
 
 
+class CycleState(Enum):
+    RECEIVING = "receiving"  # from the head until an answer starts: the front door, the handler, the model
+    RESPONDING = "responding"  # the answer's head is out, its body going
+    ENDED = "ended"  # answered, or nobody left to answer
+
+
+class CycleOrderError(RuntimeError):
+    """An event the cycle cannot take in its state (h11's LocalProtocolError): a backend's bug, refused rather than
+    counted or logged wrong."""
+
+
 class RequestCycle:
     """Routed once, at its head; `enter` (the front door), then `respond` (handler, model thread, finish),
     or `handle` plus `stamp` where the framework finishes its own responses (Flask's hooks and views).
 
-    Events in: the head (construction), each step's outcome, `response_started`, `sent`, `ended`.
+    Events in: the head (construction), each step's outcome, `response_started`, `sent`, `ended`, in that order
+    (`state`; one out of order raises CycleOrderError).
     Steps out: TakeToken and ReadBody (the front door), Submit and Wait (the model call) or Forward (the proxy), then
     the response; for a streamed answer, Submit and Wait or ReadUpstream per chunk (`next_chunk`) until `close_stream`."""
 
@@ -65,6 +78,7 @@ class RequestCycle:
         self.body = core.front_door.new_body()
         head.body = self.body  # read only once ReadBody completed it, in the handler
         self.request_id = core.request_id_for(head)
+        self.state = CycleState.RECEIVING
         self.status = 0  # 0 until a response started: nobody was answered
         self.client_gone = False  # the client disconnected: a stream stops at its next chunk
         self.stamped = False  # the answer has the headers every answer carries (`finish` or `stamp` ran)
@@ -157,15 +171,26 @@ class RequestCycle:
             yield from self.stream.close()
 
     # -- the sending side ----------------------------------------------------------------------------
+    def _expect(self, event: str, *states: CycleState) -> None:
+        if self.state not in states:
+            raise CycleOrderError(f"{event} while the cycle of request {self.request_id} is {self.state.value}")
+
     def response_started(self, status: int) -> None:
+        """Again before any byte of the body (WSGI's start_response with exc_info), the status is replaced."""
+        if not (self.state is CycleState.RESPONDING and self.size == 0):
+            self._expect("response_started", CycleState.RECEIVING)
+        self.state = CycleState.RESPONDING
         self.status = status
 
     def sent(self, size: int) -> None:
+        self._expect("sent", CycleState.RESPONDING)
         self.size += size
 
     def ended(self) -> None:
         """The response is out, or nobody is left to answer: the recording if sampled, the body goes, then the
         metrics and the access line, each whatever the others do."""
+        self._expect("ended", CycleState.RECEIVING, CycleState.RESPONDING)
+        self.state = CycleState.ENDED
         seconds = time.monotonic() - self.arrived
         recorder = self.core.recorder
         if self.status and recorder is not None:

@@ -9,7 +9,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.routing import MapAdapter
 
 from drum_compat.shared.app import AppSettings, DrumApp
-from drum_compat.shared.cycle import RequestCycle
+from drum_compat.shared.cycle import CycleOrderError, CycleState, RequestCycle
 from drum_compat.shared.access_log import ACCESS_LOGGER
 from drum_compat.shared.guards.admission import AdmissionLimits
 from drum_compat.shared.steps import BODY_COMPLETE, BODY_CUT_SHORT, STILL_RUNNING, ReadBody, Submit, TakeToken, Wait
@@ -125,6 +125,24 @@ def test_the_end_of_a_cycle_counts_and_logs_it_once_answered(core, caplog):
     assert core.metrics.in_flight.labels("uvicorn")._value.get() == before
     lines = [record.getMessage() for record in caplog.records if record.name == ACCESS_LOGGER]
     assert len(lines) == 1 and '"GET /info/ HTTP/1.0" 200 15 ' in lines[0]
+
+
+def test_events_out_of_order_are_refused_and_change_nothing(core, caplog):
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
+    cycle = RequestCycle(core, head("GET", "/info/"), "HTTP/1.1")
+    with pytest.raises(CycleOrderError, match="sent while the cycle of request .* is receiving"):
+        cycle.sent(10)  # a body before its head
+    cycle.response_started(500)
+    cycle.response_started(200)  # WSGI's start_response again, with exc_info, before any body: the status is replaced
+    cycle.sent(5)
+    with pytest.raises(CycleOrderError, match="response_started while .* is responding"):
+        cycle.response_started(404)  # a second answer once the first's body is going
+    cycle.ended()
+    for late in (lambda: cycle.sent(1), cycle.ended, lambda: cycle.response_started(200)):
+        with pytest.raises(CycleOrderError, match="is ended"):
+            late()
+    lines = [record.getMessage() for record in caplog.records if record.name == ACCESS_LOGGER]
+    assert cycle.state is CycleState.ENDED and len(lines) == 1 and '"GET /info/ HTTP/1.1" 200 5 ' in lines[0]
 
 
 @pytest.fixture(scope="module")
