@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from werkzeug.datastructures import Headers
@@ -18,7 +18,7 @@ from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits
 from drum_compat.shared.guards.front_door import FrontDoor, FrontDoorSettings
 from drum_compat.shared.guards.security import CorsPolicy, harden
 from drum_compat.shared.guards.supervision import SupervisionLimits
-from drum_compat.shared.handlers import ErrorServerHandlers, PredictionHandlers
+from drum_compat.shared.handlers import ErrorServerHandlers, PredictionHandlers, is_constant
 from drum_compat.shared.http import NeutralRequest, NeutralResponse, canonical_allow, header_names, set_headers
 from drum_compat.shared.metrics import Metrics
 from drum_compat.shared.model.config import ModelConfig, read_model_metadata
@@ -57,6 +57,7 @@ class DrumApp:
         self.metrics = metrics or Metrics(settings.server_type.name, settings.metrics_dir)
         self.gate = getattr(handlers, "admission", None) or AdmissionGate(settings.admission, self.metrics)
         self.front_door = FrontDoor(settings.front_door, self.metrics)
+        routes = tuple(replace(route, constant=is_constant(handlers, route.endpoint)) for route in routes)
         self.routes = routes
         self.settings = settings
         self.extension_routes: tuple[Route, ...] = ()

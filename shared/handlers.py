@@ -70,6 +70,17 @@ def _is_text_mimetype(mimetype: str) -> bool:
     return mimetype.startswith("text/") or mimetype == JSON_MIMETYPE
 
 
+def constant(handler):
+    """A handler whose answer depends on nothing: not the request, not the model's or the guards' state, so that an
+    answer it gave may be given again (fastapi_backend.at_once replays it). tests/test_cycle.py holds it to that."""
+    handler.constant = True
+    return handler
+
+
+def is_constant(handlers, endpoint: str) -> bool:
+    return getattr(getattr(handlers, endpoint, None), "constant", False)
+
+
 class PredictionHandlers:
     def __init__(self, model: PythonModel, stack: Stack, admission: AdmissionGate, metrics: Metrics, docs: ApiDocs,
                  monitor: ResourceMonitor | None = None, upstream: str = "", stream_batch_rows: int = 10_000) -> None:
@@ -91,6 +102,7 @@ class PredictionHandlers:
         return self.model.config.target_type
 
     # -- health and information ----------------------------------------------------------------------
+    @constant
     def ping(self, request: NeutralRequest) -> NeutralResponse:
         return ok()
 

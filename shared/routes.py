@@ -22,18 +22,18 @@ class Route:
     runs_model: bool = False  # calls model code: runs in the model executor, never on an event loop
     extension: bool = False  # added by custom_flask.py or custom_fastapi.py: its framework answers, the guards still apply
     forwards: bool = False  # may wait on an upstream (DRUM's proxy)
-    constant: bool = False  # the handler's answer depends on nothing: not the request, not the model's or guards' state
+    constant: bool = False  # its handler says it is (shared.handlers.constant): the core sets it from there
 
 
 POST = ("POST",)
 
 PROBE_ROUTES: tuple[Route, ...] = (
-    Route("/", "ping", constant=True),
-    Route("/ping/", "ping", strict_slashes=False, constant=True),
-    Route("/health/", "health", constant=True),
+    Route("/", "ping"),
+    Route("/ping/", "ping", strict_slashes=False),
+    Route("/health/", "health"),
     Route("/livez", "livez"),  # 503 while the worker is being replaced (runtime.supervisor)
     Route("/readyz", "readyz"),  # 503 while every model thread is wedged
-    Route("/startupz", "startupz", constant=True),
+    Route("/startupz", "startupz"),
 )
 INFO_ROUTES: tuple[Route, ...] = (
     Route("/info/", "info"),

@@ -8,16 +8,17 @@ import pytest
 from werkzeug.datastructures import Headers
 from werkzeug.routing import MapAdapter
 
+from drum_compat.shared.access_log import ACCESS_LOGGER
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.cycle import CycleOrderError, CycleState, RequestCycle
-from drum_compat.shared.access_log import ACCESS_LOGGER
 from drum_compat.shared.guards.admission import AdmissionLimits
-from drum_compat.shared.steps import BODY_COMPLETE, BODY_CUT_SHORT, STILL_RUNNING, ReadBody, Submit, TakeToken, Wait
 from drum_compat.shared.guards.front_door import FrontDoorSettings
 from drum_compat.shared.guards.rate_limit import Decision, RateLimitPolicy
+from drum_compat.shared.handlers import is_constant
 from drum_compat.shared.http import NeutralRequest
 from drum_compat.shared.server_types import SERVER_TYPES
-from drum_compat.shared.steps import run_steps
+from drum_compat.shared.steps import (BODY_COMPLETE, BODY_CUT_SHORT, STILL_RUNNING, ReadBody, Submit, TakeToken, Wait,
+                                      run_steps)
 from tests.conftest import Stacks, load_model
 
 CSV = b"x\n1\n"
@@ -172,3 +173,35 @@ def test_a_remembered_route_gives_every_request_its_own_view_args(core):
     first.view_args.pop("path")  # what a Flask url_value_preprocessor may do with its request's values
     second = core.resolve(head("GET", "/directAccess/v1/models"))
     assert second.view_args == {"path": "v1/models"} and second.endpoint == "forward_request"
+
+
+class Untouchable:
+    """Stands for the request and every piece of a handler's state: reading any of it fails."""
+
+    def __init__(self, what: str) -> None:
+        object.__setattr__(self, "what", what)
+
+    def __getattribute__(self, name: str):
+        raise AssertionError(f"a constant handler read {name} of {object.__getattribute__(self, 'what')}")
+
+
+def test_a_handler_declared_constant_reads_neither_the_request_nor_any_state(core):
+    """What the protocol replays must be an answer nothing could change (fastapi_backend.at_once)."""
+    handlers = core.handlers
+    constant = sorted(name for name in dir(type(handlers)) if is_constant(handlers, name))
+    assert {"ping", "health", "startupz"} <= set(constant) and "livez" not in constant
+    expected = {name: getattr(handlers, name)(head("GET", "/ping/")) for name in constant}
+    sealed = object.__new__(type(handlers))
+    sealed.__dict__.update({attribute: Untouchable(attribute) for attribute in vars(handlers)})
+    for name in constant:
+        answer = getattr(sealed, name)(Untouchable("the request"))
+        assert (answer.status, list(answer.headers.items()), answer.body) == (
+            expected[name].status, list(expected[name].headers.items()), expected[name].body)
+    assert [route.rule for route in core.routes if route.constant] == ["/", "/ping/", "/health/", "/startupz"]
+
+
+def test_the_sealed_check_catches_a_handler_that_reads_state(core):
+    sealed = object.__new__(type(core.handlers))
+    sealed.__dict__.update({attribute: Untouchable(attribute) for attribute in vars(core.handlers)})
+    with pytest.raises(AssertionError, match="read retiring of admission"):
+        sealed.livez(Untouchable("the request"))
