@@ -15,7 +15,7 @@ import pytest
 from drum_compat.compat.parity.cases import Case
 from drum_compat.compat.parity.compare import Answer, differences, normalise
 from drum_compat.compat.running import answers
-from drum_compat.fastapi_backend.app import create_fastapi_app
+from drum_compat.fastapi_backend.app import LeanDispatch, create_fastapi_app
 from drum_compat.flask_backend.app import create_flask_app
 from drum_compat.flask_backend.extensions import load_flask_extensions
 from drum_compat.shared.app import AppSettings, DrumApp
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Stacks:
-    """The same loaded model behind the Flask app and the FastAPI app."""
+    """The same loaded model behind the Flask app and the FastAPI app, each served as in production."""
 
     def __init__(self, model: PythonModel | None, load_error: str | None = None, url_prefix: str = "", extensions_dir=None,
                  cors: CorsPolicy = CorsPolicy(), settings: AppSettings | None = None):
@@ -39,11 +39,16 @@ class Stacks:
             settings_for_stack = replace(base, server_type=DEFAULT_SERVER_TYPE[stack])
             return DrumApp.for_model(model, settings_for_stack) if model else DrumApp.for_load_error(load_error, settings_for_stack)
 
+        # as production serves them: the lean paths, the full apps only where an extension is loaded
         self.flask_app = create_flask_app(core(Stack.FLASK))
         if extensions_dir is not None:
             load_flask_extensions(self.flask_app, extensions_dir)
+        else:
+            self.flask_app.wsgi_app.answer_from_core()
         self.flask_client = self.flask_app.test_client()
         self.fastapi_app = create_fastapi_app(core(Stack.FASTAPI))
+        if extensions_dir is None:
+            self.fastapi_app = LeanDispatch(self.fastapi_app)
 
     def flask(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Answer:
         response = self.flask_client.open(path, method=method, data=body, headers=headers or {})
