@@ -6,6 +6,7 @@ from a2wsgi.wsgi import WSGIMiddleware
 
 from drum_compat.fastapi_backend.cycle import watch_for_disconnect
 from drum_compat.shared.cycle import CYCLE_KEY
+from drum_compat.shared.http import passed_by_wsgi_servers
 
 
 def from_the_cycle(app):
@@ -31,8 +32,7 @@ class WsgiBridge(WSGIMiddleware):
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1000})
             return
-        # as gunicorn's header map: a name with "_" never reaches the app (no smuggled X_Request_ID)
-        scope = {**scope, "headers": [(name, value) for name, value in scope["headers"] if b"_" not in name]}
+        scope = {**scope, "headers": [(name, value) for name, value in scope["headers"] if passed_by_wsgi_servers(name)]}
         watcher = watch_for_disconnect(receive, scope[CYCLE_KEY])  # a streamed answer stops when its client leaves
         try:
             await super().__call__(scope, receive, send)

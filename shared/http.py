@@ -126,15 +126,20 @@ def set_headers(headers: Headers, pairs: Iterable[tuple[str, str]], present: set
             present.add(lowered)
 
 
+def passed_by_wsgi_servers(raw_name: bytes) -> bool:
+    """gunicorn's default header_map and werkzeug's server drop a header whose name holds "_", so a client cannot
+    smuggle X_Request_ID: every path to the app drops it too."""
+    return b"_" not in raw_name
+
+
 def wsgi_style_headers(raw: Iterable[tuple[bytes, bytes]]) -> RequestHeaders:
     """Request headers as a WSGI server presents them: names Title-Cased the way werkzeug derives
-    them from CGI keys, repeated names joined with ",", and names containing "_" dropped (gunicorn's
-    default header_map and werkzeug's server both drop them, so a client cannot smuggle X_Request_ID)."""
+    them from CGI keys, repeated names joined with ",", and those it drops left out (`passed_by_wsgi_servers`)."""
     merged: dict[str, str] = {}
     for raw_name, raw_value in raw:
-        name = raw_name.decode("latin-1")
-        if "_" in name:
+        if not passed_by_wsgi_servers(raw_name):
             continue
+        name = raw_name.decode("latin-1")
         key = name.title()
         value = raw_value.decode("latin-1")
         merged[key] = f"{merged[key]},{value}" if key in merged else value
