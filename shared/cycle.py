@@ -104,25 +104,23 @@ class RequestCycle:
     def handle(self) -> Steps[NeutralResponse]:
         """The route's answer: model routes in a model thread through the admission gate (steps Submit, Wait),
         others inline; unfinished (see `finish`)."""
+        route = self.route
         try:
-            return (yield from self._answer())
+            if route is None:
+                return self._routing_answer
+            if route.extension:  # its framework answers it; only a path it then did not take gets here
+                return response_from_http_exception(NotFound())
+            call = partial(self.core.call, route.endpoint, self.request)
+            if not route.runs_model:
+                response = call()
+                if not isinstance(response, NeutralResponse):  # a handler doing its I/O as steps (shared.proxy)
+                    response = yield from response
+            else:
+                response = yield from self.core.gate.model_call(call, self.arrived, self.request_id)
+            self.stream = response.chunks
+            return response
         except Exception as exc:
             return error_response(exc)
-
-    def _answer(self) -> Steps[NeutralResponse]:
-        if self.route is None:
-            return self._routing_answer
-        if self.route.extension:  # its framework answers it; only a path it then did not take gets here
-            return response_from_http_exception(NotFound())
-        call = partial(self.core.call, self.route.endpoint, self.request)
-        if not self.route.runs_model:
-            response = call()
-            if not isinstance(response, NeutralResponse):  # a handler doing its I/O as steps (shared.proxy)
-                response = yield from response
-        else:
-            response = yield from self.core.gate.model_call(call, self.arrived, self.request_id)
-        self.stream = response.chunks
-        return response
 
     def respond(self) -> Steps[NeutralResponse]:
         """`handle`, finished: the whole answer, for a backend whose framework adds nothing."""
@@ -171,25 +169,26 @@ class RequestCycle:
             yield from self.stream.close()
 
     # -- the sending side ----------------------------------------------------------------------------
-    def _expect(self, event: str, *states: CycleState) -> None:
-        if self.state not in states:
-            raise CycleOrderError(f"{event} while the cycle of request {self.request_id} is {self.state.value}")
+    def _refuse(self, event: str) -> None:
+        raise CycleOrderError(f"{event} while the cycle of request {self.request_id} is {self.state.value}")
 
     def response_started(self, status: int) -> None:
         """Again before any byte of the body (WSGI's start_response with exc_info), the status is replaced."""
-        if not (self.state is CycleState.RESPONDING and self.size == 0):
-            self._expect("response_started", CycleState.RECEIVING)
+        if self.state is not CycleState.RECEIVING and not (self.state is CycleState.RESPONDING and self.size == 0):
+            self._refuse("response_started")
         self.state = CycleState.RESPONDING
         self.status = status
 
     def sent(self, size: int) -> None:
-        self._expect("sent", CycleState.RESPONDING)
+        if self.state is not CycleState.RESPONDING:
+            self._refuse("sent")
         self.size += size
 
     def ended(self) -> None:
         """The response is out, or nobody is left to answer: the recording if sampled, the body goes, then the
         metrics and the access line, each whatever the others do."""
-        self._expect("ended", CycleState.RECEIVING, CycleState.RESPONDING)
+        if self.state is CycleState.ENDED:
+            self._refuse("ended")
         self.state = CycleState.ENDED
         seconds = time.monotonic() - self.arrived
         recorder = self.core.recorder
