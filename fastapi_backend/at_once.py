@@ -9,13 +9,11 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from drum_compat.fastapi_backend.cycle import CycleMiddleware, head_request
 from drum_compat.fastapi_backend.recycling import RecyclingMiddleware
-from drum_compat.shared.cycle import RequestCycle, answered
+from drum_compat.shared.cycle import RequestCycle
 from drum_compat.shared.http import NeutralResponse
+from drum_compat.shared.replay import Remembered, ReplayCache
 from drum_compat.shared.request_id import REQUEST_ID_HEADER, current_request_id
 
-# distinct request heads whose answers are kept for replay: a probe sends the same head every time; a head that varies
-# (a header holding a timestamp) fills this, and its requests then take the whole cycle
-REMEMBERED_ANSWERS = 64
 CLIENT_REQUEST_ID = REQUEST_ID_HEADER.lower().encode("latin-1")
 
 
@@ -39,21 +37,10 @@ def head_key(scope: dict) -> tuple:
 
 
 @dataclass(frozen=True)
-class Replay:
-    """A constant route's answer to one request head, as the whole cycle made it: the core's header lines split where
-    the request id stood, so that the next request with that head gets the same bytes with an id of its own."""
-    status: int
-    own_around_id: tuple[bytes, ...]
-    body: bytes
-    rule: str
-    method: str
-    target: str
-    protocol: str
-
-
-@dataclass(frozen=True)
 class Replayed:
-    replay: Replay
+    """A request answered from the ReplayCache: `remembered.wire` is the core's header lines split where the request id
+    stood, so that it gets the same bytes with an id of its own."""
+    remembered: Remembered[tuple[bytes, ...]]
     peer: str | None
     arrived: float
 
@@ -72,26 +59,20 @@ class AnswersAtOnce:
     def __init__(self, cycles: CycleMiddleware, recycling: RecyclingMiddleware) -> None:
         self.core = cycles.core
         self.recycling = recycling
-        self.replays: dict[tuple, Replay] = {}
+        self.replays: ReplayCache[tuple[bytes, ...]] = ReplayCache(self.core)
 
     def take(self, scope: dict) -> Pending | Replayed | None:
         """The request's answer at once, remembered or to be made; None leaves it to the app."""
-        head = self._replayable_head(scope)
-        replay = self.replays.get(head) if head is not None else None
-        if replay is not None:
+        client_sent_an_id = any(name == CLIENT_REQUEST_ID for name, _ in scope["headers"])
+        head = head_key(scope) if self.replays.replayable(client_sent_an_id) else None
+        remembered = self.replays.get(head) if head is not None else None
+        if remembered is not None:
             client = scope.get("client")
-            return Replayed(replay, client[0] if client else None, time.monotonic())
+            return Replayed(remembered, client[0] if client else None, time.monotonic())
         request = head_request(scope)
         if not self.core.answers_at_once(request):
             return None
         return Pending(RequestCycle(self.core, request, f"HTTP/{scope['http_version']}"), head)
-
-    def _replayable_head(self, scope: dict) -> tuple | None:
-        """A client's own request id must come back to it, and a recorded request is recorded whole: neither is
-        replayed."""
-        if self.core.recorder is not None or any(name == CLIENT_REQUEST_ID for name, _ in scope["headers"]):
-            return None
-        return head_key(scope)
 
     def answer(self, taken: Pending | Replayed, write, default_headers: list[tuple[bytes, bytes]], keep_alive: bool) -> bool:
         """Write the answer of a bodiless request; whether its connection stays open."""
@@ -110,27 +91,16 @@ class AnswersAtOnce:
             write(wire_bytes(response.status, own, response.body, default_headers, keep_alive))
             cycle.response_started(response.status)
             cycle.sent(len(response.body))
-            if taken.head is not None and cycle.route is not None and cycle.route.constant:
-                self._remember(taken.head, cycle, response, own)
+            if taken.head is not None and self.replays.keeps(cycle, response):
+                self.replays.remember(taken.head, cycle, response, tuple(own.split(cycle.request_id.encode("latin-1"))))
         finally:
             current_request_id.reset(token)
             cycle.ended()
         return keep_alive
 
-    def _remember(self, head: tuple, cycle: RequestCycle, response: NeutralResponse, own: bytes) -> None:
-        # an error answer also writes the core's log line (DrumApp.log_response), which a replay would not
-        if response.status < 400 and len(self.replays) < REMEMBERED_ANSWERS:
-            self.replays[head] = Replay(response.status, tuple(own.split(cycle.request_id.encode("latin-1"))),
-                                        response.body, cycle.route.rule, cycle.request.method, cycle.target,
-                                        cycle.protocol)
-
     def _replay(self, taken: Replayed, write, default_headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
-        """What the cycle leaves behind for this head, without making its answer again: a new id in the answer, the
-        metrics and the access line. Not the in-flight gauge's +1 and -1: the replay is one call, which no scrape of
-        this worker can interrupt."""
-        replay = taken.replay
-        request_id = self.core.request_ids.choose(None)
-        write(wire_bytes(replay.status, request_id.encode("latin-1").join(replay.own_around_id), replay.body,
-                         default_headers, keep_alive))
-        answered(self.core, replay.rule, taken.peer, replay.method, replay.target, replay.protocol, replay.status,
-                 len(replay.body), time.monotonic() - taken.arrived, request_id)
+        def with_its_id(own_around_id: tuple[bytes, ...], request_id: str) -> None:
+            write(wire_bytes(taken.remembered.status, request_id.encode("latin-1").join(own_around_id),
+                             taken.remembered.body, default_headers, keep_alive))
+
+        self.replays.give_again(taken.remembered, taken.peer, taken.arrived, with_its_id)

@@ -12,10 +12,10 @@ from uvicorn.server import ServerState
 
 from drum_compat.compat.parity.cases import route_cases
 from drum_compat.fastapi_backend.app import LeanDispatch, create_fastapi_app
-from drum_compat.fastapi_backend.at_once import REMEMBERED_ANSWERS
 from drum_compat.fastapi_backend.protocol import DrumConfig, DrumHttpToolsProtocol
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.cycle import ACCESS_LOGGER, RequestCycle
+from drum_compat.shared.replay import REMEMBERED_ANSWERS
 from drum_compat.shared.guards.security import CorsPolicy
 from drum_compat.shared.server_types import SERVER_TYPES
 from tests.conftest import load_model
@@ -193,7 +193,7 @@ def ids_of(written: bytes) -> list[bytes]:
 
 def test_a_probes_answer_is_replayed_with_a_new_id_byte_for_byte_as_the_app_would_write(tmp_path):
     """With no client id, the core makes an id, so a head seen before is answered from the answer it got then
-    (`Replay`): every bodiless route, each variant and a CORS origin, three times, as the app writes it, ids aside."""
+    (shared.replay): every bodiless route, each variant and a CORS origin, three times, as the app writes it, ids aside."""
     app = lean_app(tmp_path, cors=CorsPolicy(("https://app.example",)))
     variants = {**VARIANTS, "CORS origin": ({"Origin": "https://app.example"}, "1.1"),
                 "other origin": ({"Origin": "https://elsewhere.example"}, "1.1")}
@@ -214,10 +214,10 @@ def test_a_probes_answer_is_replayed_with_a_new_id_byte_for_byte_as_the_app_woul
         return found
 
     assert asyncio.run(compare()) == []
-    remembered = {head[4] for head in app.at_once.replays}
+    remembered = {head[4] for head in app.at_once.replays.remembered}
     # constant routes only (the cases reach the remembered number before the last of them)
     assert {"/", "/ping/", "/ping", "/health/"} <= remembered <= set(CONSTANT_PATHS)
-    assert all(replay.status == 200 for replay in app.at_once.replays.values())
+    assert all(replay.status == 200 for replay in app.at_once.replays.remembered.values())
 
 
 def test_a_replay_counts_and_logs_as_the_whole_cycle_does(fresh, monkeypatch, caplog):
@@ -253,7 +253,7 @@ def test_a_clients_own_id_is_never_replayed_away(fresh):
 
     for n, written in enumerate(asyncio.run(probes())):
         assert f"x-request-id: client-{n}\r\n".encode() in written
-    assert fresh.at_once.replays == {}
+    assert fresh.at_once.replays.remembered == {}
 
 
 def test_answers_that_may_change_are_never_remembered(fresh, monkeypatch):
@@ -266,9 +266,9 @@ def test_answers_that_may_change_are_never_remembered(fresh, monkeypatch):
 
     assert all(written.startswith(b"HTTP/1.1 503 ") for written in asyncio.run(twice(fresh, "/readyz")))
     asyncio.run(twice(fresh, "/info/"))
-    assert fresh.at_once.replays == {}
+    assert fresh.at_once.replays.remembered == {}
     assert all(written.startswith(b"HTTP/1.1 513 ") for written in asyncio.run(twice(error_server, "/ping")))
-    assert error_server.at_once.replays == {}  # an error answer also writes the core's own log line
+    assert error_server.at_once.replays.remembered == {}  # an error answer also writes the core's own log line
 
 
 def test_heads_past_the_remembered_number_take_the_whole_cycle(fresh):
@@ -277,5 +277,24 @@ def test_heads_past_the_remembered_number_take_the_whole_cycle(fresh):
                 for n in range(REMEMBERED_ANSWERS + 5)]
 
     answers = asyncio.run(probes())
-    assert len(fresh.at_once.replays) == REMEMBERED_ANSWERS
+    assert len(fresh.at_once.replays.remembered) == REMEMBERED_ANSWERS
     assert {UUID4.sub(b"<id>", written) for written in answers} == {UUID4.sub(b"<id>", answers[0])}
+
+
+def test_nothing_is_replayed_while_requests_are_recorded(fresh):
+    """A recorded request is recorded whole (shared.replay decides, for any backend)."""
+    class Recorder:
+        def keep(self) -> bool:
+            return False
+
+    fresh.at_once.core.recorder = Recorder()
+    request = request_bytes("GET", "/ping", {}, request_id=None)
+
+    async def probes():
+        return [(await exchange(fresh, request, at_once=True))[0] for _ in range(3)]
+
+    assert all(written.startswith(b"HTTP/1.1 200 OK") for written in asyncio.run(probes()))
+    assert fresh.at_once.replays.remembered == {}
+    fresh.at_once.core.recorder = None
+    asyncio.run(probes())
+    assert len(fresh.at_once.replays.remembered) == 1  # the same probe, once nothing is recorded
