@@ -16,7 +16,7 @@ from drum_compat.runtime.instance import remove_instance
 from drum_compat.runtime.options import ServerOptions
 from drum_compat.runtime.startup import report_startup_failure
 from drum_compat.runtime.tls import uvicorn_ssl_context
-from drum_compat.runtime.settings import uvicorn_settings_applied_by_us
+from drum_compat.runtime.settings import setting_value, uvicorn_settings_applied_by_us
 from drum_compat.fastapi_backend.protocol import DrumConfig
 from drum_compat.shared.guards.protocol import ProtocolLimits
 
@@ -108,7 +108,7 @@ def main() -> None:
     config = DrumConfig(
         "drum_compat.fastapi_backend.asgi:app_from_environment",
         protocol_limits=ProtocolLimits(**{name: given[name] for name in PROTOCOL_LIMITS if name in given}),
-        queue_in_backlog=(options.core_settings or {}).get("queue_in_backlog", False),
+        queue_in_backlog=setting_value(options.core_settings or {}, "queue_in_backlog"),
         factory=True,
         host=options.host,
         port=options.port,

@@ -14,7 +14,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from drum_compat.runtime.instance import remove_instance
 from drum_compat.runtime.options import ServerOptions
-from drum_compat.runtime.settings import SETTINGS_BY_KEY
+from drum_compat.runtime.settings import SETTINGS_BY_KEY, setting_value
 from drum_compat.runtime.startup import report_startup_failure
 from drum_compat.runtime.supervisor import die_with_parent, exit_past_hung_calls, exit_past_hung_calls_after
 from drum_compat.runtime.tls import gunicorn_ssl_context
@@ -135,7 +135,7 @@ def gunicorn_settings(options: ServerOptions) -> dict[str, Any]:
         # whose heartbeat stopped, later than the 504 (gevent beats only once a second)
         settings["timeout"] += LAST_RESORT_MARGIN
     core = options.core_settings or {}
-    threads, depth, in_backlog = (core.get(key, SETTINGS_BY_KEY[key].default)
+    threads, depth, in_backlog = (setting_value(core, key)
                                   for key in ("executor_workers", "executor_queue_depth", "queue_in_backlog"))
     if settings.get("worker_class") == "sync":
         # gunicorn's sync worker cannot accept while a request runs, so probes would wait behind the model

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from drum_compat.runtime.instance import instance_dir
 from drum_compat.runtime.options import ServerOptions
 from drum_compat.runtime.record import recorder_from
-from drum_compat.runtime.settings import MIB, SETTINGS_BY_KEY, read_secret
+from drum_compat.runtime.settings import MIB, read_secret, setting_value
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.access_log import configure_access_log
 from drum_compat.shared.guards.admission import AdmissionLimits
@@ -52,11 +52,6 @@ def model_config(options: ServerOptions) -> ModelConfig:
         class_labels=labels,
         target_name=options.target_name,
     )
-
-
-def setting_value(core: Mapping[str, Any], key: str) -> Any:
-    """A resolved core setting; a missing key keeps the table's default."""
-    return core.get(key, SETTINGS_BY_KEY[key].default)
 
 
 def app_settings(server_type: ServerType, core: Mapping[str, Any],

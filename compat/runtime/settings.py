@@ -366,3 +366,8 @@ def settings_markdown() -> str:
             f"| {fastapi} | {default} | {setting.accepted()} | {feeds or 'drum-compat'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def setting_value(core: Mapping[str, Any], key: str) -> Any:
+    """A resolved core setting; a missing key keeps the table's default."""
+    return core.get(key, SETTINGS_BY_KEY[key].default)
