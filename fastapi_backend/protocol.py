@@ -100,6 +100,11 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         if self.config.connection_closed is not None:
             self.config.connection_closed()
 
+    def handle_websocket_upgrade(self) -> None:
+        super().handle_websocket_upgrade()
+        if self.config.connection_closed is not None:  # no HTTP connection any more, as uvicorn counts them: a socket
+            self.config.connection_closed()  # open for good must not take a model thread's place for good
+
     def data_received(self, data: bytes) -> None:
         # uvicorn's, with gunicorn's answers where the parser or a limit refuses
         self._unset_keepalive_if_required()

@@ -6,17 +6,19 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
 import threading
 import time
 from collections import Counter
 
+import httpx
 import psutil
 import pytest
 
 from drum_compat.runtime.load_board import LoadBoard
 from drum_compat.compat.running import RunningServer
 from tests.models import write_model
-from tests.processes import serve, wait_until
+from tests.processes import READY_TIMEOUT, serve, wait_until
 from tests.test_supervision import CONFIGURATIONS
 
 pytestmark = pytest.mark.servers
@@ -120,6 +122,28 @@ def test_with_the_queue_in_the_backlog_a_killed_worker_loses_only_its_running_ca
     assert max(held.values()) <= 1, held  # by default: 9 here, and 9 lost
     assert failed <= 1, (failed, held)
     assert answers[200] > clients and set(answers) == {200}, answers
+
+
+def test_with_the_queue_in_the_backlog_a_websocket_does_not_keep_its_place(tmp_path):
+    """A custom_fastapi.py's WebSocket leaves the count of connections, as it leaves uvicorn's: with one model thread, an
+    open socket would otherwise leave no room for any request, for good."""
+    code_dir, _ = write_model(tmp_path, "faults")
+    (code_dir / "custom_fastapi.py").write_text(
+        "from fastapi import WebSocket\n\n"
+        "def init_app(app):\n"
+        "    @app.websocket('/feed')\n"
+        "    async def feed(websocket: WebSocket):\n"
+        "        await websocket.accept()\n"
+        "        await websocket.receive_text()\n")
+    env = {"DRUM_EXECUTOR_WORKERS": "1", "DRUM_QUEUE_IN_BACKLOG": "true"}
+    with serve(code_dir, "fastapi", "--target-type", "unstructured", env=env) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=READY_TIMEOUT) as feed:
+            feed.sendall(b"GET /feed HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                         b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            assert feed.recv(65536).startswith(b"HTTP/1.1 101 ")
+            answers = [httpx.post(f"{server.base_url}/predictUnstructured/", content=b"ok", timeout=30).status_code
+                       for _ in range(3)]
+    assert answers == [200, 200, 200]  # before: each waited in the backlog behind the socket until the timeout
 
 
 def test_the_board_counts_workers_that_accept_and_reuses_the_slots_of_those_gone(tmp_path):
