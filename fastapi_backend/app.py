@@ -15,7 +15,7 @@ from drum_compat.fastapi_backend.at_once import AnswersAtOnce
 from drum_compat.fastapi_backend.balancing import keep_balance
 from drum_compat.fastapi_backend.cycle import CoreEndpoint, CycleMiddleware
 from drum_compat.fastapi_backend.extensions import STEPS_STATE
-from drum_compat.fastapi_backend.recycling import UVICORN_KEEPALIVE, RecyclingMiddleware, Retirement
+from drum_compat.fastapi_backend.recycling import UVICORN_KEEPALIVE, drain_then_exit
 from drum_compat.fastapi_backend.steps import AsyncSteps
 from drum_compat.fastapi_backend.wsgi_bridge import WsgiBridge
 from drum_compat.shared.app import DrumApp
@@ -28,7 +28,9 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
     `supervised`: a uvicorn worker: watched (runtime.supervisor), and its exit never waits for a hung model call; one of
     `workers` that spreads connections with the others (runtime.load_board)."""
     balance = worker_balance(core.gate, instance_dir(), workers) if supervised else Balance(core.gate, None)
-    retirement = Retirement(keepalive, balance.leave)
+    retirement = core.retirement
+    retirement.after_requests(recycle_after, recycle_jitter)
+    retirement.on_begin(lambda why: balance.leave())  # the worker takes no more connections
     front_door = core.settings.front_door
     steps = AsyncSteps(async_store(front_door.rate_limit, front_door.redis_url), core.gate.limits.threads)
     core.on_close(lambda: steps.executor.shutdown(wait=False, cancel_futures=True))  # a hung call is abandoned
@@ -36,9 +38,8 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if supervised:
-            loop = asyncio.get_running_loop()
-            Watchdog(core.gate, core.settings.supervision, core.metrics,
-                     lambda why: loop.call_soon_threadsafe(retirement.begin, why)).start()
+            retirement.on_begin(drain_then_exit(keepalive, asyncio.get_running_loop()))
+            Watchdog(core.gate, core.settings.supervision, core.metrics, retirement.begin).start()
             balancing = asyncio.create_task(keep_balance(balance, retirement))
         yield
         if supervised:
@@ -59,8 +60,6 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
         app.router.default = bridge
     setattr(app.state, STEPS_STATE, steps)  # for extensions' in_model_thread
     app.add_middleware(CycleMiddleware, core=core, steps=steps, router=app.router)
-    # added last, so outermost: a retiring worker's every answer says Connection: close
-    app.add_middleware(RecyclingMiddleware, retirement=retirement, max_requests=recycle_after, jitter=recycle_jitter)
     return app
 
 
@@ -71,13 +70,10 @@ class LeanDispatch:
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
-        chain = app.router.default
-        layers = {}
-        for middleware in reversed(app.user_middleware):  # as Starlette builds it: the first is outermost
-            chain = layers[middleware.cls] = middleware.cls(chain, *middleware.args, **middleware.kwargs)
-        self.chain = chain
+        (middleware,) = app.user_middleware  # CycleMiddleware, the only one when no extension is loaded
+        self.chain = middleware.cls(app.router.default, *middleware.args, **middleware.kwargs)
         # for DrumHttpToolsProtocol: the requests it may answer itself, past this chain
-        self.at_once = AnswersAtOnce(layers[CycleMiddleware], layers[RecyclingMiddleware])
+        self.at_once = AnswersAtOnce(self.chain.core)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":

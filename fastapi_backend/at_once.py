@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-from drum_compat.fastapi_backend.cycle import CycleMiddleware, head_request
-from drum_compat.fastapi_backend.recycling import RecyclingMiddleware
+from drum_compat.fastapi_backend.cycle import head_request
+from drum_compat.shared.app import DrumApp
 from drum_compat.shared.cycle import RequestCycle
 from drum_compat.shared.http import NeutralResponse
 from drum_compat.shared.replay import Remembered, ReplayCache
@@ -53,13 +53,11 @@ class Pending:
 
 
 class AnswersAtOnce:
-    """What the lean dispatch offers its protocol: the cycle middleware's core and the recycling's request count,
-    so an answer at once meets what the middleware chain would have done."""
+    """What the lean dispatch offers its protocol: the requests its core answers at once, and their bytes."""
 
-    def __init__(self, cycles: CycleMiddleware, recycling: RecyclingMiddleware) -> None:
-        self.core = cycles.core
-        self.recycling = recycling
-        self.replays: ReplayCache[tuple[bytes, ...]] = ReplayCache(self.core)
+    def __init__(self, core: DrumApp) -> None:
+        self.core = core
+        self.replays: ReplayCache[tuple[bytes, ...]] = ReplayCache(core)
 
     def take(self, scope: dict) -> Pending | Replayed | None:
         """The request's answer at once, remembered or to be made; None leaves it to the app."""
@@ -75,17 +73,22 @@ class AnswersAtOnce:
         return Pending(RequestCycle(self.core, request, f"HTTP/{scope['http_version']}"), head)
 
     def answer(self, taken: Pending | Replayed, write, default_headers: list[tuple[bytes, bytes]], keep_alive: bool) -> bool:
-        """Write the answer of a bodiless request; whether its connection stays open."""
-        keep_alive = not self.recycling.admit() and keep_alive
+        """Write the answer of a bodiless request; whether its connection stays open (the client's word and the core's)."""
         if isinstance(taken, Replayed):
-            self._replay(taken, write, default_headers, keep_alive)
+            def with_its_id(own_around_id: tuple[bytes, ...], request_id: str, closes: bool) -> None:
+                nonlocal keep_alive
+                keep_alive = keep_alive and not closes
+                write(wire_bytes(taken.remembered.status, request_id.encode("latin-1").join(own_around_id),
+                                 taken.remembered.body, default_headers, keep_alive))
+
+            self.replays.give_again(taken.remembered, taken.peer, taken.arrived, with_its_id)
             return keep_alive
         cycle = taken.cycle
         token = current_request_id.set(cycle.request_id)
         try:
             response = cycle.answer_at_once()
-            if response.headers.get("Connection", "").lower() == "close":  # the core ends this connection (/livez of a
-                keep_alive = False  # worker being replaced): one `connection: close`, written last as uvicorn writes it
+            if response.headers.get("Connection", "").lower() == "close":  # the core ends this connection: one
+                keep_alive = False  # `connection: close`, written last as uvicorn writes it
                 response.headers.remove("Connection")
             own = own_lines(response)
             write(wire_bytes(response.status, own, response.body, default_headers, keep_alive))
@@ -97,10 +100,3 @@ class AnswersAtOnce:
             current_request_id.reset(token)
             cycle.ended()
         return keep_alive
-
-    def _replay(self, taken: Replayed, write, default_headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
-        def with_its_id(own_around_id: tuple[bytes, ...], request_id: str) -> None:
-            write(wire_bytes(taken.remembered.status, request_id.encode("latin-1").join(own_around_id),
-                             taken.remembered.body, default_headers, keep_alive))
-
-        self.replays.give_again(taken.remembered, taken.peer, taken.arrived, with_its_id)

@@ -9,8 +9,9 @@ import socket
 from functools import partial
 
 from drum_compat.runtime.load_board import Balance
-from drum_compat.fastapi_backend.recycling import Retirement, running_uvicorn_server
+from drum_compat.fastapi_backend.recycling import running_uvicorn_server
 from drum_compat.shared.guards.balance import ACCEPT_PAUSE, has_room_for_connection
+from drum_compat.shared.guards.retirement import Retirement
 
 
 async def keep_balance(balance: Balance, retirement: Retirement) -> None:

@@ -10,14 +10,12 @@ from starlette.responses import Response
 
 from drum_compat.runtime.extensions import FASTAPI_EXTENSION_FILE, apply_extension
 from drum_compat.fastapi_backend.cycle import CycleMiddleware
-from drum_compat.fastapi_backend.recycling import RecyclingMiddleware
 from drum_compat.shared.cycle import CYCLE_KEY
 from drum_compat.shared.http import NeutralResponse
 from drum_compat.shared.model.python_model import find_code_file
 from drum_compat.shared.steps import run_steps_async
 
 STEPS_STATE = "drum_steps"  # app.state attribute holding the app's AsyncSteps (its model threads)
-OURS = (RecyclingMiddleware, CycleMiddleware)
 
 
 class AdmissionRefused(Exception):
@@ -61,7 +59,7 @@ def load_fastapi_extensions(app: FastAPI, code_dir: str) -> bool:
         return False
     app.add_exception_handler(AdmissionRefused, refused)
     apply_extension(path, app, "FastAPI")
-    # Starlette puts middleware added later outermost: ours go back outside, so every request, the ones an
+    # Starlette puts middleware added later outermost: ours goes back outside, so every request, the ones an
     # extension's middleware refuses included, meets the front door and gets its metrics and access line
-    app.user_middleware.sort(key=lambda middleware: middleware.cls not in OURS)
+    app.user_middleware.sort(key=lambda middleware: middleware.cls is not CycleMiddleware)
     return True

@@ -14,7 +14,7 @@ from drum_compat.runtime.startup import build_or_exit
 from drum_compat.runtime.supervisor import Watchdog
 from drum_compat.flask_backend.app import BALANCE_EXTENSION, CORE_EXTENSION, create_flask_app
 from drum_compat.flask_backend.extensions import load_flask_extensions
-from drum_compat.flask_backend.recycling import GUNICORN_KEEPALIVE, CloseWhenRetiring, GunicornRetirement
+from drum_compat.flask_backend.recycling import GUNICORN_KEEPALIVE, ClosesWhenTold, exit_after_drain
 from drum_compat.flask_backend.steps import native_lock
 from drum_compat.shared.handlers import PredictionHandlers
 from drum_compat.shared.server_types import Stack
@@ -36,9 +36,10 @@ def app_from_options(options: ServerOptions) -> Flask:
     app = build_or_exit(lambda: build_app(options), options.code_dir)
     core = app.extensions[CORE_EXTENSION]
     balance = app.extensions[BALANCE_EXTENSION] = worker_balance(core.gate, instance_dir(), options.workers)
-    retirement = GunicornRetirement((options.server_settings or {}).get("keepalive", GUNICORN_KEEPALIVE), balance.leave)
-    app.wsgi_app = CloseWhenRetiring(app.wsgi_app, retirement)
+    core.retirement.on_begin(lambda why: balance.leave())  # the worker takes no more connections
+    core.retirement.on_begin(exit_after_drain((options.server_settings or {}).get("keepalive", GUNICORN_KEEPALIVE)))
+    app.wsgi_app = ClosesWhenTold(app.wsgi_app)
     # native even under gevent: it must read the gate while the hub waits
-    Watchdog(core.gate, core.settings.supervision, core.metrics, retirement.begin,
+    Watchdog(core.gate, core.settings.supervision, core.metrics, core.retirement.begin,
              get_original("_thread", "start_new_thread"), get_original("time", "sleep")).start()
     return app

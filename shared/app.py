@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -16,6 +15,7 @@ from drum_compat.shared import __version__
 from drum_compat.shared.errors import error_response
 from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits
 from drum_compat.shared.guards.front_door import FrontDoor, FrontDoorSettings
+from drum_compat.shared.guards.retirement import Retirement
 from drum_compat.shared.guards.security import CorsPolicy, harden
 from drum_compat.shared.guards.supervision import SupervisionLimits
 from drum_compat.shared.handlers import ErrorServerHandlers, PredictionHandlers, is_constant
@@ -65,6 +65,7 @@ class DrumApp:
         self._routes_by_endpoint = {route.endpoint: route for route in routes}
         self._matches: dict[tuple[str, str, str], RouteMatch] = {}
         self.request_ids = RequestIds()
+        self.retirement = Retirement()
         self._cleanups: list[Callable[[], None]] = [self.metrics.worker_stopped]
         self._closed = False
 
@@ -162,6 +163,12 @@ class DrumApp:
         except Exception as exc:
             return error_response(exc)
 
+    @property
+    def closes_connections(self) -> bool:
+        """Whether every answer now ends its connection: none outlives its answer (DRUM_QUEUE_IN_BACKLOG,
+        shared.guards.balance), or the worker it reached is retiring."""
+        return self.settings.admission.queue_in_backlog or self.retirement.begun
+
     def stamp(self, headers: Headers, request_id: str, method: str, request_headers) -> None:
         """What every response carries, whichever code path produced it (views, routing errors,
         Flask's automatic OPTIONS): the request id, the version, a fixed Allow order, security headers
@@ -170,21 +177,7 @@ class DrumApp:
         stamps = [(DRUM_REQUEST_ID_HEADER, request_id), (REQUEST_ID_HEADER, request_id), (VERSION_HEADER, __version__)]
         if "allow" in present:
             stamps.append(("Allow", canonical_allow(headers["Allow"])))
-        if self.settings.admission.queue_in_backlog:
-            stamps.append(("Connection", "close"))  # no connection outlives its answer (shared.guards.balance)
+        if self.closes_connections:
+            stamps.append(("Connection", "close"))
         set_headers(headers, stamps, present)
         harden(headers, self.settings.cors, method, request_headers, present)
-
-    @staticmethod
-    def log_response(method: str, path: str, status: int, started: float, request_id: str) -> None:
-        if status >= 400:
-            logger.info("API [%s %s] request time: %.4f sec, request_id: %s", method, path, time.monotonic() - started, request_id)
-
-    def finish(self, request: NeutralRequest, response: NeutralResponse, request_id: str, started: float) -> NeutralResponse:
-        """What Flask and werkzeug do after a view: defaults, common headers, HEAD without a body."""
-        response.complete()
-        self.stamp(response.headers, request_id, request.method, request.headers)
-        if request.method == "HEAD":
-            response.body = b""  # Content-Length keeps the GET body's size, as werkzeug does
-        self.log_response(request.method, request.path, response.status, started, request_id)
-        return response

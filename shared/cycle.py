@@ -85,6 +85,7 @@ class RequestCycle:
         self.body = core.front_door.new_body()
         head.body = self.body  # read only once ReadBody completed it, in the handler
         self.request_id = core.request_id_for(head)
+        core.retirement.admit()
         self.state = CycleState.RECEIVING
         self.status = 0  # 0 until a response started: nobody was answered
         self.client_gone = False  # the client disconnected: a stream stops at its next chunk
@@ -145,14 +146,22 @@ class RequestCycle:
         return refusal if refusal is not None else run_steps(self.respond(), read_received)
 
     def finish(self, response: NeutralResponse) -> NeutralResponse:
-        self.stamped = True
-        return self.core.finish(self.request, response, self.request_id, self.arrived)
+        """What Flask and werkzeug do after a view: defaults, the common headers (`stamp`), no body for HEAD
+        (Content-Length keeps the GET body's size, as werkzeug does)."""
+        response.complete()
+        self.stamp(response.headers, response.status)
+        if self.request.method == "HEAD":
+            response.body = b""
+        return response
 
     def stamp(self, headers, status: int) -> None:
-        """What `finish` adds, for a response the framework built (its views, hooks, automatic OPTIONS, extensions)."""
+        """Every answer's headers, whoever built it (the core, or the framework: its views, hooks, automatic OPTIONS,
+        extensions), and the log line of a refused request; its access line and metrics come at `ended`."""
         self.stamped = True
         self.core.stamp(headers, self.request_id, self.request.method, self.request.headers)
-        self.core.log_response(self.request.method, self.request.path, status, self.arrived, self.request_id)
+        if status >= 400:
+            logger.info("API [%s %s] request time: %.4f sec, request_id: %s", self.request.method, self.request.path,
+                        time.monotonic() - self.arrived, self.request_id)
 
     def next_chunk(self) -> Steps[bytes | None]:
         """The next chunk of a streamed answer, made in the model thread (steps Submit, Wait) or read from the upstream

@@ -56,11 +56,13 @@ class ReplayCache(Generic[Wire]):
                                            cycle.target, cycle.protocol)
 
     def give_again(self, remembered: Remembered[Wire], peer: str | None, arrived: float,
-                   write: Callable[[Wire, str], None]) -> None:
-        """`write(wire, request_id)`: the backend writes the answer with its new id; then the metrics and the access
-        line, as the cycle writes them. Not the in-flight gauge's +1 and -1: a replay is one call, which no scrape of
+                   write: Callable[[Wire, str, bool], None]) -> None:
+        """`write(wire, request_id, closes)`: the backend writes the answer with its new id, ending the connection when
+        `closes` (as a cycle's answer would say now: the wire is kept without it); then the metrics and the access line, as
+        the cycle writes them. Not the in-flight gauge's +1 and -1: a replay is one call, which no scrape of
         this worker can interrupt."""
         request_id = self.core.request_ids.choose(None)
-        write(remembered.wire, request_id)
+        self.core.retirement.admit()
+        write(remembered.wire, request_id, self.core.closes_connections)
         answered(self.core, remembered.rule, peer, remembered.method, remembered.target, remembered.protocol,
                  remembered.status, len(remembered.body), time.monotonic() - arrived, request_id)
