@@ -53,7 +53,7 @@ def launch(options: ServerOptions) -> None:
     listener = bind_listener(options.host, options.port, (options.server_settings or {}).get("backlog", SETTINGS_BY_KEY["backlog"].default))
     options = replace(options, listen_fd=listener.fileno())
     environ = {**os.environ, **create_instance(os.environ)}
-    module = {Server.GUNICORN: "drum_compat.flask_backend.serve", Server.UVICORN: "drum_compat.fastapi_backend.serve"}.get(
+    module = {Server.GUNICORN: "drum_compat.servers.gunicorn_master", Server.UVICORN: "drum_compat.servers.uvicorn_master"}.get(
         SERVER_TYPES[options.server_type].server)
     if module:
         exec_server(module, options, environ)

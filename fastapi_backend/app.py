@@ -2,53 +2,33 @@
 404/405 and docs routes are kept out of the way: the core routes and answers every path."""
 from __future__ import annotations
 
-import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from drum_compat.runtime.instance import instance_dir
-from drum_compat.runtime.load_board import Balance, worker_balance
 from drum_compat.runtime.rate_store import async_store
-from drum_compat.runtime.supervisor import Watchdog, exit_past_hung_calls
 from drum_compat.fastapi_backend.at_once import AnswersAtOnce
-from drum_compat.fastapi_backend.balancing import keep_balance
 from drum_compat.fastapi_backend.cycle import CoreEndpoint, CycleMiddleware
 from drum_compat.fastapi_backend.extensions import STEPS_STATE
-from drum_compat.fastapi_backend.recycling import UVICORN_KEEPALIVE, drain_then_exit
 from drum_compat.fastapi_backend.steps import AsyncSteps
 from drum_compat.fastapi_backend.wsgi_bridge import WsgiBridge
 from drum_compat.shared.app import DrumApp
 
+CORE_STATE = "drum_core"  # app.state attribute holding the DrumApp
 
-def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: int = 0,
-                       keepalive: float = UVICORN_KEEPALIVE, wsgi_app=None, supervised: bool = False, workers: int = 1) -> FastAPI:
+
+def create_fastapi_app(core: DrumApp, wsgi_app=None) -> FastAPI:
     """`wsgi_app`: the Flask app of a custom_flask.py (flask_backend.extensions.bridged_flask_app), which then answers
-    every request no FastAPI route took, DRUM's routes included, so that its hooks still run for them.
-    `supervised`: a uvicorn worker: watched (runtime.supervisor), and its exit never waits for a hung model call; one of
-    `workers` that spreads connections with the others (runtime.load_board)."""
-    balance = worker_balance(core.gate, instance_dir(), workers) if supervised else Balance(core.gate, None)
-    retirement = core.retirement
-    retirement.after_requests(recycle_after, recycle_jitter)
-    retirement.on_begin(lambda why: balance.leave())  # the worker takes no more connections
+    every request no FastAPI route took, DRUM's routes included, so that its hooks still run for them."""
     front_door = core.settings.front_door
     steps = AsyncSteps(async_store(front_door.rate_limit, front_door.redis_url), core.gate.limits.threads)
     core.on_close(lambda: steps.executor.shutdown(wait=False, cancel_futures=True))  # a hung call is abandoned
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if supervised:
-            retirement.on_begin(drain_then_exit(keepalive, asyncio.get_running_loop()))
-            Watchdog(core.gate, core.settings.supervision, core.metrics, retirement.begin).start()
-            balancing = asyncio.create_task(keep_balance(balance, retirement))
         yield
-        if supervised:
-            balancing.cancel()
-            balance.leave()
         await steps.close_upstream()
         core.close()  # uvicorn has stopped accepting and waited for in-flight requests
-        if supervised:
-            exit_past_hung_calls(core.gate)
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     # not a route: the router's default, so every request, whatever its target (`*`, absolute-form), reaches the core
@@ -59,6 +39,7 @@ def create_fastapi_app(core: DrumApp, recycle_after: int = 0, recycle_jitter: in
         core.on_close(lambda: bridge.executor.shutdown(wait=False, cancel_futures=True))
         app.router.default = bridge
     setattr(app.state, STEPS_STATE, steps)  # for extensions' in_model_thread
+    setattr(app.state, CORE_STATE, core)  # for the server's worker (drum_compat.servers.uvicorn_worker)
     app.add_middleware(CycleMiddleware, core=core, steps=steps, router=app.router)
     return app
 

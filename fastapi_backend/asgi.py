@@ -1,5 +1,5 @@
-"""The FastAPI stack's entry points: `build_app` for a ServerOptions, and the uvicorn factory
-`drum_compat.fastapi_backend.asgi:app_from_environment` (run with --factory), called in each worker."""
+"""The FastAPI stack's entry point: `build_app` for a ServerOptions (uvicorn's worker adds its own around it:
+drum_compat.servers.uvicorn_worker)."""
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -7,10 +7,8 @@ from fastapi import FastAPI
 from drum_compat.runtime.bootstrap import build_core
 from drum_compat.runtime.extensions import FLASK_EXTENSION_FILE
 from drum_compat.runtime.options import ServerOptions
-from drum_compat.runtime.startup import build_or_exit
 from drum_compat.fastapi_backend.app import LeanDispatch, create_fastapi_app
 from drum_compat.fastapi_backend.extensions import load_fastapi_extensions
-from drum_compat.fastapi_backend.recycling import RECYCLE_AFTER, RECYCLE_JITTER, UVICORN_KEEPALIVE
 from drum_compat.shared.handlers import PredictionHandlers
 from drum_compat.shared.model.python_model import find_code_file
 from drum_compat.shared.server_types import Stack
@@ -18,7 +16,6 @@ from drum_compat.shared.server_types import Stack
 
 def build_app(options: ServerOptions) -> FastAPI | LeanDispatch:
     """The FastAPI app when an extension is loaded; else its lean dispatch (the same answers, fewer layers)."""
-    settings = options.server_settings or {}
     core = build_core(options, Stack.FASTAPI)
     extended = isinstance(core.handlers, PredictionHandlers)  # DRUM's error server loads no extensions
     bridged = None
@@ -27,15 +24,8 @@ def build_app(options: ServerOptions) -> FastAPI | LeanDispatch:
         from drum_compat.flask_backend.extensions import bridged_flask_app
 
         bridged = bridged_flask_app(core, options.code_dir)
-    app = create_fastapi_app(core, settings.get(RECYCLE_AFTER, 0), settings.get(RECYCLE_JITTER, 0),
-                             settings.get("timeout_keep_alive", UVICORN_KEEPALIVE), wsgi_app=bridged, supervised=True,
-                             workers=options.workers)
+    app = create_fastapi_app(core, wsgi_app=bridged)
     if bridged is not None or (extended and load_fastapi_extensions(app, options.code_dir)):
         return app
     return LeanDispatch(app)
 
-
-def app_from_environment() -> FastAPI | LeanDispatch:
-    options = ServerOptions.from_environ()
-    # the exit status makes uvicorn's supervisor stop instead of restarting a worker that cannot load forever
-    return build_or_exit(lambda: build_app(options), options.code_dir)

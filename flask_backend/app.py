@@ -21,7 +21,6 @@ from drum_compat.shared.steps import run_steps
 BLUEPRINT_NAME = "model_api"
 logger = logging.getLogger("drum_compat")
 CORE_EXTENSION = "drum_compat"  # app.extensions key holding the DrumApp (gunicorn's worker_exit closes it)
-BALANCE_EXTENSION = "drum_compat.balance"  # a gunicorn worker's runtime.load_board.Balance (its hooks apply it)
 
 
 def flask_response(response: NeutralResponse, body=None) -> Response:

@@ -12,7 +12,7 @@ from uvicorn.server import ServerState
 
 from drum_compat.compat.parity.cases import route_cases
 from drum_compat.fastapi_backend.app import LeanDispatch, create_fastapi_app
-from drum_compat.fastapi_backend.protocol import DrumConfig, DrumHttpToolsProtocol
+from drum_compat.servers.uvicorn_protocol import DrumConfig, DrumHttpToolsProtocol
 from drum_compat.shared.app import AppSettings, DrumApp
 from drum_compat.shared.cycle import ACCESS_LOGGER, RequestCycle
 from drum_compat.shared.replay import REMEMBERED_ANSWERS

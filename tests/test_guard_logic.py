@@ -18,6 +18,7 @@ from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits, 
 from drum_compat.shared.guards.balance import WorkerLoad, hands_back_connection, takes_new_connections
 from drum_compat.shared.guards.body import SPOOL_ABOVE, RequestBody
 from drum_compat.shared.guards.front_door import FrontDoorSettings
+from drum_compat.shared.guards.protocol import ProtocolRefusal, bodiless, first_line_verdict
 from drum_compat.shared.guards.rate_limit import LocalBuckets, RateLimitPolicy, parse_networks, take_token
 from drum_compat.shared.guards.room import FD_RESERVE, longest_waiting, short_of_fds
 from drum_compat.shared.guards.supervision import MIB, SupervisionLimits, replacement
@@ -326,3 +327,33 @@ def test_with_the_queue_in_the_backlog_every_answer_closes_its_connection():
         headers = Headers()
         core.stamp(headers, "id", "GET", Headers())
         assert (headers.get("Connection") == "close") is in_backlog
+
+
+LLHTTP_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
+
+
+@pytest.mark.parametrize("start, verdict", [
+    (b"GET /ping/ HTTP/1.1\r\nHost: a\r\n", None),
+    (b"PROPFIND /ping/ HTTP/1.1\r\n", b"PROPFIND"),  # any token method reaches the app
+    (b"PURGE /", b"PURGE"),  # known from its first token, before the line ends
+    (b"GE", None),  # nothing to say yet
+    (b"get / HTTP/1.1\r\n", "Invalid Method 'Invalid HTTP method: 'get''"),
+    (b"AB / HTTP/1.1\r\n", "Invalid Method 'Invalid HTTP method: 'AB''"),
+    (b"GET /ping/\r\n", "Invalid Request Line 'Invalid HTTP request line: 'GET /ping/''"),
+    (b"GET / HTTP/2.0\r\n", "Invalid HTTP Version 'Invalid HTTP Version: (2, 0)'"),
+    (b"GET / HTTP/1.01\r\n", None),  # not the pattern of a version: left to the parser
+])
+def test_a_requests_start_is_judged_as_gunicorn_judges_it(start, verdict):
+    judged = first_line_verdict(start, LLHTTP_METHODS)
+    if isinstance(verdict, str):
+        assert isinstance(judged, ProtocolRefusal) and (judged.status, judged.message) == (400, verdict)
+    else:
+        assert judged == verdict
+
+
+@pytest.mark.parametrize("headers, expected", [
+    ([], True), ([(b"content-length", b"0")], True), ([(b"content-length", b" 0 ")], True),
+    ([(b"content-length", b"5")], False), ([(b"transfer-encoding", b"chunked")], False),
+])
+def test_bodiless_heads(headers, expected):
+    assert bodiless(headers) is expected

@@ -1,6 +1,7 @@
 """The direction of the imports, checked on the source: the layers (shared, the runtime, the Flask backend, the FastAPI
-backend, the tools) import only downwards, with no cycle anywhere; the core imports no web framework, server, gevent or
-redis; the tools import a backend only inside a function, when they start one. And, running them, no request reads the
+backend, the servers, the tools) import only downwards, with no cycle anywhere; the core imports no web framework, server,
+gevent or redis; one stack's modules load the other's only for a bridged custom_flask.py; the tools import a backend only
+inside a function, when they start one. And, running them, no request reads the
 environment."""
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ CORE_FORBIDDEN = ("flask", "fastapi", "starlette", "gevent", "uvicorn", "gunicor
 BACKENDS = ("drum_compat.flask_backend", "drum_compat.fastapi_backend")
 # each folder's installed package, lowest layer first: a module imports only from its own layer or those below
 LAYERS = {"shared": "drum_compat.shared", "compat/runtime": "drum_compat.runtime", "flask_backend": "drum_compat.flask_backend",
-          "fastapi_backend": "drum_compat.fastapi_backend", "compat": "drum_compat.compat"}
+          "fastapi_backend": "drum_compat.fastapi_backend", "compat/servers": "drum_compat.servers", "compat": "drum_compat.compat"}
+STACK_MODULES = {"flask": ("drum_compat.flask_backend", "drum_compat.servers.gunicorn_"),
+                 "fastapi": ("drum_compat.fastapi_backend", "drum_compat.servers.uvicorn_")}
 
 
 def imports(path: Path, module_level_only: bool = False) -> list[tuple[int, str]]:
@@ -130,15 +133,20 @@ def test_the_layers_import_only_downwards_and_nothing_imports_in_a_cycle():
     assert cycles(graph) == []
 
 
-def test_the_fastapi_backend_stands_on_the_flask_one_only_for_a_bridged_custom_flask_py():
+def test_the_fastapi_stack_stands_on_the_flask_one_only_for_a_bridged_custom_flask_py():
     # a custom_flask.py runs in the Flask app it expects, inside the FastAPI stack: loaded only for such a model
+    graph = import_graph(MODULES)  # the Flask stack never loads the FastAPI one, not even lazily
+    assert [f"{module} imports {target}" for module, targets in graph.items() if module.startswith(STACK_MODULES["flask"])
+            for target in targets if target.startswith(STACK_MODULES["fastapi"])] == []
     module_level = import_graph(MODULES, module_level_only=True)
-    assert [f"{module} imports {target}" for module, targets in module_level.items() if module.startswith(BACKENDS[1])
-            for target in targets if target.startswith(BACKENDS[0])] == []
+    assert [f"{module} imports {target}" for module, targets in module_level.items() if module.startswith(STACK_MODULES["fastapi"])
+            for target in targets if target.startswith(STACK_MODULES["flask"])] == []
 
 
-def test_compat_imports_a_backend_only_when_it_starts_one():
-    assert [problem for path in sources("compat") for problem in offending(path, BACKENDS, module_level_only=True)] == []
+def test_the_tools_import_a_backend_only_when_they_start_one():
+    tools = [path for path in sources("compat") if not path.is_relative_to(ROOT / "compat/runtime")
+             and not path.is_relative_to(ROOT / "compat/servers")]
+    assert [problem for path in tools for problem in offending(path, (*BACKENDS, "drum_compat.servers"), module_level_only=True)] == []
 
 
 def test_the_graph_checks_can_fail(tmp_path):

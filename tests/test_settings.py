@@ -165,7 +165,7 @@ def test_server_help_lists_every_setting_from_the_table():
 @pytest.mark.parametrize("worker_class, threads", [("gevent", None), ("sync", 2)])
 def test_the_queue_in_the_backlog_holds_one_gunicorn_connection_per_model_thread(worker_class, threads, caplog):
     from drum_compat.runtime.options import ServerOptions
-    from drum_compat.flask_backend.serve import gunicorn_settings
+    from drum_compat.servers.gunicorn_master import gunicorn_settings
 
     def settings(**server) -> dict:
         options = ServerOptions(code_dir=".", address="127.0.0.1:8080", server_settings={"worker_class": worker_class, **server},

@@ -1,4 +1,4 @@
-"""The gunicorn master for the Flask stack (`drum_compat.flask_backend.serve:main`): gunicorn's own
+"""The gunicorn master for the Flask stack (`drum_compat.servers.gunicorn_master:main`): gunicorn's own
 application class, configured from the settings the launcher resolved, serving the socket it bound."""
 from __future__ import annotations
 
@@ -83,8 +83,9 @@ def post_worker_init(worker):
         native_logging_locks()
     from gevent.monkey import get_original
 
-    from drum_compat.flask_backend.app import BALANCE_EXTENSION, CORE_EXTENSION
-    from drum_compat.flask_backend.balancing import balance_gunicorn_worker
+    from drum_compat.flask_backend.app import CORE_EXTENSION
+    from drum_compat.servers.gunicorn_balancing import balance_gunicorn_worker
+    from drum_compat.servers.gunicorn_worker import BALANCE_EXTENSION
 
     gthread = worker.cfg.worker_class_str == "gthread"
     core = worker.wsgi.extensions.get(CORE_EXTENSION)
@@ -186,7 +187,7 @@ class DrumGunicorn(BaseApplication):
                 self.cfg.set(name.lower(), value)
 
     def load(self):
-        from drum_compat.flask_backend.wsgi import app_from_options
+        from drum_compat.servers.gunicorn_worker import app_from_options
 
         return app_from_options(self.options)
 

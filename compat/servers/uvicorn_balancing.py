@@ -8,20 +8,20 @@ import os
 import socket
 from functools import partial
 
+from uvicorn.server import Server
+
 from drum_compat.runtime.load_board import Balance
-from drum_compat.fastapi_backend.recycling import running_uvicorn_server
 from drum_compat.shared.guards.balance import ACCEPT_PAUSE, has_room_for_connection
 from drum_compat.shared.guards.retirement import Retirement
 
 
-async def keep_balance(balance: Balance, retirement: Retirement) -> None:
+async def keep_balance(server: Server | None, balance: Balance, retirement: Retirement) -> None:
     """The worker's balancing loop, from its lifespan until cancelled: stamps the board, pauses and resumes accepting."""
-    server = running_uvicorn_server()
     if server is None:
         return
     config = server.config
     protocol = partial(config.http_protocol_class, config=config, server_state=server.server_state, app_state=server.lifespan.state)
-    if getattr(server, "listening", None):  # DRUM_QUEUE_IN_BACKLOG (fastapi_backend.serve.BacklogServer)
+    if getattr(server, "listening", None):  # DRUM_QUEUE_IN_BACKLOG (servers.uvicorn_master.BacklogServer)
         await accept_with_room(server, protocol, server.listening, balance, retirement)
         return
     if balance.board is None:

@@ -1,4 +1,4 @@
-"""The uvicorn master for the FastAPI stack (`drum_compat.fastapi_backend.serve:main`): uvicorn's supervisor
+"""The uvicorn master for the FastAPI stack (`drum_compat.servers.uvicorn_master:main`): uvicorn's supervisor
 with the settings the launcher resolved, on the socket it bound. Workers build the app after they start."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from drum_compat.runtime.options import ServerOptions
 from drum_compat.runtime.startup import report_startup_failure
 from drum_compat.runtime.tls import uvicorn_ssl_context
 from drum_compat.runtime.settings import setting_value, uvicorn_settings_applied_by_us
-from drum_compat.fastapi_backend.protocol import DrumConfig
+from drum_compat.servers.uvicorn_protocol import DrumConfig
 from drum_compat.shared.guards.protocol import ProtocolLimits
 
 PROTOCOL_LIMITS = tuple(ProtocolLimits.__dataclass_fields__)
@@ -27,7 +27,7 @@ logger = logging.getLogger("uvicorn.error")
 
 class BacklogServer(Server):
     """uvicorn's Server; with DRUM_QUEUE_IN_BACKLOG it keeps its listening sockets for the worker's own accept loop
-    (fastapi_backend.balancing) instead of serving them: uvloop would accept every connection waiting at once."""
+    (servers.uvicorn_balancing) instead of serving them: uvloop would accept every connection waiting at once."""
 
     listening: list[socket.socket] = []
 
@@ -100,13 +100,13 @@ class DrumSupervisor(Multiprocess):
 
 def main() -> None:
     options = ServerOptions.from_environ()
-    # what uvicorn has no setting for is applied by drum-compat: recycling by each worker's app
-    # (fastapi_backend.recycling), protocol limits by the protocol (fastapi_backend.protocol)
+    # what uvicorn has no setting for is applied by drum-compat: recycling by each worker
+    # (servers.uvicorn_worker), protocol limits by the protocol (servers.uvicorn_protocol)
     ours = uvicorn_settings_applied_by_us()
     given = options.server_settings or {}
     settings = {name: value for name, value in given.items() if name not in ours}
     config = DrumConfig(
-        "drum_compat.fastapi_backend.asgi:app_from_environment",
+        "drum_compat.servers.uvicorn_worker:app_from_environment",
         protocol_limits=ProtocolLimits(**{name: given[name] for name in PROTOCOL_LIMITS if name in given}),
         queue_in_backlog=setting_value(options.core_settings or {}, "queue_in_backlog"),
         factory=True,

@@ -3,7 +3,6 @@ any token method reaching the app, and an answer for a client that half-closes a
 from __future__ import annotations
 
 import os
-import re
 import resource
 from typing import Callable
 
@@ -15,25 +14,16 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from drum_compat.runtime.supervisor import die_with_parent
 from drum_compat.fastapi_backend.at_once import AnswersAtOnce, Pending, Replayed
 
-from drum_compat.shared.guards.protocol import ProtocolLimits, ProtocolRefusal, malformed, method_refusal, version_refusal
+from drum_compat.shared.guards.protocol import (ProtocolLimits, ProtocolRefusal, bodiless, first_line_verdict, malformed,
+                                               version_refusal)
 from drum_compat.shared.guards.room import longest_waiting, short_of_fds
 from drum_compat.shared.metrics import CLOSED_FOR_ROOM, SLOW_HEAD
 
 # llhttp parses a fixed list of methods; these are the ones it is sure to know
 PARSED_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
 STAND_IN_METHOD = b"GET"  # what llhttp parses in place of a method it does not know
-FIRST_TOKEN = re.compile(rb"([^ \r\n]*) ")
-REQUEST_LINE = re.compile(rb"([^ \r\n]+) [^ \r\n]+ HTTP/((\d)\.(\d))\r?\n")  # method, version, its digits
-VERSIONLESS_LINE = re.compile(rb"[^ \r\n]+ [^ \r\n]+\r?\n")  # HTTP/0.9: llhttp would wait for a head that never comes
-USUAL_VERSIONS = frozenset({b"1.1", b"1.0"})
 HTTP_VERSION_SUFFIX = len(" HTTP/1.1")
 HEAD_END = b"\r\n\r\n"
-
-
-def bodiless(headers: list[tuple[bytes, bytes]]) -> bool:
-    """No body follows the head (uvicorn's header names are lowercased)."""
-    return not any(name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
-                   for name, value in headers)
 
 
 class Refused(Exception):
@@ -48,7 +38,7 @@ class DrumConfig(uvicorn.Config):
                  **kwargs) -> None:
         super().__init__(*args, http=DrumHttpToolsProtocol, **kwargs)
         self.protocol_limits = protocol_limits
-        self.queue_in_backlog = queue_in_backlog  # DRUM_QUEUE_IN_BACKLOG: the worker accepts itself (fastapi_backend.balancing)
+        self.queue_in_backlog = queue_in_backlog  # DRUM_QUEUE_IN_BACKLOG: the worker accepts itself (servers.uvicorn_balancing)
         self.master = os.getpid()
         self.warned_short_of_fds = False  # in each worker: the first closure for room is logged, the metric counts all
         self.connection_closed: Callable[[], None] | None = None  # in each worker: DRUM_QUEUE_IN_BACKLOG's accept loop
@@ -128,26 +118,15 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
 
     def _stand_in_for_unknown_method(self, data: bytes) -> bytes:
-        """gunicorn hands any token method to the app (which answers 404/405); llhttp would reject one it does
-        not know, so it parses a stand-in and the app gets the real method. Versions llhttp rejects get
-        gunicorn's answer too."""
-        versionless = VERSIONLESS_LINE.match(data)
-        if versionless is not None:
-            raise Refused(version_refusal("0.9", versionless.group().rstrip(b"\r\n").decode("latin-1")))
-        line = REQUEST_LINE.match(data)
-        if line is not None and line.group(2) not in USUAL_VERSIONS:
-            refusal = version_refusal(f"{int(line.group(3))}.{int(line.group(4))}", "")
-            if refusal is not None:
-                raise Refused(refusal)
-        match = line or FIRST_TOKEN.match(data)
-        if match is None or match.group(1) in PARSED_METHODS:
+        """llhttp would reject a token method it does not know (gunicorn hands it to the app), so it parses a stand-in
+        and the app gets the real method; gunicorn's refusals of the request line come first."""
+        verdict = first_line_verdict(data, PARSED_METHODS)
+        if isinstance(verdict, ProtocolRefusal):
+            raise Refused(verdict)
+        if verdict is None:
             return data
-        method = match.group(1)
-        refusal = method_refusal(method.decode("latin-1"))
-        if refusal is not None:
-            raise Refused(refusal)
-        self._real_method = method
-        return STAND_IN_METHOD + data[len(method):]
+        self._real_method = verdict
+        return STAND_IN_METHOD + data[len(verdict):]
 
     def _unsupported_upgrade_warning(self) -> None:
         pass  # as gunicorn: an upgrade nobody serves (WebSockets are off without custom_fastapi.py) is answered, unlogged

@@ -10,6 +10,11 @@ from dataclasses import dataclass
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+")
 METHOD_BADCHAR = re.compile(r"[a-z#]")
 HTTP_VERSIONS = ("1.0", "1.1")
+# the start of a request, read before a parser stricter than gunicorn's: method, version and its digits
+REQUEST_LINE = re.compile(rb"([^ \r\n]+) [^ \r\n]+ HTTP/((\d)\.(\d))\r?\n")
+VERSIONLESS_LINE = re.compile(rb"[^ \r\n]+ [^ \r\n]+\r?\n")  # HTTP/0.9
+FIRST_TOKEN = re.compile(rb"([^ \r\n]*) ")
+USUAL_VERSIONS = frozenset({b"1.1", b"1.0"})
 
 
 @dataclass(frozen=True)
@@ -80,3 +85,28 @@ def version_refusal(version: str, request_line: str) -> ProtocolRefusal | None:
 def malformed() -> ProtocolRefusal:
     """Anything else the parser rejects (gunicorn's page names the fault; this one cannot)."""
     return _bad_request("Invalid HTTP request received.")
+
+
+def first_line_verdict(data: bytes, known_methods: frozenset[bytes]) -> ProtocolRefusal | bytes | None:
+    """What gunicorn says of a request's start where a stricter parser (llhttp) would answer otherwise or never: its
+    refusal (HTTP/0.9, a version it rejects, a method that is no token); or a token method `known_methods` lacks, which
+    gunicorn hands to the app (404/405); or None."""
+    versionless = VERSIONLESS_LINE.match(data)
+    if versionless is not None:
+        return version_refusal("0.9", versionless.group().rstrip(b"\r\n").decode("latin-1"))
+    line = REQUEST_LINE.match(data)
+    if line is not None and line.group(2) not in USUAL_VERSIONS:
+        refusal = version_refusal(f"{int(line.group(3))}.{int(line.group(4))}", "")
+        if refusal is not None:
+            return refusal
+    match = line or FIRST_TOKEN.match(data)
+    if match is None or match.group(1) in known_methods:
+        return None
+    method = match.group(1)
+    return method_refusal(method.decode("latin-1")) or method
+
+
+def bodiless(headers: list[tuple[bytes, bytes]]) -> bool:
+    """No body follows the head (header names lowercased, as parsers hand them)."""
+    return not any(name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
+                   for name, value in headers)
