@@ -1,7 +1,7 @@
 """`make bench`: every server pinned to its own core, the load generator on another, one run: requests/s, p50, p99,
 non-2xx and worker memory per workload and number of connections, each cell repeated, with ratios to DRUM 1.18 (when
-`make bench-reference` installed it) and to bare apps doing the same work; then large inputs; the issue's targets
-checked; a markdown report and a PNG chart in --out."""
+`make bench-reference` installed it), to bare apps doing the same work and, with --baseline, to an earlier drum-compat;
+then large inputs; the issue's targets checked; a markdown report and a PNG chart in --out."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from bench import load, report
-from bench.arms import DRUM, Running, all_arms, drum_compat, work_alone_seconds
+from bench.arms import BASELINE, DRUM, Running, all_arms, baseline_arms, drum_compat, work_alone_seconds
 
 CSV_HEADER = b"sqft,bedrooms,age\n"
 
@@ -88,8 +88,11 @@ def main() -> None:
     parser.add_argument("--large-mb", type=int, default=50, help="size of the single large CSV (0: skip)")
     parser.add_argument("--stream-mb", type=int, default=500, help="size of the CSV for /predictionsStream/ (0: skip)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--baseline", metavar="DRUM_COMPAT", help="the drum-compat command of an earlier checkout (installed "
+                        "in a venv of its own): its default stacks run beside these, and the report gives the ratios")
     args = parser.parse_args()
-    arms = [arm for arm in all_arms() if not args.only or any(word in arm.name for word in args.only)]
+    every_arm = all_arms() + (baseline_arms(args.baseline) if args.baseline else [])
+    arms = [arm for arm in every_arm if not args.only or any(word in arm.name for word in args.only)]
     print(f"load generator: {load.generator()}; DRUM 1.18: {'yes' if DRUM.exists() else 'not installed (make bench-reference)'}")
     cells: dict = {}
     with contextlib.ExitStack() as running:
@@ -157,6 +160,7 @@ def main() -> None:
         f"{args.repeats} repeats of {args.seconds:g} s per cell, interleaved across the servers, all up at once "
         "(median, and half the min-max spread).",
         report.load_table(cells, arms, list(workloads()), args.connections),
+        report.baseline_table(cells, arms, list(workloads()), args.connections, BASELINE) if args.baseline else "",
         report.large_table(large, drum_name, args.large_mb) if large else "",
         report.stream_table(streamed, args.stream_mb) if streamed else "",
         "| target | met | figures |\n|---|---|---|\n" + "\n".join(

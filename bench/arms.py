@@ -55,6 +55,17 @@ def drum_compat(name: str, server_type: str, stack: str, **env: str) -> Arm:
                {"DRUM_SERVER_TYPE": server_type, **QUEUE_FOR_ALL, **env}, stack)
 
 
+BASELINED = ("drum-compat gunicorn (gevent)", "drum-compat gunicorn (sync)", "drum-compat fastapi")
+BASELINE = "baseline "  # the name of an arm run by `--baseline`'s drum-compat: this prefix and its twin's name
+
+
+def baseline_arms(executable: str) -> list[Arm]:
+    """The default stacks served by another drum-compat (`--baseline`: an earlier checkout's, installed elsewhere),
+    beside this one's in the same run, so a change is measured against the code before it."""
+    return [Arm(BASELINE + arm.name, "baseline", (executable, *arm.command[1:]), arm.env, arm.stack)
+            for arm in all_arms() if arm.name in BASELINED]
+
+
 def all_arms() -> list[Arm]:
     python = sys.executable
     arms = [

@@ -66,6 +66,25 @@ def load_table(cells: dict, arms: list, workloads: list[str], connections: list[
     return "\n".join(lines)
 
 
+def baseline_table(cells: dict, arms: list, workloads: list[str], connections: list[int], prefix: str) -> str:
+    """Each stack against the same stack of `--baseline`'s drum-compat: the paired ratio of requests/s (1.00x: no
+    change), beside both arms' spreads, which say how large a ratio the run can tell from noise."""
+    lines = ["| workload | conns | server | req/s vs baseline (paired) | spread | baseline's spread | p99 ms | baseline's p99 ms |",
+             "|---|---|---|---|---|---|---|---|"]
+    for workload in workloads:
+        for count in connections:
+            for arm in arms:
+                if arm.kind != "baseline":
+                    continue
+                name = arm.name.removeprefix(prefix)
+                cell, base = cells.get((name, workload, count)), cells.get((arm.name, workload, count))
+                if cell is None or base is None:
+                    continue
+                lines.append(f"| {workload} | {count} | {name} | {paired_ratio(cell, base):.2f}x | {cell.spread()} | "
+                             f"{base.spread()} | {cell.median_p99:.2f} | {base.median_p99:.2f} |")
+    return "\n".join(lines)
+
+
 def large_table(large: dict, drum_name: str | None, megabytes: int) -> str:
     lines = [f"| server | {megabytes} MB CSV: seconds | peak worker RSS MiB | time vs DRUM | RSS vs DRUM |", "|---|---|---|---|---|"]
     base = large.get(drum_name)

@@ -1,9 +1,9 @@
 """The benchmark harness's own logic, without load: wrk's report read right, and the issue's targets judged right."""
 from __future__ import annotations
 
-from bench.arms import all_arms
+from bench.arms import BASELINE, all_arms, baseline_arms
 from bench.load import parse_wrk
-from bench.report import Cell, load_table, targets
+from bench.report import Cell, baseline_table, load_table, targets
 
 WRK_REPORT = """Running 2s test @ http://127.0.0.1:40000/predictions/
   1 threads and 8 connections
@@ -77,3 +77,18 @@ def test_a_ratio_target_is_judged_round_by_round():
     figures = {label: (met, shown) for label, met, shown in targets(cells, {}, {}, all_arms())}
     # rounds 1.125x, 0.91x, 1.04x: the median round meets 0.95x, where the medians' ratio (100 / 106) would not
     assert figures["guards on vs off (fastapi)"] == (True, "1.04x (needs 0.95x; medians 0.94x)")
+
+
+def test_a_baseline_runs_the_default_stacks_of_another_drum_compat_and_is_compared_round_by_round():
+    baseline = baseline_arms("/elsewhere/bin/drum-compat")
+    assert [arm.name for arm in baseline] == [BASELINE + name for name in
+                                              ("drum-compat gunicorn (gevent)", "drum-compat gunicorn (sync)", "drum-compat fastapi")]
+    ours = {arm.name: arm for arm in all_arms()}
+    for arm in baseline:
+        twin = ours[arm.name.removeprefix(BASELINE)]
+        assert arm.command == ("/elsewhere/bin/drum-compat", *twin.command[1:]) and arm.env == twin.env
+    # round by round: a slow second round falls on both arms, so the paired ratio stays 1.10x
+    cells = {("drum-compat fastapi", "ping", 8): Cell(rps=[1100, 550, 1100], p50=[1], p99=[2.0]),
+             (BASELINE + "drum-compat fastapi", "ping", 8): Cell(rps=[1000, 500, 1000], p50=[1], p99=[3.0])}
+    table = baseline_table(cells, [*all_arms(), *baseline], ["ping"], [8], BASELINE)
+    assert table.splitlines()[2:] == ["| ping | 8 | drum-compat fastapi | 1.10x | ±25% | ±25% | 2.00 | 3.00 |"]
