@@ -15,6 +15,7 @@ from drum_compat.runtime.extensions import FASTAPI_EXTENSION_FILE, extension_ref
 from drum_compat.runtime.instance import InstanceError
 from drum_compat.runtime.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.runtime.options import ServerOptions, add_server_arguments
+from drum_compat.runtime.params_file import RuntimeParametersFileError, runtime_parameter_values
 from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
 from drum_compat.runtime.record import unusable_reason
 from drum_compat.runtime.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
@@ -186,14 +187,20 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from drum_compat.compat.ab.status import run as show_status
 
             return show_status(args)
-        options = server_options(args, environ)
+        parameters = runtime_parameter_values(args.runtime_params_file, args.code_dir) if args.runtime_params_file and args.code_dir else {}
+        # as under DRUM, whose server type and gunicorn settings are read once the file is loaded
+        options = server_options(args, {**environ, **parameters})
         model_config(options)  # reads model-metadata.yaml only: the model itself loads in the workers
         refusal = extension_refusal(options.code_dir, SERVER_TYPES[options.server_type].stack)
         if refusal:
             raise ValueError(refusal)
+    except RuntimeParametersFileError as exc:  # DRUM stops with its message and status 1
+        print(f"drum-compat: error: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, ModelConfigError, SettingError, TlsConfigError) as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    os.environ.update(parameters)  # the server and its workers, model code included, read them as under DRUM
     from drum_compat.compat.launch import launch
 
     try:

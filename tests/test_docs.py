@@ -37,6 +37,15 @@ def test_readme_prediction_example():
     assert output.strip() == expected.strip()
 
 
+@pytest.mark.servers
+def test_readme_runtime_parameters_example():
+    command, request, expected = blocks_after(README, "readme-example: runtime parameters")[:3]
+    with example(command.replace("\\\n", " "), "127.0.0.1:8080", "/") as server:
+        request = request.replace("127.0.0.1:8080", f"127.0.0.1:{server.port}")
+        output = subprocess.run(request, shell=True, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert output == expected
+
+
 def example(command: str, address: str, ready_path: str, **request) -> Program:
     """A documented server command, its `address` moved to a free port, in a shell of its own session, until
     `ready_path` answers (its answer in `.ready`)."""

@@ -17,8 +17,10 @@ from tests.models import write_model
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLE_MODELS = sorted(path.name for path in (EXAMPLES / "models").iterdir() if path.is_dir())
 EXAMPLE_DATA = {"regression": ["houses.csv"], "binary": ["customers.csv"], "unstructured": ["houses.csv"], "cpu_bound": [],
-                "chat": []}
+                "chat": [], "parameters": ["houses.csv"]}
 EXAMPLE_ENV = {"chat": {"TARGET_NAME": "resultText"}}  # a text-generation model names its target
+# DRUM's options parity hands both servers
+EXAMPLE_ARGS = {"parameters": ["--runtime-params-file", str(EXAMPLES / "models" / "parameters" / "values.yaml")]}
 # answers that tell the two stacks apart: the server process's DRUM_SERVER_TYPE reaches the model
 TELLS_STACKS_APART = '''
 import os
@@ -42,7 +44,7 @@ def parity(*args: str, timeout: float = 300, **env: str) -> subprocess.Completed
 @pytest.mark.parametrize("model", EXAMPLE_MODELS)
 def test_every_example_model_answers_alike_on_both_stacks(model, tmp_path):
     data = [str(EXAMPLES / "data" / name) for name in EXAMPLE_DATA[model]]
-    finished = parity("--code-dir", str(EXAMPLES / "models" / model), *(["--data", *data] if data else []),
+    finished = parity("--code-dir", str(EXAMPLES / "models" / model), *(["--data", *data] if data else []), *EXAMPLE_ARGS.get(model, []),
                       "--junit", str(tmp_path / "parity.xml"), "--json", str(tmp_path / "parity.json"), **EXAMPLE_ENV.get(model, {}))
     report = json.loads((tmp_path / "parity.json").read_text())
     assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]

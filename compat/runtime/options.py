@@ -28,7 +28,7 @@ class DrumOption:
     flag: str
     env: str | None
     help: str
-    kind: str = "value"  # value | int | list | flag | choice
+    kind: str = "value"  # value | int | list | flag | choice | file (an existing file, made absolute, as DRUM checks it)
     choices: tuple[str, ...] = ()
     default: object = None
 
@@ -48,6 +48,8 @@ SERVER_OPTIONS: tuple[DrumOption, ...] = (
     DrumOption("--logging-level", None, "Log level.", kind="choice", choices=LOG_LEVELS, default="warning"),
     DrumOption("--with-error-server", "WITH_ERROR_SERVER", "If the model fails to load, answer 513 with the cause instead of exiting.", kind="flag"),
     DrumOption("--max-workers", "MAX_WORKERS", "Server worker processes (default 1).", kind="int", default=0),
+    DrumOption("--runtime-params-file", "RUNTIME_PARAMS_FILE", "YAML values of the runtime parameters model-metadata.yaml "
+               "defines (runtimeParameterDefinitions), as DRUM loads them.", kind="file"),
 )
 
 
@@ -88,6 +90,12 @@ class ServerOptions:
         return cls(**json.loads(env[WORKER_OPTIONS_ENV]))
 
 
+def existing_file(path: str) -> str:
+    if not os.path.exists(path):
+        raise argparse.ArgumentTypeError(f"The file {path} does not exist!")  # DRUM's words
+    return os.path.abspath(path)
+
+
 def _env_default(option: DrumOption, environ: Mapping[str, str]):
     """DRUM's rule: an env var fills an option not given on the command line; empty means unset."""
     raw = environ.get(option.env, "") if option.env else ""
@@ -122,6 +130,8 @@ def add_server_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, 
             kwargs["nargs"] = "+"
         elif option.kind == "choice":
             kwargs["choices"] = option.choices
+        elif option.kind == "file":
+            kwargs["type"] = existing_file  # argparse checks an env var's default through it too
         parser.add_argument(option.flag, **kwargs)
 
 
