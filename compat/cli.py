@@ -14,6 +14,7 @@ from drum_compat.runtime.bootstrap import configure_logging, model_config
 from drum_compat.runtime.extensions import FASTAPI_EXTENSION_FILE, extension_refusal
 from drum_compat.runtime.instance import InstanceError
 from drum_compat.runtime.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
+from drum_compat.runtime.deployment_config import DeploymentConfigError, deployment_target
 from drum_compat.runtime.options import ServerOptions, add_server_arguments
 from drum_compat.runtime.params_file import RuntimeParametersFileError, runtime_parameter_values
 from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
@@ -151,6 +152,7 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
         class_labels_file=args.class_labels_file,
         logging_level=args.logging_level,
         with_error_server=args.with_error_server,
+        deployment_config=args.deployment_config,
         workers=workers,
         target_name=environ.get("TARGET_NAME") or None,
         server_type=server_type,
@@ -191,10 +193,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         # as under DRUM, whose server type and gunicorn settings are read once the file is loaded
         options = server_options(args, {**environ, **parameters})
         model_config(options)  # reads model-metadata.yaml only: the model itself loads in the workers
+        if options.deployment_config:
+            deployment_target(options.deployment_config)  # DRUM finds a bad one in each worker, rebooted forever
         refusal = extension_refusal(options.code_dir, SERVER_TYPES[options.server_type].stack)
         if refusal:
             raise ValueError(refusal)
-    except RuntimeParametersFileError as exc:  # DRUM stops with its message and status 1
+    except (RuntimeParametersFileError, DeploymentConfigError) as exc:  # DRUM's message and status 1
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return 1
     except (ValueError, ModelConfigError, SettingError, TlsConfigError) as exc:

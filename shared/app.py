@@ -48,6 +48,7 @@ class AppSettings:
     metrics_dir: str | None = None  # prometheus_client's multiprocess directory; None: this process only
     direct_access_url: str = ""  # the OpenAI-compatible upstream of /directAccess/ and /nim/; empty: 400, as DRUM
     stream_batch_rows: int = 10_000  # rows per batch of /predictionsStream/
+    pps_target: dict | None = None  # a deployment config's `target`: predictions answered in PPS format (shared.pps)
 
 
 class DrumApp:
@@ -77,7 +78,7 @@ class DrumApp:
         title = (read_model_metadata(model.config.code_dir) or {}).get("name") or "DRUM model"
         docs = ApiDocs(PREDICTION_ROUTES, settings.url_prefix, title, __version__, bundled_assets())
         handlers = PredictionHandlers(model, settings.server_type.stack, gate, metrics, docs, upstream=settings.direct_access_url,
-                                      stream_batch_rows=settings.stream_batch_rows)
+                                      stream_batch_rows=settings.stream_batch_rows, pps_target=settings.pps_target)
         return cls(handlers, PREDICTION_ROUTES, settings, metrics)
 
     @classmethod

@@ -16,8 +16,9 @@ from drum_compat.shared import proxy
 from drum_compat.shared.model import chat
 from drum_compat.shared.model.config import read_model_metadata
 from drum_compat.shared.openapi import ApiDocs
-from drum_compat.shared.model.python_model import PythonModel
+from drum_compat.shared.model.python_model import Predictions, PythonModel
 from drum_compat.shared.model.target_types import TargetType
+from drum_compat.shared.pps import pps_json
 from drum_compat.shared.payloads import (
     CSV_MIMETYPES,
     FORM_MIMETYPES,
@@ -83,7 +84,8 @@ def is_constant(handlers, endpoint: str) -> bool:
 
 class PredictionHandlers:
     def __init__(self, model: PythonModel, stack: Stack, admission: AdmissionGate, metrics: Metrics, docs: ApiDocs,
-                 monitor: ResourceMonitor | None = None, upstream: str = "", stream_batch_rows: int = 10_000) -> None:
+                 monitor: ResourceMonitor | None = None, upstream: str = "", stream_batch_rows: int = 10_000,
+                 pps_target: dict | None = None) -> None:
         self.api_docs = docs
         # runtime parameters: read once, at load
         self.llm_id = RuntimeParameters.get(LLM_ID) if RuntimeParameters.has(LLM_ID) else None
@@ -91,6 +93,7 @@ class PredictionHandlers:
         self.upstream_timeout = int(RuntimeParameters.get(timeout)) if RuntimeParameters.has(timeout) else proxy.DEFAULT_TIMEOUT
         self.upstream = upstream  # DRUM_DIRECT_ACCESS_URL; empty: none
         self.stream_batch_rows = stream_batch_rows  # DRUM_STREAM_BATCH_ROWS
+        self.pps_target = pps_target  # --deployment-config's `target`; None: DRUM's own answer format
         self.model = model
         self.stack = stack
         self.admission = admission
@@ -216,8 +219,12 @@ class PredictionHandlers:
         if rejected is not None:
             return rejected
         result = self.model.predict(features.binary_data, features.mimetype, features.charset, colnames)
-        payload = predictions_json(result.predictions, result.extra_model_output)
-        return NeutralResponse(200, payload, own_headers(("Content-Type", JSON_MIMETYPE)))
+        return NeutralResponse(200, self._answer(result), own_headers(("Content-Type", JSON_MIMETYPE)))
+
+    def _answer(self, result: Predictions) -> bytes:
+        if self.pps_target is not None:
+            return pps_json(result.predictions, result.extra_model_output, self.pps_target, self.target_type)
+        return predictions_json(result.predictions, result.extra_model_output)
 
     def predict_stream(self, request: NeutralRequest) -> NeutralResponse:
         """/predictionsStream/ (an addition to DRUM): a raw CSV scored DRUM_STREAM_BATCH_ROWS rows at a time, each batch
@@ -234,7 +241,7 @@ class PredictionHandlers:
                 whole.body += b"\n"
                 whole.headers.set("Content-Type", NDJSON_MIMETYPE)
             return whole
-        lines = (predictions_json(batch.predictions, batch.extra_model_output) + b"\n"
+        lines = (self._answer(batch) + b"\n"
                  for batch in (self.model.predict_frame(frame, None, mimetype, charset)
                                for frame in csv_batches(file, self.stream_batch_rows)))
         first = next(lines)  # now, in the handler: a CSV or a model that fails at once gets its error status

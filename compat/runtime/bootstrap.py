@@ -6,9 +6,11 @@ import logging
 import os
 import sys
 import threading
+from dataclasses import replace
 from functools import partial
 from typing import Any, Callable, Mapping
 
+from drum_compat.runtime.deployment_config import deployment_target
 from drum_compat.runtime.instance import instance_dir
 from drum_compat.runtime.options import ServerOptions
 from drum_compat.runtime.record import recorder_from
@@ -105,6 +107,8 @@ def build_core(options: ServerOptions, stack: Stack, new_lock: Callable[[], Any]
     configure_logging(options.logging_level)
     core_values = options.core_settings or {}
     settings = app_settings(server_type_of(options, stack), core_values)
+    if options.deployment_config:
+        settings = replace(settings, pps_target=deployment_target(options.deployment_config))
     core = DrumApp.load(model_config(options), settings, options.with_error_server, new_lock)
     core.recorder = recorder_from(partial(setting_value, core_values))
     if core.recorder is not None:

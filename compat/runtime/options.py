@@ -48,6 +48,8 @@ SERVER_OPTIONS: tuple[DrumOption, ...] = (
     DrumOption("--logging-level", None, "Log level.", kind="choice", choices=LOG_LEVELS, default="warning"),
     DrumOption("--with-error-server", "WITH_ERROR_SERVER", "If the model fails to load, answer 513 with the cause instead of exiting.", kind="flag"),
     DrumOption("--max-workers", "MAX_WORKERS", "Server worker processes (default 1).", kind="int", default=0),
+    DrumOption("--deployment-config", "DEPLOYMENT_CONFIG", "JSON deployment config whose `target` section makes /predict/ "
+               "and /predictions/ answer in DataRobot's PPS format, as DRUM does.", kind="file"),
     DrumOption("--runtime-params-file", "RUNTIME_PARAMS_FILE", "YAML values of the runtime parameters model-metadata.yaml "
                "defines (runtimeParameterDefinitions), as DRUM loads them.", kind="file"),
 )
@@ -64,6 +66,7 @@ class ServerOptions:
     class_labels_file: str | None = None
     logging_level: str = "warning"
     with_error_server: bool = False
+    deployment_config: str | None = None  # its path: each worker reads it (runtime.deployment_config)
     workers: int = 1  # effective: CUSTOM_MODEL_WORKERS, else --max-workers, else MAX_WORKERS, else 1
     target_name: str | None = None
     server_type: str = "gunicorn"
