@@ -250,6 +250,9 @@ def test_a_body_trickled_past_the_request_timeout_gets_408_and_the_connection_cl
     assert counted == 1
 
 
+CLOCK_GRAIN = 0.005  # seconds
+
+
 @pytest.mark.parametrize("sent", [b"POST /predictUnstructured/ HTTP/1.1\r\nHost: x\r\n", b""], ids=["part", "nothing"])
 @pytest.mark.parametrize("configuration", ["gunicorn-gevent", "fastapi"])
 def test_a_request_head_that_never_ends_is_closed_after_the_keep_alive_period(tmp_path, configuration, sent):
@@ -263,7 +266,9 @@ def test_a_request_head_that_never_ends_is_closed_after_the_keep_alive_period(tm
             took = time.monotonic() - began
         counted = rejections(server.base_url, "head_too_slow")
     assert received == b""  # closed without an answer, as gunicorn does
-    assert keepalive <= took
+    # uvloop's clock is libuv's, read in whole milliseconds at the start of each turn of the loop: its timer may end a
+    # millisecond before the wall clock's period (measured once: 0.99996 s of 1 s)
+    assert keepalive - CLOCK_GRAIN <= took
     if configuration == "fastapi":
         assert counted == 1  # gunicorn closes it inside its own loop, uncounted
 
