@@ -15,7 +15,7 @@ from drum_compat.runtime.extensions import FASTAPI_EXTENSION_FILE, extension_ref
 from drum_compat.runtime.instance import InstanceError
 from drum_compat.runtime.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.runtime.deployment_config import DeploymentConfigError, deployment_target
-from drum_compat.runtime.options import ServerOptions, add_server_arguments
+from drum_compat.runtime.options import ServerOptions, add_drum_only_arguments, add_server_arguments, unserved
 from drum_compat.runtime.params_file import RuntimeParametersFileError, runtime_parameter_values
 from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
 from drum_compat.runtime.record import unusable_reason
@@ -25,9 +25,12 @@ from drum_compat.shared import __version__
 from drum_compat.shared.model.config import ModelConfigError
 from drum_compat.shared.model.python_model import find_code_file
 from drum_compat.shared.proxy import without_credentials
+from drum_compat.shared.runtime_parameters import RuntimeParameters
 from drum_compat.shared.server_types import SERVER_TYPES, Server, Stack
 
 USAGE_ERROR = 2
+PRODUCTION_NEEDS_WORKERS = "Production mode requires a non-zero number of workers [--max-workers > 0]."
+SERVER_MODE_HEADER = "Detected REST server mode - this is an advanced option"  # what DRUM's --verbose prints
 logger = logging.getLogger("drum_compat.settings")
 
 
@@ -44,6 +47,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_server_arguments(server, environ)
+    add_drum_only_arguments(server, environ)
     config = commands.add_parser(
         "config", help="Show the effective server settings, where each comes from, and every warning."
     )
@@ -189,6 +193,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from drum_compat.compat.ab.status import run as show_status
 
             return show_status(args)
+        if args.production and args.max_workers == 0 and not RuntimeParameters.has("CUSTOM_MODEL_WORKERS", environ):
+            print(PRODUCTION_NEEDS_WORKERS)  # DRUM's check, words and status
+            return 1
+        refusals = unserved(args, environ)
+        if refusals:
+            for line in refusals:
+                print(f"drum-compat: error: {line}", file=sys.stderr)
+            return USAGE_ERROR
+        if args.verbose:
+            print(SERVER_MODE_HEADER)
         parameters = runtime_parameter_values(args.runtime_params_file, args.code_dir) if args.runtime_params_file and args.code_dir else {}
         # as under DRUM, whose server type and gunicorn settings are read once the file is loaded
         options = server_options(args, {**environ, **parameters})

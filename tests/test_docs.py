@@ -88,6 +88,16 @@ def test_readme_documents_every_option_and_server_type():
         assert f"`{server_type}`" in README, server_type
 
 
+def test_the_guide_names_every_drum_option_and_variable():
+    from drum_compat.runtime.options import ACCEPTED_OPTIONS, UNSERVED_OPTIONS
+
+    table = GUIDE.split("## DRUM's command line and variables", 1)[1].split("\n## ", 1)[0]
+    for option in (*SERVER_OPTIONS, *ACCEPTED_OPTIONS, *UNSERVED_OPTIONS):
+        assert f"`{option.flag}" in table, option.flag
+        for name in ((option.env,) if isinstance(option.env, str) else option.env or ()):
+            assert f"`{name}`" in table, name
+
+
 @pytest.mark.servers
 def test_guide_guards_example():
     command, access_line = blocks_after(GUIDE, "guide-example: guards")[:2]

@@ -8,6 +8,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
+from drum_compat.shared.runtime_parameters import RuntimeParameters
+
 WORKER_OPTIONS_ENV = "DRUM_COMPAT_SERVER_OPTIONS"  # how the launcher hands options to workers
 LOG_LEVELS = ("noset", "debug", "info", "warning", "error", "critical")
 _TRUE = {"1", "true", "yes", "y", "t", "on"}
@@ -31,6 +33,7 @@ class DrumOption:
     kind: str = "value"  # value | int | list | flag | choice | file (an existing file, made absolute, as DRUM checks it)
     choices: tuple[str, ...] = ()
     default: object = None
+    aliases: tuple[str, ...] = ()  # DRUM's other spellings of the flag
 
     @property
     def dest(self) -> str:
@@ -38,7 +41,7 @@ class DrumOption:
 
 
 SERVER_OPTIONS: tuple[DrumOption, ...] = (
-    DrumOption("--code-dir", "CODE_DIR", "Model directory: custom.py hooks and/or one model artifact."),
+    DrumOption("--code-dir", "CODE_DIR", "Model directory: custom.py hooks and/or one model artifact.", aliases=("-cd",)),
     DrumOption("--address", "ADDRESS", "host[:port] to listen on; the port defaults to 8080."),
     DrumOption("--target-type", "TARGET_TYPE", "Target type; may also come from model-metadata.yaml."),
     DrumOption("--positive-class-label", "POSITIVE_CLASS_LABEL", "Binary models: the positive class label."),
@@ -53,6 +56,64 @@ SERVER_OPTIONS: tuple[DrumOption, ...] = (
     DrumOption("--runtime-params-file", "RUNTIME_PARAMS_FILE", "YAML values of the runtime parameters model-metadata.yaml "
                "defines (runtimeParameterDefinitions), as DRUM loads them.", kind="file"),
 )
+
+
+# DRUM's options that change nothing unless one drum-compat refuses is on (monitoring, DataRobot API access), or that
+# `drum server` accepts for other commands' sake: accepted, with DRUM's (lack of) effect
+ACCEPTED_OPTIONS: tuple[DrumOption, ...] = (
+    DrumOption("--deployment-id", "DEPLOYMENT_ID", "MLOps deployment id (used only by --monitor)."),
+    DrumOption("--model-id", "MODEL_ID", "MLOps model id (used only by --monitor)."),
+    DrumOption("--monitor-settings", "MONITOR_SETTINGS", "MLOps agent settings (used only by --monitor)."),
+    DrumOption("--webserver", "EXTERNAL_WEB_SERVER_URL", "DataRobot's URL (used only by --monitor, --allow-dr-api-access)."),
+    DrumOption("--api-token", "API_TOKEN", "DataRobot API token (used only by --monitor, --allow-dr-api-access)."),
+    DrumOption("--query", None, "Query params of `drum score`'s unstructured mode (no effect on a server, as in DRUM)."),
+    DrumOption("--content-type", None, "Content type of `drum score`'s unstructured mode (no effect on a server, as in DRUM)."),
+    DrumOption("--language", None, "The model's language; drum-compat serves Python models.", kind="choice",
+               choices=("python", "r", "java", "other")),
+    DrumOption("--verbose", None, "Print DRUM's mode header at start.", kind="flag"),
+    DrumOption("--show-stacktrace", "SHOW_STACKTRACE", "Show a startup failure's stack trace (drum-compat always logs it).",
+               kind="flag"),
+    DrumOption("--production", "PRODUCTION", "[DEPRECATED in DRUM] Requires --max-workers, as in DRUM; no other effect.",
+               kind="flag"),
+)
+SERVED_LANGUAGE = "python"
+
+
+@dataclass(frozen=True)
+class UnservedOption:
+    """A `drum server` option drum-compat does not serve: the parser takes it so that it can be named, and the start is
+    refused with why (exit 2), never dropped silently; `env`: the variables that set it, read as DRUM reads them."""
+    flag: str
+    why: str
+    env: tuple[str, ...] = ()
+    kind: str = "flag"  # flag | value
+
+
+RUN_IT_INSIDE = "drum-compat starts no containers: run drum-compat inside the image instead"
+NOT_YET = "drum-compat does not do this yet, and serving without it would lose what it does"
+UNSERVED_OPTIONS: tuple[UnservedOption, ...] = (
+    UnservedOption("--docker", f"runs the model in a Docker image; {RUN_IT_INSIDE}", kind="value"),
+    UnservedOption("--memory", f"limits --docker's container; {RUN_IT_INSIDE}", kind="value"),
+    UnservedOption("--skip-deps-install", f"concerns --docker's image build; {RUN_IT_INSIDE}"),
+    UnservedOption("--gpu-predictor", "serves a GPU predictor (Triton, NIM, vLLM), which drum-compat does not run", kind="value"),
+    *(UnservedOption(flag, "is for --gpu-predictor triton, which drum-compat does not run", kind="value")
+      for flag in ("--triton-host", "--triton-http-port", "--triton-grpc-port")),
+    UnservedOption("--sidecar", "runs DRUM as a sidecar of another model container, which drum-compat does not do"),
+    UnservedOption("--monitor", f"reports every prediction to DataRobot MLOps; {NOT_YET}", ("MONITOR",)),
+    UnservedOption("--monitor-embedded", f"lets an unstructured model report to DataRobot MLOps; {NOT_YET}",
+                   ("MLOPS_REPORTING_FROM_UNSTRUCTURED_MODELS",)),
+    UnservedOption("--allow-dr-api-access", f"gives model code a DataRobot API client; {NOT_YET}",
+                   ("ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS",)),
+    UnservedOption("--user-secrets-mount-path", f"hands model code its user secrets; {NOT_YET}", ("USER_SECRETS_MOUNT_PATH",),
+                   kind="value"),
+    UnservedOption("--user-secrets-prefix", f"hands model code its user secrets; {NOT_YET}", ("USER_SECRETS_PREFIX",),
+                   kind="value"),
+    UnservedOption("--lazy-loading-file", "downloads model files from DataRobot's object storage at start, which drum-compat "
+                   "does not reach", ("LAZY_LOADING_FILE",), kind="value"),
+    UnservedOption("--show-perf", f"times each prediction for /stats/'s time_info; {NOT_YET}"),
+)
+# set in the environment, DRUM exports traces, logs and metrics over OTLP (unless the OTEL_SDK_DISABLED runtime parameter)
+OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 
 @dataclass(frozen=True)
@@ -135,7 +196,35 @@ def add_server_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, 
             kwargs["choices"] = option.choices
         elif option.kind == "file":
             kwargs["type"] = existing_file  # argparse checks an env var's default through it too
-        parser.add_argument(option.flag, **kwargs)
+        parser.add_argument(option.flag, *option.aliases, **kwargs)
+
+
+def add_drum_only_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """The rest of `drum server`'s options: accepted with DRUM's effect, or taken so that the start can refuse them."""
+    add_server_arguments(parser, environ, ACCEPTED_OPTIONS)
+    for option in UNSERVED_OPTIONS:
+        parser.add_argument(option.flag, dest=option.flag.lstrip("-").replace("-", "_"),
+                            action="store_true" if option.kind == "flag" else "store",
+                            help=f"Refused: DRUM's {option.flag} {option.why}.")
+
+
+def unserved(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
+    """Why the start is refused: one line per option or variable that asks for what drum-compat does not serve."""
+    lines = []
+    for option in UNSERVED_OPTIONS:
+        given = getattr(args, option.flag.lstrip("-").replace("-", "_"))
+        set_by = [name for name in option.env if environ.get(name, "") != ""
+                  and (option.kind == "value" or parse_bool(name, environ[name]))]
+        if given or set_by:
+            source = option.flag if given else f"{set_by[0]}={environ[set_by[0]]}"
+            lines.append(f"{source}: DRUM's {option.flag} {option.why}")
+    if args.language not in (None, SERVED_LANGUAGE):
+        lines.append(f"--language {args.language}: drum-compat serves Python models only")
+    disabled = RuntimeParameters.has("OTEL_SDK_DISABLED", environ) and RuntimeParameters.get("OTEL_SDK_DISABLED", environ)
+    if environ.get(OTLP_ENDPOINT) and not disabled:
+        lines.append(f"{OTLP_ENDPOINT}={environ[OTLP_ENDPOINT]}: DRUM exports traces, logs and metrics there (OpenTelemetry); "
+                     f"{NOT_YET} (set the OTEL_SDK_DISABLED runtime parameter to true to serve without them)")
+    return lines
 
 
 def as_arguments(args: argparse.Namespace, options: tuple[DrumOption, ...]) -> list[str]:
