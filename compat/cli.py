@@ -157,6 +157,7 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
         logging_level=args.logging_level,
         with_error_server=args.with_error_server,
         deployment_config=args.deployment_config,
+        show_perf=args.show_perf,
         workers=workers,
         target_name=environ.get("TARGET_NAME") or None,
         server_type=server_type,

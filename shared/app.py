@@ -29,6 +29,7 @@ from drum_compat.shared.request_id import REQUEST_ID_HEADER, RequestIds
 from drum_compat.shared.routes import (ERROR_SERVER_ROUTES, PREDICTION_ROUTES, Route, RouteMatch, build_url_map,
                                       flask_methods, prefixed, resolve)
 from drum_compat.shared.server_types import ServerType
+from drum_compat.shared.timings import PredictorTimings
 
 logger = logging.getLogger("drum_compat")
 
@@ -49,6 +50,7 @@ class AppSettings:
     direct_access_url: str = ""  # the OpenAI-compatible upstream of /directAccess/ and /nim/; empty: 400, as DRUM
     stream_batch_rows: int = 10_000  # rows per batch of /predictionsStream/
     pps_target: dict | None = None  # a deployment config's `target`: predictions answered in PPS format (shared.pps)
+    show_perf: bool = False  # each prediction timed for /stats/ (shared.timings)
 
 
 class DrumApp:
@@ -78,7 +80,8 @@ class DrumApp:
         title = (read_model_metadata(model.config.code_dir) or {}).get("name") or "DRUM model"
         docs = ApiDocs(PREDICTION_ROUTES, settings.url_prefix, title, __version__, bundled_assets())
         handlers = PredictionHandlers(model, settings.server_type.stack, gate, metrics, docs, upstream=settings.direct_access_url,
-                                      stream_batch_rows=settings.stream_batch_rows, pps_target=settings.pps_target)
+                                      stream_batch_rows=settings.stream_batch_rows, pps_target=settings.pps_target,
+                                      timings=PredictorTimings() if settings.show_perf else None)
         return cls(handlers, PREDICTION_ROUTES, settings, metrics)
 
     @classmethod

@@ -37,6 +37,7 @@ from drum_compat.shared.resources import ResourceMonitor
 from drum_compat.shared.runtime_parameters import RuntimeParameters
 from drum_compat.shared.server_types import Stack
 from drum_compat.shared.steps import Steps
+from drum_compat.shared.timings import UNMEASURED, PredictorTimings, timed
 
 logger = logging.getLogger("drum_compat")
 OK_BODY = flask_json_dumps({"message": "OK"})  # the health checks' answer, encoded once
@@ -47,7 +48,6 @@ PAYLOAD_FORMATS = {"csv": None, "mtx": None}
 CHAT_NOT_IMPLEMENTED = "This model's chat interface was called, but chat() is not implemented."
 CHAT_NOT_SUPPORTED = "This model's chat interface was called, but chat is not supported."
 CHAT_TARGETS = (TargetType.TEXT_GENERATION, TargetType.AGENTIC_WORKFLOW)  # where a missing hook is "not implemented"
-NO_TIMINGS = {"run_predictor_total": {"avg": None, "max": None, "min": None, "total": None}}
 NOT_READY_WEDGED = ("ERROR: every model thread is held by a request that passed DRUM_CLIENT_REQUEST_TIMEOUT; "
                     "this worker is recycled once that work ends")
 UNSTRUCTURED_TARGETS = (TargetType.UNSTRUCTURED, TargetType.TEXT_GENERATION)
@@ -85,7 +85,7 @@ def is_constant(handlers, endpoint: str) -> bool:
 class PredictionHandlers:
     def __init__(self, model: PythonModel, stack: Stack, admission: AdmissionGate, metrics: Metrics, docs: ApiDocs,
                  monitor: ResourceMonitor | None = None, upstream: str = "", stream_batch_rows: int = 10_000,
-                 pps_target: dict | None = None) -> None:
+                 pps_target: dict | None = None, timings: PredictorTimings | None = None) -> None:
         self.api_docs = docs
         # runtime parameters: read once, at load
         self.llm_id = RuntimeParameters.get(LLM_ID) if RuntimeParameters.has(LLM_ID) else None
@@ -94,6 +94,7 @@ class PredictionHandlers:
         self.upstream = upstream  # DRUM_DIRECT_ACCESS_URL; empty: none
         self.stream_batch_rows = stream_batch_rows  # DRUM_STREAM_BATCH_ROWS
         self.pps_target = pps_target  # --deployment-config's `target`; None: DRUM's own answer format
+        self.timings = timings  # --show-perf; None: /stats/'s time_info stays null, as DRUM's
         self.model = model
         self.stack = stack
         self.admission = admission
@@ -145,7 +146,7 @@ class PredictionHandlers:
                               "supported_payload_formats": PAYLOAD_FORMATS})
 
     def stats(self, request: NeutralRequest) -> NeutralResponse:
-        return json_response({**self.monitor.collect(), "time_info": NO_TIMINGS, "admission": self.admission.snapshot()})
+        return json_response({**self.monitor.collect(), "time_info": self.timings.report() if self.timings else UNMEASURED, "admission": self.admission.snapshot()})
 
     def metrics(self, request: NeutralRequest) -> NeutralResponse:
         return self.telemetry.exposition()
@@ -156,6 +157,7 @@ class PredictionHandlers:
             return json_response({"message": f"ERROR: {MODELS_ONLY_TEXTGEN}"}, 404)
         return json_response(self.model.supported_llm_models(self.llm_id))
 
+    @timed
     def chat(self, request: NeutralRequest) -> NeutralResponse:
         """DRUM's do_chat: a ChatCompletion as JSON, anything else as a stream of server-sent events, made
         chunk by chunk in the model thread (shared.guards.streaming)."""
@@ -205,6 +207,7 @@ class PredictionHandlers:
             )
         return None
 
+    @timed
     def predict(self, request: NeutralRequest) -> NeutralResponse:
         refused = self._not_for_predictions()
         if refused is not None:
@@ -247,6 +250,7 @@ class PredictionHandlers:
         first = next(lines)  # now, in the handler: a CSV or a model that fails at once gets its error status
         return NeutralResponse(200, headers=own_headers(("Content-Type", NDJSON_MIMETYPE)), chunks=prepended(first, lines))
 
+    @timed
     def transform(self, request: NeutralRequest) -> NeutralResponse:
         if self.target_type != TargetType.TRANSFORM:
             endpoint = "/predictUnstructured/" if self.target_type == TargetType.UNSTRUCTURED else "/predict/"
@@ -269,6 +273,7 @@ class PredictionHandlers:
         payload, content_type = multipart_form(transform_response_parts(output, output_target))
         return NeutralResponse(200, payload, own_headers(("Content-Type", content_type)))
 
+    @timed
     def predict_unstructured(self, request: NeutralRequest) -> NeutralResponse:
         if self.target_type not in UNSTRUCTURED_TARGETS:
             return unprocessable(

@@ -109,6 +109,7 @@ def build_core(options: ServerOptions, stack: Stack, new_lock: Callable[[], Any]
     settings = app_settings(server_type_of(options, stack), core_values)
     if options.deployment_config:
         settings = replace(settings, pps_target=deployment_target(options.deployment_config))
+    settings = replace(settings, show_perf=options.show_perf)
     core = DrumApp.load(model_config(options), settings, options.with_error_server, new_lock)
     core.recorder = recorder_from(partial(setting_value, core_values))
     if core.recorder is not None:

@@ -51,6 +51,7 @@ SERVER_OPTIONS: tuple[DrumOption, ...] = (
     DrumOption("--logging-level", None, "Log level.", kind="choice", choices=LOG_LEVELS, default="warning"),
     DrumOption("--with-error-server", "WITH_ERROR_SERVER", "If the model fails to load, answer 513 with the cause instead of exiting.", kind="flag"),
     DrumOption("--max-workers", "MAX_WORKERS", "Server worker processes (default 1).", kind="int", default=0),
+    DrumOption("--show-perf", None, "Time each prediction for /stats/'s time_info, as DRUM does.", kind="flag"),
     DrumOption("--deployment-config", "DEPLOYMENT_CONFIG", "JSON deployment config whose `target` section makes /predict/ "
                "and /predictions/ answer in DataRobot's PPS format, as DRUM does.", kind="file"),
     DrumOption("--runtime-params-file", "RUNTIME_PARAMS_FILE", "YAML values of the runtime parameters model-metadata.yaml "
@@ -110,7 +111,6 @@ UNSERVED_OPTIONS: tuple[UnservedOption, ...] = (
                    kind="value"),
     UnservedOption("--lazy-loading-file", "downloads model files from DataRobot's object storage at start, which drum-compat "
                    "does not reach", ("LAZY_LOADING_FILE",), kind="value"),
-    UnservedOption("--show-perf", f"times each prediction for /stats/'s time_info; {NOT_YET}"),
 )
 # set in the environment, DRUM exports traces, logs and metrics over OTLP (unless the OTEL_SDK_DISABLED runtime parameter)
 OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -128,6 +128,7 @@ class ServerOptions:
     logging_level: str = "warning"
     with_error_server: bool = False
     deployment_config: str | None = None  # its path: each worker reads it (runtime.deployment_config)
+    show_perf: bool = False
     workers: int = 1  # effective: CUSTOM_MODEL_WORKERS, else --max-workers, else MAX_WORKERS, else 1
     target_name: str | None = None
     server_type: str = "gunicorn"
