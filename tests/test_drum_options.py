@@ -100,6 +100,8 @@ def test_every_drum_variable_is_applied_or_refused_by_name(drums, monkeypatch):
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
       "MLOPS_RUNTIME_PARAM_OTEL_SDK_DISABLED": '{"type": "boolean", "payload": true}'}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SDK_DISABLED": "True"}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SDK_DISABLED": "false"}, True),
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, False),
     ({"MONITOR": "false", "ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS": "no"}, False),
     ({"MONITOR": "1"}, True),

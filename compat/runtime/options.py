@@ -209,6 +209,14 @@ def add_drum_only_arguments(parser: argparse.ArgumentParser, environ: Mapping[st
                             help=f"Refused: DRUM's {option.flag} {option.why}.")
 
 
+def otel_disabled(environ: Mapping[str, str]) -> bool:
+    """DRUM's own switch (the OTEL_SDK_DISABLED runtime parameter), or the SDK's (the variable), which turns DRUM's
+    exporters into no-ops."""
+    if RuntimeParameters.has("OTEL_SDK_DISABLED", environ) and RuntimeParameters.get("OTEL_SDK_DISABLED", environ):
+        return True
+    return environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
 def unserved(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
     """Why the start is refused: one line per option or variable that asks for what drum-compat does not serve."""
     lines = []
@@ -221,10 +229,9 @@ def unserved(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
             lines.append(f"{source}: DRUM's {option.flag} {option.why}")
     if args.language not in (None, SERVED_LANGUAGE):
         lines.append(f"--language {args.language}: drum-compat serves Python models only")
-    disabled = RuntimeParameters.has("OTEL_SDK_DISABLED", environ) and RuntimeParameters.get("OTEL_SDK_DISABLED", environ)
-    if environ.get(OTLP_ENDPOINT) and not disabled:
+    if environ.get(OTLP_ENDPOINT) and not otel_disabled(environ):
         lines.append(f"{OTLP_ENDPOINT}={environ[OTLP_ENDPOINT]}: DRUM exports traces, logs and metrics there (OpenTelemetry); "
-                     f"{NOT_YET} (set the OTEL_SDK_DISABLED runtime parameter to true to serve without them)")
+                     f"{NOT_YET} (OTEL_SDK_DISABLED=true serves without them)")
     return lines
 
 
