@@ -59,8 +59,9 @@ def test_every_option_of_drum_server_is_accepted_or_refused_by_name(drums):
     for option in drums["options"]:
         flag = max(option["strings"], key=len)
         value = VALUES.get(flag, (option["choices"] or ["x"])[0]) if option["takes_value"] else None
-        args = parse([flag, *([value] if value is not None else [])], {})
-        refusals = cli.unserved(args, {})
+        environ = {"DEPLOYMENT_ID": "d1"}  # monitoring acts only on a deployment
+        args = parse([flag, *([value] if value is not None else [])], environ)
+        refusals = cli.unserved(args, environ)
         if flag in REFUSED:
             if not any(line.startswith(f"{flag}: DRUM's {flag} ") for line in refusals):
                 found.append((flag, "not refused", refusals))
@@ -84,7 +85,8 @@ def test_every_drum_variable_is_applied_or_refused_by_name(drums, monkeypatch):
             assert name not in env_of and name not in refused_env, name
             continue
         if name in refused_env:
-            refusals = cli.unserved(parse([], {name: value}), {name: value})
+            environ = {name: value, "DEPLOYMENT_ID": "d1"}  # monitoring acts only on a deployment
+            refusals = cli.unserved(parse([], environ), environ)
             if not any(line.startswith(f"{name}={value}: DRUM's {refused_env[name]} ") for line in refusals):
                 found.append((name, "not refused", refusals))
         elif name not in env_of:
@@ -104,7 +106,9 @@ def test_every_drum_variable_is_applied_or_refused_by_name(drums, monkeypatch):
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SDK_DISABLED": "false"}, True),
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, False),
     ({"MONITOR": "false", "ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS": "no"}, False),
-    ({"MONITOR": "1"}, True),
+    ({"MONITOR": "1", "DEPLOYMENT_ID": "d1"}, True),
+    ({"MONITOR": "1", "MLOPS_DEPLOYMENT_ID": "d1"}, True),
+    ({"MONITOR": "1"}, False),  # DRUM: "Deployment id not set, monitoring will be disabled."
 ])
 def test_an_otlp_endpoint_or_monitoring_is_refused_unless_turned_off(environ, refused):
     assert bool(cli.unserved(parse([], environ), environ)) is refused
