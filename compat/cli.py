@@ -15,7 +15,7 @@ from drum_compat.runtime.extensions import FASTAPI_EXTENSION_FILE, extension_ref
 from drum_compat.runtime.instance import InstanceError
 from drum_compat.runtime.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.runtime.deployment_config import DeploymentConfigError, deployment_target
-from drum_compat.runtime.options import ServerOptions, add_drum_only_arguments, add_server_arguments, unserved
+from drum_compat.runtime.options import ServerOptions, add_drum_only_arguments, add_server_arguments, option_rows, unserved
 from drum_compat.runtime.params_file import RuntimeParametersFileError, runtime_parameter_values
 from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
 from drum_compat.runtime.record import unusable_reason
@@ -106,15 +106,24 @@ def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         for setting in SETTINGS
         if setting.names.get(resolution.stack)
     ]
+    drum_args = build_parser(environ).parse_args(["server"])  # drum server's options as the environment sets them
+    options = option_rows(drum_args, environ, SECRET_SHOWN_AS)
+    warnings = [*resolution.warnings, *(f"the server would refuse to start: {line}" for line in unserved(drum_args, environ))]
     if args.json:
-        print(json.dumps({"server_type": server_type, "settings": rows, "warnings": resolution.warnings}, indent=2))
+        print(json.dumps({"server_type": server_type, "settings": rows, "drum_options": options, "warnings": warnings},
+                         indent=2))
         return 0
     print(f"DRUM_SERVER_TYPE={server_type} ({SERVER_TYPES[server_type].description})")
     width = max(len(row["setting"]) for row in rows)
     for row in rows:
         shown = "(not set)" if row["value"] is None else repr(row["value"])
         print(f"  {row['setting']:<{width}}  {shown:<18} {row['source']}")
-    for message in resolution.warnings:
+    print("drum server options (from the environment; the command line wins):")
+    width = max(len(row["option"]) for row in options)
+    for row in options:
+        shown = "(not set)" if row["value"] in (None, False) else repr(row["value"])
+        print(f"  {row['option']:<{width}}  {shown:<18} {row['source']}{'  REFUSED' if row['refused'] else ''}")
+    for message in warnings:
         print(f"warning: {message}")
     return 0
 

@@ -155,3 +155,19 @@ def test_verbose_prints_drums_header_and_the_short_code_dir_flag_works(monkeypat
 def test_what_drum_compat_cannot_run_is_refused_with_one_line(argv, line, monkeypatch, capsys):
     status, launched, _, err = started(argv, {}, monkeypatch, capsys)
     assert (status, launched) == (2, []) and err.startswith(f"drum-compat: error: {line}")
+
+
+def test_config_lists_every_drum_option_with_its_source_a_hidden_token_and_what_would_be_refused():
+    from drum_compat.compat.running import DRUM_COMPAT
+
+    environ = {**{k: v for k, v in os.environ.items() if not k.startswith(("DRUM_", "MLOPS_"))},
+               "API_TOKEN": "the-token", "MONITOR": "true", "DEPLOYMENT_ID": "d1", "TARGET_TYPE": "binary"}
+    shown = subprocess.run([DRUM_COMPAT, "config", "--json"], env=environ, capture_output=True, text=True, check=True).stdout
+    report = json.loads(shown)
+    rows = {row["option"]: row for row in report["drum_options"]}
+    assert set(rows) == {option.flag for option in (*SERVER_OPTIONS, *ACCEPTED_OPTIONS, *UNSERVED_OPTIONS)}
+    assert (rows["--target-type"]["value"], rows["--target-type"]["source"]) == ("binary", "TARGET_TYPE")
+    assert rows["--api-token"]["value"] != "the-token" and "the-token" not in shown
+    assert [flag for flag, row in rows.items() if row["refused"]] == ["--monitor"]
+    assert any(warning.startswith("the server would refuse to start: MONITOR=true: DRUM's --monitor")
+               for warning in report["warnings"])

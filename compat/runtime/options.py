@@ -34,6 +34,7 @@ class DrumOption:
     choices: tuple[str, ...] = ()
     default: object = None
     aliases: tuple[str, ...] = ()  # DRUM's other spellings of the flag
+    secret: bool = False  # never shown (drum-compat config)
 
     @property
     def dest(self) -> str:
@@ -66,7 +67,7 @@ ACCEPTED_OPTIONS: tuple[DrumOption, ...] = (
     DrumOption("--model-id", "MODEL_ID", "MLOps model id (used only by --monitor)."),
     DrumOption("--monitor-settings", "MONITOR_SETTINGS", "MLOps agent settings (used only by --monitor)."),
     DrumOption("--webserver", "EXTERNAL_WEB_SERVER_URL", "DataRobot's URL (used only by --monitor, --allow-dr-api-access)."),
-    DrumOption("--api-token", "API_TOKEN", "DataRobot API token (used only by --monitor, --allow-dr-api-access)."),
+    DrumOption("--api-token", "API_TOKEN", "DataRobot API token (used only by --monitor, --allow-dr-api-access).", secret=True),
     DrumOption("--query", None, "Query params of `drum score`'s unstructured mode (no effect on a server, as in DRUM)."),
     DrumOption("--content-type", None, "Content type of `drum score`'s unstructured mode (no effect on a server, as in DRUM)."),
     DrumOption("--language", None, "The model's language; drum-compat serves Python models.", kind="choice",
@@ -226,22 +227,40 @@ def otel_disabled(environ: Mapping[str, str]) -> bool:
     return environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
-def unserved(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
-    """Why the start is refused: one line per option or variable that asks for what drum-compat does not serve."""
-    lines = []
+def refusals(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
+    """Why the start is refused: for each option (or variable) that asks for what drum-compat does not serve, one line."""
+    found = {}
     for option in UNSERVED_OPTIONS:
         given = getattr(args, option.flag.lstrip("-").replace("-", "_"))
         set_by = [name for name in option.env if environ.get(name, "") != ""
                   and (option.kind == "value" or parse_bool(name, environ[name]))]
         if (given or set_by) and option.acts(args, environ):
             source = option.flag if given else f"{set_by[0]}={environ[set_by[0]]}"
-            lines.append(f"{source}: DRUM's {option.flag} {option.why}")
+            found[option.flag] = f"{source}: DRUM's {option.flag} {option.why}"
     if args.language not in (None, SERVED_LANGUAGE):
-        lines.append(f"--language {args.language}: drum-compat serves Python models only")
+        found["--language"] = f"--language {args.language}: drum-compat serves Python models only"
     if environ.get(OTLP_ENDPOINT) and not otel_disabled(environ):
-        lines.append(f"{OTLP_ENDPOINT}={environ[OTLP_ENDPOINT]}: DRUM exports traces, logs and metrics there (OpenTelemetry); "
-                     f"{NOT_YET} (OTEL_SDK_DISABLED=true serves without them)")
-    return lines
+        found[OTLP_ENDPOINT] = (f"{OTLP_ENDPOINT}={environ[OTLP_ENDPOINT]}: DRUM exports traces, logs and metrics there "
+                                f"(OpenTelemetry); {NOT_YET} (OTEL_SDK_DISABLED=true serves without them)")
+    return found
+
+
+def unserved(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
+    return list(refusals(args, environ).values())
+
+
+def option_rows(args: argparse.Namespace, environ: Mapping[str, str], hidden: str) -> list[dict]:
+    """Each `drum server` option as the environment sets it, for `drum-compat config`: its value (a secret's shown as
+    `hidden`), where it came from, and whether the start would refuse it."""
+    refused = refusals(args, environ)
+    rows = []
+    for option in (*SERVER_OPTIONS, *ACCEPTED_OPTIONS, *UNSERVED_OPTIONS):
+        names = (option.env,) if isinstance(option.env, str) else option.env or ()
+        source = next((name for name in names if environ.get(name, "") != ""), None)
+        value = getattr(args, option.flag.lstrip("-").replace("-", "_")) or (environ[source] if source else None)
+        rows.append({"option": option.flag, "value": hidden if getattr(option, "secret", False) and value else value,
+                     "source": source or "default", "refused": option.flag in refused})
+    return rows
 
 
 def as_arguments(args: argparse.Namespace, options: tuple[DrumOption, ...]) -> list[str]:
