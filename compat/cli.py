@@ -15,7 +15,8 @@ from drum_compat.runtime.extensions import FASTAPI_EXTENSION_FILE, extension_ref
 from drum_compat.runtime.instance import InstanceError
 from drum_compat.runtime.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.runtime.deployment_config import DeploymentConfigError, deployment_target
-from drum_compat.runtime.options import ServerOptions, add_drum_only_arguments, add_server_arguments, option_rows, unserved
+from drum_compat.runtime.options import ServerOptions, add_server_arguments
+from drum_compat.runtime.refusals import add_drum_only_arguments, option_rows, unserved
 from drum_compat.runtime.params_file import RuntimeParametersFileError, runtime_parameter_values
 from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
 from drum_compat.runtime.record import unusable_reason

@@ -89,7 +89,8 @@ def test_readme_documents_every_option_and_server_type():
 
 
 def test_the_guide_names_every_drum_option_and_variable():
-    from drum_compat.runtime.options import ACCEPTED_OPTIONS, UNSERVED_OPTIONS
+    from drum_compat.runtime.options import ACCEPTED_OPTIONS
+    from drum_compat.runtime.refusals import UNSERVED_OPTIONS
 
     table = GUIDE.split("## DRUM's command line and variables", 1)[1].split("\n## ", 1)[0]
     for option in (*SERVER_OPTIONS, *ACCEPTED_OPTIONS, *UNSERVED_OPTIONS):

@@ -11,7 +11,8 @@ import textwrap
 import pytest
 
 from drum_compat.compat import cli, launch
-from drum_compat.runtime.options import ACCEPTED_OPTIONS, SERVER_OPTIONS, UNSERVED_OPTIONS
+from drum_compat.runtime.options import ACCEPTED_OPTIONS, SERVER_OPTIONS
+from drum_compat.runtime.refusals import UNSERVED_OPTIONS
 from tests.test_against_drum import DRUM, REFERENCE_MISSING, ROOT
 
 DRUM_PYTHON = DRUM.parent / "python"

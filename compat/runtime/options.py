@@ -6,9 +6,7 @@ import argparse
 import json
 import os
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping
-
-from drum_compat.shared.runtime_parameters import RuntimeParameters
+from typing import Mapping
 
 WORKER_OPTIONS_ENV = "DRUM_COMPAT_SERVER_OPTIONS"  # how the launcher hands options to workers
 LOG_LEVELS = ("noset", "debug", "info", "warning", "error", "critical")
@@ -78,52 +76,6 @@ ACCEPTED_OPTIONS: tuple[DrumOption, ...] = (
     DrumOption("--production", "PRODUCTION", "[DEPRECATED in DRUM] Requires --max-workers, as in DRUM; no other effect.",
                kind="flag"),
 )
-SERVED_LANGUAGE = "python"
-
-
-@dataclass(frozen=True)
-class UnservedOption:
-    """A `drum server` option drum-compat does not serve: the parser takes it so that it can be named, and the start is
-    refused with why (exit 2), never dropped silently; `env`: the variables that set it, read as DRUM reads them."""
-    flag: str
-    why: str
-    env: tuple[str, ...] = ()
-    kind: str = "flag"  # flag | value
-    # whether DRUM would act on it here; where it would not, it is accepted with DRUM's (lack of) effect
-    acts: Callable[[argparse.Namespace, Mapping[str, str]], bool] = lambda args, environ: True
-
-
-def deployment_id(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
-    """DRUM's: --deployment-id, else DEPLOYMENT_ID, else MLOPS_DEPLOYMENT_ID."""
-    return args.deployment_id or environ.get("MLOPS_DEPLOYMENT_ID") or None
-
-
-RUN_IT_INSIDE = "drum-compat starts no containers: run drum-compat inside the image instead"
-NOT_YET = "drum-compat does not do this yet, and serving without it would lose what it does"
-UNSERVED_OPTIONS: tuple[UnservedOption, ...] = (
-    UnservedOption("--docker", f"runs the model in a Docker image; {RUN_IT_INSIDE}", kind="value"),
-    UnservedOption("--memory", f"limits --docker's container; {RUN_IT_INSIDE}", kind="value"),
-    UnservedOption("--skip-deps-install", f"concerns --docker's image build; {RUN_IT_INSIDE}"),
-    UnservedOption("--gpu-predictor", "serves a GPU predictor (Triton, NIM, vLLM), which drum-compat does not run", kind="value"),
-    *(UnservedOption(flag, "is for --gpu-predictor triton, which drum-compat does not run", kind="value")
-      for flag in ("--triton-host", "--triton-http-port", "--triton-grpc-port")),
-    UnservedOption("--sidecar", "runs DRUM as a sidecar of another model container, which drum-compat does not do"),
-    # without a deployment id DRUM logs "Deployment id not set, monitoring will be disabled." and reports nothing
-    UnservedOption("--monitor", f"reports every prediction to DataRobot MLOps; {NOT_YET}", ("MONITOR",),
-                   acts=lambda args, environ: deployment_id(args, environ) is not None),
-    UnservedOption("--monitor-embedded", f"lets an unstructured model report to DataRobot MLOps; {NOT_YET}",
-                   ("MLOPS_REPORTING_FROM_UNSTRUCTURED_MODELS",)),
-    UnservedOption("--allow-dr-api-access", f"gives model code a DataRobot API client; {NOT_YET}",
-                   ("ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS",)),
-    UnservedOption("--user-secrets-mount-path", f"hands model code its user secrets; {NOT_YET}", ("USER_SECRETS_MOUNT_PATH",),
-                   kind="value"),
-    UnservedOption("--user-secrets-prefix", f"hands model code its user secrets; {NOT_YET}", ("USER_SECRETS_PREFIX",),
-                   kind="value"),
-    UnservedOption("--lazy-loading-file", "downloads model files from DataRobot's object storage at start, which drum-compat "
-                   "does not reach", ("LAZY_LOADING_FILE",), kind="value"),
-)
-# set in the environment, DRUM exports traces, logs and metrics over OTLP (unless the OTEL_SDK_DISABLED runtime parameter)
-OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 
 @dataclass(frozen=True)
@@ -208,59 +160,6 @@ def add_server_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, 
         elif option.kind == "file":
             kwargs["type"] = existing_file  # argparse checks an env var's default through it too
         parser.add_argument(option.flag, *option.aliases, **kwargs)
-
-
-def add_drum_only_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """The rest of `drum server`'s options: accepted with DRUM's effect, or taken so that the start can refuse them."""
-    add_server_arguments(parser, environ, ACCEPTED_OPTIONS)
-    for option in UNSERVED_OPTIONS:
-        parser.add_argument(option.flag, dest=option.flag.lstrip("-").replace("-", "_"),
-                            action="store_true" if option.kind == "flag" else "store",
-                            help=f"Refused: DRUM's {option.flag} {option.why}.")
-
-
-def otel_disabled(environ: Mapping[str, str]) -> bool:
-    """DRUM's own switch (the OTEL_SDK_DISABLED runtime parameter), or the SDK's (the variable), which turns DRUM's
-    exporters into no-ops."""
-    if RuntimeParameters.has("OTEL_SDK_DISABLED", environ) and RuntimeParameters.get("OTEL_SDK_DISABLED", environ):
-        return True
-    return environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-
-
-def refusals(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
-    """Why the start is refused: for each option (or variable) that asks for what drum-compat does not serve, one line."""
-    found = {}
-    for option in UNSERVED_OPTIONS:
-        given = getattr(args, option.flag.lstrip("-").replace("-", "_"))
-        set_by = [name for name in option.env if environ.get(name, "") != ""
-                  and (option.kind == "value" or parse_bool(name, environ[name]))]
-        if (given or set_by) and option.acts(args, environ):
-            source = option.flag if given else f"{set_by[0]}={environ[set_by[0]]}"
-            found[option.flag] = f"{source}: DRUM's {option.flag} {option.why}"
-    if args.language not in (None, SERVED_LANGUAGE):
-        found["--language"] = f"--language {args.language}: drum-compat serves Python models only"
-    if environ.get(OTLP_ENDPOINT) and not otel_disabled(environ):
-        found[OTLP_ENDPOINT] = (f"{OTLP_ENDPOINT}={environ[OTLP_ENDPOINT]}: DRUM exports traces, logs and metrics there "
-                                f"(OpenTelemetry); {NOT_YET} (OTEL_SDK_DISABLED=true serves without them)")
-    return found
-
-
-def unserved(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
-    return list(refusals(args, environ).values())
-
-
-def option_rows(args: argparse.Namespace, environ: Mapping[str, str], hidden: str) -> list[dict]:
-    """Each `drum server` option as the environment sets it, for `drum-compat config`: its value (a secret's shown as
-    `hidden`), where it came from, and whether the start would refuse it."""
-    refused = refusals(args, environ)
-    rows = []
-    for option in (*SERVER_OPTIONS, *ACCEPTED_OPTIONS, *UNSERVED_OPTIONS):
-        names = (option.env,) if isinstance(option.env, str) else option.env or ()
-        source = next((name for name in names if environ.get(name, "") != ""), None)
-        value = getattr(args, option.flag.lstrip("-").replace("-", "_")) or (environ[source] if source else None)
-        rows.append({"option": option.flag, "value": hidden if getattr(option, "secret", False) and value else value,
-                     "source": source or "default", "refused": option.flag in refused})
-    return rows
 
 
 def as_arguments(args: argparse.Namespace, options: tuple[DrumOption, ...]) -> list[str]:
