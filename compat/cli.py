@@ -16,7 +16,7 @@ from drum_compat.runtime.instance import InstanceError
 from drum_compat.runtime.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.runtime.deployment_config import DeploymentConfigError, deployment_target
 from drum_compat.runtime.options import ServerOptions, add_server_arguments
-from drum_compat.runtime.refusals import add_drum_only_arguments, option_rows, unserved
+from drum_compat.runtime.refusals import add_drum_only_arguments, option_rows, unserved, user_secrets
 from drum_compat.runtime.params_file import RuntimeParametersFileError, runtime_parameter_values
 from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
 from drum_compat.runtime.record import unusable_reason
@@ -168,6 +168,7 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
         with_error_server=args.with_error_server,
         deployment_config=args.deployment_config,
         show_perf=args.show_perf,
+        user_secrets=user_secrets(args),
         workers=workers,
         target_name=environ.get("TARGET_NAME") or None,
         server_type=server_type,

@@ -111,6 +111,9 @@ def build_core(options: ServerOptions, stack: Stack, new_lock: Callable[[], Any]
         settings = replace(settings, pps_target=deployment_target(options.deployment_config))
     settings = replace(settings, show_perf=options.show_perf)
     core = DrumApp.load(model_config(options), settings, options.with_error_server, new_lock)
+    if options.user_secrets and getattr(getattr(core.handlers, "model", None), "task", None) is not None:
+        raise ValueError(f"{options.user_secrets}: DRUM hands a CustomTask its user secrets (its `secrets`); drum-compat "
+                         "does not do this yet, and serving without them would lose them")
     core.recorder = recorder_from(partial(setting_value, core_values))
     if core.recorder is not None:
         core.on_close(core.recorder.close)

@@ -66,6 +66,10 @@ ACCEPTED_OPTIONS: tuple[DrumOption, ...] = (
     DrumOption("--monitor-settings", "MONITOR_SETTINGS", "MLOps agent settings (used only by --monitor)."),
     DrumOption("--webserver", "EXTERNAL_WEB_SERVER_URL", "DataRobot's URL (used only by --monitor, --allow-dr-api-access)."),
     DrumOption("--api-token", "API_TOKEN", "DataRobot API token (used only by --monitor, --allow-dr-api-access).", secret=True),
+    DrumOption("--user-secrets-mount-path", "USER_SECRETS_MOUNT_PATH", "A CustomTask's user secrets (files): refused for "
+               "a CustomTask, not handed over yet; no effect on hook models, as in DRUM."),
+    DrumOption("--user-secrets-prefix", "USER_SECRETS_PREFIX", "A CustomTask's user secrets (variables): refused for a "
+               "CustomTask, not handed over yet; no effect on hook models, as in DRUM."),
     DrumOption("--query", None, "Query params of `drum score`'s unstructured mode (no effect on a server, as in DRUM)."),
     DrumOption("--content-type", None, "Content type of `drum score`'s unstructured mode (no effect on a server, as in DRUM)."),
     DrumOption("--language", None, "The model's language; drum-compat serves Python models.", kind="choice",
@@ -91,6 +95,7 @@ class ServerOptions:
     with_error_server: bool = False
     deployment_config: str | None = None  # its path: each worker reads it (runtime.deployment_config)
     show_perf: bool = False
+    user_secrets: str | None = None  # where DRUM would read a CustomTask's secrets from (runtime.refusals.user_secrets)
     workers: int = 1  # effective: CUSTOM_MODEL_WORKERS, else --max-workers, else MAX_WORKERS, else 1
     target_name: str | None = None
     server_type: str = "gunicorn"

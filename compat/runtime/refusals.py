@@ -50,10 +50,6 @@ UNSERVED_OPTIONS: tuple[UnservedOption, ...] = (
                    ("MLOPS_REPORTING_FROM_UNSTRUCTURED_MODELS",)),
     UnservedOption("--allow-dr-api-access", f"gives model code a DataRobot API client; {NOT_YET}",
                    ("ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS",)),
-    UnservedOption("--user-secrets-mount-path", f"hands model code its user secrets; {NOT_YET}", ("USER_SECRETS_MOUNT_PATH",),
-                   kind="value"),
-    UnservedOption("--user-secrets-prefix", f"hands model code its user secrets; {NOT_YET}", ("USER_SECRETS_PREFIX",),
-                   kind="value"),
     UnservedOption("--lazy-loading-file", "downloads model files from DataRobot's object storage at start, which drum-compat "
                    "does not reach", ("LAZY_LOADING_FILE",), kind="value"),
 )
@@ -68,6 +64,14 @@ def add_drum_only_arguments(parser: argparse.ArgumentParser, environ: Mapping[st
         parser.add_argument(option.flag, dest=option.dest,
                             action="store_true" if option.kind == "flag" else "store",
                             help=f"Refused: DRUM's {option.flag} {option.why}.")
+
+
+def user_secrets(args: argparse.Namespace) -> str | None:
+    """Where DRUM would read a CustomTask's user secrets from, as the option that says so; a worker whose model is a
+    CustomTask refuses to start with it (runtime.bootstrap), a hook model ignores it as DRUM does."""
+    if args.user_secrets_mount_path:
+        return f"--user-secrets-mount-path {args.user_secrets_mount_path}"
+    return f"--user-secrets-prefix {args.user_secrets_prefix}" if args.user_secrets_prefix else None
 
 
 def otel_disabled(environ: Mapping[str, str]) -> bool:
