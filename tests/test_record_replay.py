@@ -13,7 +13,7 @@ from werkzeug.datastructures import Headers
 
 from drum_compat.runtime.record import FileRecorder
 from drum_compat.compat.running import DRUM_COMPAT, run_to_exit
-from tests.processes import serve
+from tests.processes import serve, wait_until
 from drum_compat.shared.http import NeutralRequest
 from drum_compat.shared.record import REDACTED, RecordPolicy, record_entry
 from tests.models import write_model
@@ -174,7 +174,8 @@ def test_default_redaction_covers_api_tokens_and_the_files_are_the_owners_only(t
         answer = httpx.post(f"{server.base_url}/predict/?token=t0ken&from=test", content=CSV, headers={
             "Content-Type": "text/csv", "X-DataRobot-Api-Token": "dr-secret", "X-Api-Key": "key-secret"})
         assert answer.status_code == 200
-        recorded = log.read_text()
+        # the entry is written once the answer has gone out: read when it is there
+        recorded = wait_until(lambda: '"/predict/"' in log.read_text() and log.read_text(), "the request's entry")
         modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.glob("requests.jsonl*")}
         disk_full(log)
         later = [httpx.post(f"{server.base_url}/predict/", content=b"x\n" + b"7\n" * i, headers={"Content-Type": "text/csv"})
