@@ -16,6 +16,7 @@ from drum_compat.runtime.instance import InstanceError
 from drum_compat.runtime.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.runtime.deployment_config import DeploymentConfigError, deployment_target
 from drum_compat.runtime.options import ServerOptions, add_server_arguments
+from drum_compat.runtime.monitoring import MonitoringError, monitoring_of
 from drum_compat.runtime.refusals import add_drum_only_arguments, option_rows, unserved, user_secrets
 from drum_compat.runtime.params_file import RuntimeParametersFileError, runtime_parameter_values
 from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
@@ -110,6 +111,10 @@ def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     drum_args = build_parser(environ).parse_args(["server"])  # drum server's options as the environment sets them
     options = option_rows(drum_args, environ, SECRET_SHOWN_AS)
     warnings = [*resolution.warnings, *(f"the server would refuse to start: {line}" for line in unserved(drum_args, environ))]
+    try:
+        monitoring_of(drum_args, environ)
+    except MonitoringError as exc:
+        warnings.append("the server would stop at start: " + " ".join(line.strip() for line in exc.lines if line.strip()))
     if args.json:
         print(json.dumps({"server_type": server_type, "settings": rows, "drum_options": options, "warnings": warnings},
                          indent=2))
@@ -169,6 +174,7 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
         deployment_config=args.deployment_config,
         show_perf=args.show_perf,
         user_secrets=user_secrets(args),
+        monitoring=monitoring.to_dict() if (monitoring := monitoring_of(args, environ)) else None,
         workers=workers,
         target_name=environ.get("TARGET_NAME") or None,
         server_type=server_type,
@@ -226,6 +232,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             raise ValueError(refusal)
     except (RuntimeParametersFileError, DeploymentConfigError) as exc:  # DRUM's message and status 1
         print(f"drum-compat: error: {exc}", file=sys.stderr)
+        return 1
+    except MonitoringError as exc:  # DRUM prints these on standard output
+        print("\n".join(exc.lines))
         return 1
     except (ValueError, ModelConfigError, SettingError, TlsConfigError) as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)

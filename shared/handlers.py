@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from functools import partial
 
 from werkzeug.datastructures import Headers
 
@@ -14,6 +16,7 @@ from drum_compat.shared.http import (JSON_MIMETYPE, NeutralRequest, NeutralRespo
                                      own_headers)
 from drum_compat.shared import proxy
 from drum_compat.shared.model import chat
+from drum_compat.shared.monitoring import PredictionReporter, elapsed_ms, reported_stream
 from drum_compat.shared.model.config import read_model_metadata
 from drum_compat.shared.openapi import ApiDocs
 from drum_compat.shared.model.python_model import Predictions, PythonModel
@@ -30,6 +33,7 @@ from drum_compat.shared.payloads import (
     multipart_form,
     parse_body,
     predictions_json,
+    read_structured_input,
     transform_response_parts,
     unsupported_payload_message,
 )
@@ -85,7 +89,8 @@ def is_constant(handlers, endpoint: str) -> bool:
 class PredictionHandlers:
     def __init__(self, model: PythonModel, stack: Stack, admission: AdmissionGate, metrics: Metrics, docs: ApiDocs,
                  monitor: ResourceMonitor | None = None, upstream: str = "", stream_batch_rows: int = 10_000,
-                 pps_target: dict | None = None, timings: PredictorTimings | None = None) -> None:
+                 pps_target: dict | None = None, timings: PredictorTimings | None = None,
+                 reporter: PredictionReporter | None = None) -> None:
         self.api_docs = docs
         # runtime parameters: read once, at load
         self.llm_id = RuntimeParameters.get(LLM_ID) if RuntimeParameters.has(LLM_ID) else None
@@ -95,6 +100,7 @@ class PredictionHandlers:
         self.stream_batch_rows = stream_batch_rows  # DRUM_STREAM_BATCH_ROWS
         self.pps_target = pps_target  # --deployment-config's `target`; None: DRUM's own answer format
         self.timings = timings  # --show-perf; None: /stats/'s time_info stays null, as DRUM's
+        self.reporter = reporter  # --monitor: MLOps reporting (shared.monitoring); None: off
         self.model = model
         self.stack = stack
         self.admission = admission
@@ -168,11 +174,22 @@ class PredictionHandlers:
             logger.error(message)
             return json_response({"message": f"ERROR: {message}"}, 404)
         tag = chat.association_id(params)
-        result = self.model.chat(params, request.headers)
-        if not chat.is_streaming_response(result):
+        started = time.time()
+        try:
+            result = self.model.chat(params, request.headers)
+            streamed = chat.is_streaming_response(result)
+            first, rest = chat.checked_chunks(result) if streamed else ([], None)
+        except Exception:
+            if self.reporter is not None:
+                self.reporter.failed_chat(elapsed_ms(started))
+            raise
+        if not streamed:
+            if self.reporter is not None:
+                self.reporter.chat(params, result.choices[0].message.content, tag, elapsed_ms(started))
             setattr(result, chat.ASSOCIATION_ID_KEY, tag)
             return json_response(result.to_dict())
-        first, rest = chat.checked_chunks(result)
+        if self.reporter is not None:
+            first, rest = [], reported_stream(first, rest, self.reporter, params, tag, started)
         return NeutralResponse(200, headers=own_headers(("Content-Type", chat.EVENT_STREAM_MIMETYPE)),
                                chunks=chat.event_stream(first, rest, tag))
 
@@ -221,7 +238,11 @@ class PredictionHandlers:
         rejected = self._unsupported(features.mimetype)
         if rejected is not None:
             return rejected
+        started = time.time()
         result = self.model.predict(features.binary_data, features.mimetype, features.charset, colnames)
+        if self.reporter is not None:  # DRUM reads the rows again for MLOps: done off the request path
+            self.reporter.predictions(partial(read_structured_input, features.binary_data, features.mimetype),
+                                      result.monitored, elapsed_ms(started))
         return NeutralResponse(200, self._answer(result), own_headers(("Content-Type", JSON_MIMETYPE)))
 
     def _answer(self, result: Predictions) -> bytes:
@@ -245,10 +266,19 @@ class PredictionHandlers:
                 whole.headers.set("Content-Type", NDJSON_MIMETYPE)
             return whole
         lines = (self._answer(batch) + b"\n"
-                 for batch in (self.model.predict_frame(frame, None, mimetype, charset)
+                 for batch in (self._predict_batch(frame, mimetype, charset)
                                for frame in csv_batches(file, self.stream_batch_rows)))
         first = next(lines)  # now, in the handler: a CSV or a model that fails at once gets its error status
         return NeutralResponse(200, headers=own_headers(("Content-Type", NDJSON_MIMETYPE)), chunks=prepended(first, lines))
+
+    def _predict_batch(self, frame, mimetype: str | None, charset: str | None) -> Predictions:
+        """One batch of /predictionsStream/, monitored as a request of its own: its rows are kept as they were read."""
+        started = time.time()
+        features = frame.copy() if self.reporter is not None else None
+        result = self.model.predict_frame(frame, None, mimetype, charset)
+        if self.reporter is not None:
+            self.reporter.predictions(lambda: features, result.monitored, elapsed_ms(started))
+        return result
 
     @timed
     def transform(self, request: NeutralRequest) -> NeutralResponse:
@@ -289,6 +319,8 @@ class PredictionHandlers:
         if charset is not None:
             kwargs["charset"] = charset
         kwargs.update(query=request.args, headers=dict(request.headers))
+        if self.reporter is not None:
+            kwargs["mlops"] = self.reporter.mlops  # DRUM hands its MLOps object to the hook (--monitor-embedded)
         body, options = self.model.predict_unstructured(data, **kwargs)
         options = options or {}
         if isinstance(body, (str, type(None))):

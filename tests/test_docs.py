@@ -195,3 +195,21 @@ def test_guide_direct_access_example(upstream):
                  "/ping/") as server:
         forwarded = httpx.post(f"http://127.0.0.1:{server.port}/nim/v1/completions", content=b"{}", timeout=60).json()
     assert (forwarded["method"], forwarded["path"], forwarded["received"]) == ("POST", "/v1/completions", 2)
+
+
+@pytest.mark.servers
+def test_guide_monitoring_example(tmp_path):
+    start, request, records = blocks_after(GUIDE, "guide-example: monitoring")[:3]
+    spool = tmp_path / "spool"
+    start = start.replace("/tmp/mlops-spool", str(spool))
+    mkdir, command = start.split("\n", 1)
+    subprocess.run(mkdir, shell=True, check=True)
+    with example(command.replace("\\\n", " "), "127.0.0.1:8080", "/") as server:
+        request = request.replace("127.0.0.1:8080", f"127.0.0.1:{server.port}")
+        subprocess.run(request, shell=True, cwd=ROOT, capture_output=True, text=True, check=True, executable="/bin/bash")
+    spooled = []
+    for line in (spool / "fs_spool.1").read_text().splitlines():
+        record = json.loads(line)
+        data = {key: value for key, value in json.loads(record["data"]).items() if key not in ("timestamp", "executionTime")}
+        spooled.append(f"{record['header']['dataType']} {json.dumps(data)}")
+    assert spooled == records.strip().splitlines()

@@ -60,7 +60,7 @@ def test_every_option_of_drum_server_is_accepted_or_refused_by_name(drums):
     for option in drums["options"]:
         flag = max(option["strings"], key=len)
         value = VALUES.get(flag, (option["choices"] or ["x"])[0]) if option["takes_value"] else None
-        environ = {"DEPLOYMENT_ID": "d1"}  # monitoring acts only on a deployment
+        environ = {}
         args = parse([flag, *([value] if value is not None else [])], environ)
         refusals = cli.unserved(args, environ)
         if flag in REFUSED:
@@ -86,7 +86,7 @@ def test_every_drum_variable_is_applied_or_refused_by_name(drums, monkeypatch):
             assert name not in env_of and name not in refused_env, name
             continue
         if name in refused_env:
-            environ = {name: value, "DEPLOYMENT_ID": "d1"}  # monitoring acts only on a deployment
+            environ = {name: value}
             refusals = cli.unserved(parse([], environ), environ)
             if not any(line.startswith(f"{name}={value}: DRUM's {refused_env[name]} ") for line in refusals):
                 found.append((name, "not refused", refusals))
@@ -106,12 +106,10 @@ def test_every_drum_variable_is_applied_or_refused_by_name(drums, monkeypatch):
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SDK_DISABLED": "True"}, False),
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SDK_DISABLED": "false"}, True),
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, False),
-    ({"MONITOR": "false", "ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS": "no"}, False),
-    ({"MONITOR": "1", "DEPLOYMENT_ID": "d1"}, True),
-    ({"MONITOR": "1", "MLOPS_DEPLOYMENT_ID": "d1"}, True),
-    ({"MONITOR": "1"}, False),  # DRUM: "Deployment id not set, monitoring will be disabled."
+    ({"ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS": "no"}, False),
+    ({"ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS": "yes"}, True),
 ])
-def test_an_otlp_endpoint_or_monitoring_is_refused_unless_turned_off(environ, refused):
+def test_an_otlp_endpoint_or_api_access_is_refused_unless_turned_off(environ, refused):
     assert bool(cli.unserved(parse([], environ), environ)) is refused
 
 
@@ -169,9 +167,11 @@ def test_config_lists_every_drum_option_with_its_source_a_hidden_token_and_what_
     assert set(rows) == {option.flag for option in (*SERVER_OPTIONS, *ACCEPTED_OPTIONS, *UNSERVED_OPTIONS)}
     assert (rows["--target-type"]["value"], rows["--target-type"]["source"]) == ("binary", "TARGET_TYPE")
     assert rows["--api-token"]["value"] != "the-token" and "the-token" not in shown
-    assert [flag for flag, row in rows.items() if row["refused"]] == ["--monitor"]
-    assert any(warning.startswith("the server would refuse to start: MONITOR=true: DRUM's --monitor")
-               for warning in report["warnings"])
+    assert [flag for flag, row in rows.items() if row["refused"]] == []
+    assert (rows["--monitor"]["value"], rows["--monitor"]["source"]) == (True, "MONITOR")
+    assert ("the server would stop at start: Error: MLOps Monitoring requires all monitoring options to be present. Note: "
+            "The following MLOps monitoring option(s) is/are missing: --model-id --monitor-settings These options can also "
+            "be obtained via environment variables") in report["warnings"]
 
 
 @pytest.mark.servers

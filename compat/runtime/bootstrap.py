@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 
 from drum_compat.runtime.deployment_config import deployment_target
 from drum_compat.runtime.instance import instance_dir
+from drum_compat.runtime.monitoring import MLOpsReporter, Monitoring, started_mlops
 from drum_compat.runtime.options import ServerOptions
 from drum_compat.runtime.record import recorder_from
 from drum_compat.runtime.settings import MIB, read_secret, setting_value
@@ -114,6 +115,9 @@ def build_core(options: ServerOptions, stack: Stack, new_lock: Callable[[], Any]
     if options.user_secrets and getattr(getattr(core.handlers, "model", None), "task", None) is not None:
         raise ValueError(f"{options.user_secrets}: DRUM hands a CustomTask its user secrets (its `secrets`); drum-compat "
                          "does not do this yet, and serving without them would lose them")
+    if options.monitoring and hasattr(core.handlers, "reporter"):  # DRUM's error server reports nothing
+        core.handlers.reporter = MLOpsReporter(started_mlops(Monitoring(**options.monitoring)))
+        core.on_close(core.handlers.reporter.close)
     core.recorder = recorder_from(partial(setting_value, core_values))
     if core.recorder is not None:
         core.on_close(core.recorder.close)

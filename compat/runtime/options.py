@@ -58,14 +58,19 @@ SERVER_OPTIONS: tuple[DrumOption, ...] = (
 )
 
 
-# DRUM's options that change nothing unless one drum-compat refuses is on (monitoring, DataRobot API access), or that
+# DRUM's options read where they act (monitoring: runtime.monitoring; user secrets: runtime.refusals), or that
 # `drum server` accepts for other commands' sake: accepted, with DRUM's (lack of) effect
 ACCEPTED_OPTIONS: tuple[DrumOption, ...] = (
-    DrumOption("--deployment-id", "DEPLOYMENT_ID", "MLOps deployment id (used only by --monitor)."),
-    DrumOption("--model-id", "MODEL_ID", "MLOps model id (used only by --monitor)."),
-    DrumOption("--monitor-settings", "MONITOR_SETTINGS", "MLOps agent settings (used only by --monitor)."),
-    DrumOption("--webserver", "EXTERNAL_WEB_SERVER_URL", "DataRobot's URL (used only by --monitor, --allow-dr-api-access)."),
-    DrumOption("--api-token", "API_TOKEN", "DataRobot API token (used only by --monitor, --allow-dr-api-access).", secret=True),
+    DrumOption("--monitor", "MONITOR", "Report every prediction to DataRobot MLOps (datarobot-mlops), as DRUM does; "
+               "needs --deployment-id, --model-id and --monitor-settings.", kind="flag"),
+    DrumOption("--monitor-embedded", "MLOPS_REPORTING_FROM_UNSTRUCTURED_MODELS", "Hand an unstructured model's "
+               "score_unstructured an MLOps object (`mlops=`) to report with, as DRUM does; needs --deployment-id, "
+               "--model-id, --webserver and --api-token.", kind="flag"),
+    DrumOption("--deployment-id", "DEPLOYMENT_ID", "MLOps deployment id (env also MLOPS_DEPLOYMENT_ID)."),
+    DrumOption("--model-id", "MODEL_ID", "MLOps model id (env also MLOPS_MODEL_ID)."),
+    DrumOption("--monitor-settings", "MONITOR_SETTINGS", "MLOps channel, e.g. 'spooler_type=filesystem;directory=/spool'."),
+    DrumOption("--webserver", "EXTERNAL_WEB_SERVER_URL", "DataRobot's URL (--monitor-embedded without --monitor-settings)."),
+    DrumOption("--api-token", "API_TOKEN", "DataRobot API token (--monitor-embedded without --monitor-settings).", secret=True),
     DrumOption("--user-secrets-mount-path", "USER_SECRETS_MOUNT_PATH", "A CustomTask's user secrets (files): refused for "
                "a CustomTask, not handed over yet; no effect on hook models, as in DRUM."),
     DrumOption("--user-secrets-prefix", "USER_SECRETS_PREFIX", "A CustomTask's user secrets (variables): refused for a "
@@ -96,6 +101,7 @@ class ServerOptions:
     deployment_config: str | None = None  # its path: each worker reads it (runtime.deployment_config)
     show_perf: bool = False
     user_secrets: str | None = None  # where DRUM would read a CustomTask's secrets from (runtime.refusals.user_secrets)
+    monitoring: dict | None = None  # --monitor or --monitor-embedded: runtime.monitoring.Monitoring's fields
     workers: int = 1  # effective: CUSTOM_MODEL_WORKERS, else --max-workers, else MAX_WORKERS, else 1
     target_name: str | None = None
     server_type: str = "gunicorn"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 from drum_compat.runtime.options import ACCEPTED_OPTIONS, SERVER_OPTIONS, add_server_arguments, parse_bool
 from drum_compat.shared.runtime_parameters import RuntimeParameters
@@ -20,17 +20,10 @@ class UnservedOption:
     why: str
     env: tuple[str, ...] = ()
     kind: str = "flag"  # flag | value
-    # whether DRUM would act on it here; where it would not, it is accepted with DRUM's (lack of) effect
-    acts: Callable[[argparse.Namespace, Mapping[str, str]], bool] = lambda args, environ: True
 
     @property
     def dest(self) -> str:
         return self.flag.lstrip("-").replace("-", "_")
-
-
-def deployment_id(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
-    """DRUM's: --deployment-id, else DEPLOYMENT_ID, else MLOPS_DEPLOYMENT_ID."""
-    return args.deployment_id or environ.get("MLOPS_DEPLOYMENT_ID") or None
 
 
 RUN_IT_INSIDE = "drum-compat starts no containers: run drum-compat inside the image instead"
@@ -43,11 +36,6 @@ UNSERVED_OPTIONS: tuple[UnservedOption, ...] = (
     *(UnservedOption(flag, "is for --gpu-predictor triton, which drum-compat does not run", kind="value")
       for flag in ("--triton-host", "--triton-http-port", "--triton-grpc-port")),
     UnservedOption("--sidecar", "runs DRUM as a sidecar of another model container, which drum-compat does not do"),
-    # without a deployment id DRUM logs "Deployment id not set, monitoring will be disabled." and reports nothing
-    UnservedOption("--monitor", f"reports every prediction to DataRobot MLOps; {NOT_YET}", ("MONITOR",),
-                   acts=lambda args, environ: deployment_id(args, environ) is not None),
-    UnservedOption("--monitor-embedded", f"lets an unstructured model report to DataRobot MLOps; {NOT_YET}",
-                   ("MLOPS_REPORTING_FROM_UNSTRUCTURED_MODELS",)),
     UnservedOption("--allow-dr-api-access", f"gives model code a DataRobot API client; {NOT_YET}",
                    ("ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS",)),
     UnservedOption("--lazy-loading-file", "downloads model files from DataRobot's object storage at start, which drum-compat "
@@ -89,7 +77,7 @@ def refusals(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, 
         given = getattr(args, option.dest)
         set_by = [name for name in option.env if environ.get(name, "") != ""
                   and (option.kind == "value" or parse_bool(name, environ[name]))]
-        if (given or set_by) and option.acts(args, environ):
+        if given or set_by:
             source = option.flag if given else f"{set_by[0]}={environ[set_by[0]]}"
             found[option.flag] = f"{source}: DRUM's {option.flag} {option.why}"
     if args.language not in (None, SERVED_LANGUAGE):

@@ -95,6 +95,11 @@ def import_code_file(path: Path) -> ModuleType:
 class Predictions:
     predictions: pd.DataFrame
     extra_model_output: pd.DataFrame | None = None
+    marshalled: pd.DataFrame | None = None  # before the cast to float: what DRUM reports to MLOps; None: `predictions`
+
+    @property
+    def monitored(self) -> pd.DataFrame:
+        return self.predictions if self.marshalled is None else self.marshalled
 
 
 class PythonModel:
@@ -222,11 +227,11 @@ class PythonModel:
             check_frame(data, "transform")
         raw, model_labels, extra = self._score(data, kwargs)
         target_type = self.config.target_type
-        frame = marshal_predictions(self.config.class_ordering, raw, target_type, model_labels, copy=False)
+        marshalled = frame = marshal_predictions(self.config.class_ordering, raw, target_type, model_labels, copy=False)
         # float64 predictions are already what the cast makes (it would only copy them: a tenth of a small request)
         if target_type not in NON_NUMERIC_PREDICTIONS and getattr(raw, "dtype", None) != np.float64:
             frame = frame.astype("float")
-        return Predictions(frame, extra)
+        return Predictions(frame, extra, marshalled if frame is not marshalled else None)
 
     def _score(self, data: Any, kwargs: dict):
         target_type = self.config.target_type
