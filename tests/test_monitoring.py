@@ -265,3 +265,14 @@ def test_a_stop_right_after_the_answer_still_sends_its_report(tmp_path, stack):
     reported = [record["data"] for record in records if record["header"]["dataType"] == "PREDICTIONS_DATA"]
     assert sum(len(data["predictions"]) for data in reported) == rows
     assert {value for data in reported for value in data["features"]["x"]} == {3}
+
+
+def test_parity_hands_both_servers_the_monitoring_options_and_the_token_by_its_variable():
+    from drum_compat.compat.cli import build_parser
+    from drum_compat.runtime.options import MODEL_OPTIONS, as_arguments, secret_environment
+
+    args = build_parser({}).parse_args(["parity", "--code-dir", ".", "--monitor-embedded", "--deployment-id", "d",
+                                        "--model-id", "m", "--webserver", "http://dr", "--api-token", "s3cret"])
+    arguments = as_arguments(args, MODEL_OPTIONS)
+    assert arguments == ["--monitor-embedded", "--deployment-id", "d", "--model-id", "m", "--webserver", "http://dr"]
+    assert secret_environment(args, MODEL_OPTIONS) == {"API_TOKEN": "s3cret"}

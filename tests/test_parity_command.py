@@ -118,3 +118,18 @@ def test_the_users_url_prefix_is_where_every_case_goes(tmp_path):
     assert payloads and all(case["path"].startswith((*unstructured, "/pfx/chat/", "/pfx/v1/chat/")) for case in payloads)
     assert any(case["path"].startswith(unstructured) for case in payloads)  # the target type was read under the prefix
     assert any(case["status"] == [200, 200] for case in payloads)
+
+
+def test_a_monitored_deployment_is_compared_monitored_on_both_stacks(tmp_path):
+    from tests.test_monitoring import monitored, spooled
+
+    settings = monitored(tmp_path / "spool")
+    finished = parity("--code-dir", str(EXAMPLES / "models" / "regression"), "--data", str(EXAMPLES / "data" / "houses.csv"),
+                      "--monitor", "--deployment-id", settings["DEPLOYMENT_ID"], "--model-id", settings["MODEL_ID"],
+                      "--monitor-settings", settings["MONITOR_SETTINGS"], "--json", str(tmp_path / "r.json"))
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
+    kinds = [record["header"]["dataType"] for record in spooled(tmp_path / "spool")]
+    # both servers reported every prediction case (one spool: the two stacks' records interleave)
+    assert kinds.count("DEPLOYMENT_STATS") == kinds.count("PREDICTIONS_DATA") > 0
+    assert kinds.count("DEPLOYMENT_STATS") % 2 == 0

@@ -13,7 +13,7 @@ import httpx
 from rich.console import Console
 from rich.progress import Progress
 
-from drum_compat.runtime.options import MODEL_OPTIONS, as_arguments
+from drum_compat.runtime.options import MODEL_OPTIONS, as_arguments, secret_environment
 from drum_compat.compat.parity.arguments import DEFAULT_SERVER_TYPES
 from drum_compat.compat.parity.cases import Case, CasesFileError, data_cases, payload_cases, route_cases, user_cases
 from drum_compat.compat.parity.compare import Answer, differences, normalise, split_documented
@@ -62,7 +62,8 @@ def url_prefix_of(server_type: str, environ: Mapping[str, str]) -> str:
 
 def start(server_type: str, args: argparse.Namespace, model_arguments: list[str], environ: Mapping[str, str]) -> RunningServer:
     try:
-        return RunningServer(args.code_dir, server_type, *model_arguments, env=shared_environment(environ),
+        return RunningServer(args.code_dir, server_type, *model_arguments,
+                             env={**shared_environment(environ), **secret_environment(args, MODEL_OPTIONS)},
                              timeout=args.startup_timeout, ready_path=prefixed("/", url_prefix_of(server_type, environ)))
     except (RuntimeError, TimeoutError) as exc:
         raise CannotStart(f"the model did not start on {server_type}: {exc}") from None

@@ -58,9 +58,8 @@ SERVER_OPTIONS: tuple[DrumOption, ...] = (
 )
 
 
-# DRUM's options read where they act (monitoring: runtime.monitoring; user secrets: runtime.refusals), or that
-# `drum server` accepts for other commands' sake: accepted, with DRUM's (lack of) effect
-ACCEPTED_OPTIONS: tuple[DrumOption, ...] = (
+# MLOps monitoring's options, read where they act (runtime.monitoring)
+MONITORING_OPTIONS: tuple[DrumOption, ...] = (
     DrumOption("--monitor", "MONITOR", "Report every prediction to DataRobot MLOps (datarobot-mlops), as DRUM does; "
                "needs --deployment-id, --model-id and --monitor-settings.", kind="flag"),
     DrumOption("--monitor-embedded", "MLOPS_REPORTING_FROM_UNSTRUCTURED_MODELS", "Hand an unstructured model's "
@@ -71,6 +70,13 @@ ACCEPTED_OPTIONS: tuple[DrumOption, ...] = (
     DrumOption("--monitor-settings", "MONITOR_SETTINGS", "MLOps channel, e.g. 'spooler_type=filesystem;directory=/spool'."),
     DrumOption("--webserver", "EXTERNAL_WEB_SERVER_URL", "DataRobot's URL (--monitor-embedded without --monitor-settings)."),
     DrumOption("--api-token", "API_TOKEN", "DataRobot API token (--monitor-embedded without --monitor-settings).", secret=True),
+)
+
+
+# the rest of DRUM's options, read where they act (user secrets: runtime.refusals), or that `drum server` accepts for
+# other commands' sake: accepted, with DRUM's (lack of) effect
+ACCEPTED_OPTIONS: tuple[DrumOption, ...] = (
+    *MONITORING_OPTIONS,
     DrumOption("--user-secrets-mount-path", "USER_SECRETS_MOUNT_PATH", "A CustomTask's user secrets (files): refused for "
                "a CustomTask, not handed over yet; no effect on hook models, as in DRUM."),
     DrumOption("--user-secrets-prefix", "USER_SECRETS_PREFIX", "A CustomTask's user secrets (variables): refused for a "
@@ -152,7 +158,8 @@ def _env_default(option: DrumOption, environ: Mapping[str, str]):
 
 
 # what describes the model and its serving, not where to listen: what `drum-compat parity` hands both servers
-MODEL_OPTIONS = tuple(option for option in SERVER_OPTIONS if option.flag not in ("--code-dir", "--address"))
+MODEL_OPTIONS = (*(option for option in SERVER_OPTIONS if option.flag not in ("--code-dir", "--address")),
+                 *MONITORING_OPTIONS)
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str],
@@ -174,11 +181,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, 
 
 
 def as_arguments(args: argparse.Namespace, options: tuple[DrumOption, ...]) -> list[str]:
-    """The parsed options back as a command line (only those that differ from their defaults)."""
+    """The parsed options back as a command line (only those that differ from their defaults); a secret is left out,
+    for its variable (secret_environment): a command line is visible to every user of the machine."""
     arguments: list[str] = []
     for option in options:
         value = getattr(args, option.dest)
-        if value == option.default or value is None or value is False:
+        if value == option.default or value is None or value is False or option.secret:
             continue
         if option.kind == "flag":
             arguments.append(option.flag)
@@ -187,3 +195,8 @@ def as_arguments(args: argparse.Namespace, options: tuple[DrumOption, ...]) -> l
         else:
             arguments += [option.flag, str(value)]
     return arguments
+
+
+def secret_environment(args: argparse.Namespace, options: tuple[DrumOption, ...]) -> dict[str, str]:
+    """The secret options as given, as the variables that set them (as_arguments leaves them out)."""
+    return {option.env: getattr(args, option.dest) for option in options if option.secret and getattr(args, option.dest)}
