@@ -17,6 +17,7 @@ from drum_compat.shared.http import (JSON_MIMETYPE, NeutralRequest, NeutralRespo
 from drum_compat.shared import proxy
 from drum_compat.shared.model import chat
 from drum_compat.shared.monitoring import PredictionReporter, elapsed_ms, reported_stream
+from drum_compat.shared.tracing import RequestTracer, chat_request_attributes, chat_response_attributes, traced
 from drum_compat.shared.model.config import read_model_metadata
 from drum_compat.shared.openapi import ApiDocs
 from drum_compat.shared.model.python_model import Predictions, PythonModel
@@ -90,7 +91,7 @@ class PredictionHandlers:
     def __init__(self, model: PythonModel, stack: Stack, admission: AdmissionGate, metrics: Metrics, docs: ApiDocs,
                  monitor: ResourceMonitor | None = None, upstream: str = "", stream_batch_rows: int = 10_000,
                  pps_target: dict | None = None, timings: PredictorTimings | None = None,
-                 reporter: PredictionReporter | None = None) -> None:
+                 reporter: PredictionReporter | None = None, tracer: RequestTracer | None = None) -> None:
         self.api_docs = docs
         # runtime parameters: read once, at load
         self.llm_id = RuntimeParameters.get(LLM_ID) if RuntimeParameters.has(LLM_ID) else None
@@ -101,6 +102,7 @@ class PredictionHandlers:
         self.pps_target = pps_target  # --deployment-config's `target`; None: DRUM's own answer format
         self.timings = timings  # --show-perf; None: /stats/'s time_info stays null, as DRUM's
         self.reporter = reporter  # --monitor: MLOps reporting (shared.monitoring); None: off
+        self.tracer = tracer  # OTEL_EXPORTER_OTLP_ENDPOINT: DRUM's spans (shared.tracing); None: off
         self.model = model
         self.stack = stack
         self.admission = admission
@@ -164,11 +166,15 @@ class PredictionHandlers:
         return json_response(self.model.supported_llm_models(self.llm_id))
 
     @timed
+    @traced("drum.chat.completions")
     def chat(self, request: NeutralRequest) -> NeutralResponse:
         """DRUM's do_chat: a ChatCompletion as JSON, anything else as a stream of server-sent events, made
         chunk by chunk in the model thread (shared.guards.streaming)."""
         params = chat.request_json(request)
-        chat.traced_attributes(params)
+        attributes = chat_request_attributes(params)  # DRUM's reads of the body come first: one it cannot read fails here
+        span = self.tracer.current_span() if self.tracer is not None else None
+        if span is not None:
+            span.set_attributes(attributes)
         if not self.model.supports_chat:
             message = CHAT_NOT_IMPLEMENTED if self.target_type in CHAT_TARGETS else CHAT_NOT_SUPPORTED
             logger.error(message)
@@ -187,16 +193,23 @@ class PredictionHandlers:
             if self.reporter is not None:
                 self.reporter.chat(params, result.choices[0].message.content, tag, elapsed_ms(started))
             setattr(result, chat.ASSOCIATION_ID_KEY, tag)
-            return json_response(result.to_dict())
+            answer = result.to_dict()
+            if span is not None:
+                span.set_attributes(chat_response_attributes(answer))
+            return json_response(answer)
         if self.reporter is not None:
             first, rest = [], reported_stream(first, rest, self.reporter, params, tag, started)
+        events = chat.event_stream(first, rest, tag)
         return NeutralResponse(200, headers=own_headers(("Content-Type", chat.EVENT_STREAM_MIMETYPE)),
-                               chunks=chat.event_stream(first, rest, tag))
+                               chunks=self.tracer.stream(span, events) if span is not None else events)
 
+    @traced("drum.directAccess")
     def forward_request(self, request: NeutralRequest) -> NeutralResponse | Steps[NeutralResponse]:
         # DRUM forwards only for OpenAI-based (GPU, NIM) predictors, which a Python model is not, unless the
         # operator names the upstream beside it (DRUM_DIRECT_ACCESS_URL)
         if not self.upstream:
+            if self.tracer is not None:
+                self.tracer.fail(NOT_AN_OPENAI_PREDICTOR)
             return json_response({"message": NOT_AN_OPENAI_PREDICTOR}, 400)
         return proxy.forward(request, self.upstream, request.view_args["path"], self.upstream_timeout)
 
@@ -225,6 +238,7 @@ class PredictionHandlers:
         return None
 
     @timed
+    @traced("drum.invocations")
     def predict(self, request: NeutralRequest) -> NeutralResponse:
         refused = self._not_for_predictions()
         if refused is not None:
@@ -281,6 +295,7 @@ class PredictionHandlers:
         return result
 
     @timed
+    @traced("drum.transform")
     def transform(self, request: NeutralRequest) -> NeutralResponse:
         if self.target_type != TargetType.TRANSFORM:
             endpoint = "/predictUnstructured/" if self.target_type == TargetType.UNSTRUCTURED else "/predict/"
@@ -304,6 +319,7 @@ class PredictionHandlers:
         return NeutralResponse(200, payload, own_headers(("Content-Type", content_type)))
 
     @timed
+    @traced("drum.predictUnstructured")
     def predict_unstructured(self, request: NeutralRequest) -> NeutralResponse:
         if self.target_type not in UNSTRUCTURED_TARGETS:
             return unprocessable(

@@ -213,3 +213,21 @@ def test_guide_monitoring_example(tmp_path):
         data = {key: value for key, value in json.loads(record["data"]).items() if key not in ("timestamp", "executionTime")}
         spooled.append(f"{record['header']['dataType']} {json.dumps(data)}")
     assert spooled == records.strip().splitlines()
+
+
+@pytest.mark.servers
+def test_guide_opentelemetry_example():
+    import base64
+
+    from tests.otlp import OtlpReceiver
+
+    start, request = blocks_after(GUIDE, "guide-example: opentelemetry")[:2]
+    trace_id, parent_id = re.search(r"traceparent: 00-(\w+)-(\w+)-01", request).groups()
+    with OtlpReceiver() as receiver:
+        with example(start.replace("http://127.0.0.1:4318", receiver.endpoint).replace("\\\n", " "), "127.0.0.1:8080", "/") as server:
+            request = request.replace("127.0.0.1:8080", f"127.0.0.1:{server.port}").replace("\\\n", " ")
+            subprocess.run(request, shell=True, cwd=ROOT, capture_output=True, text=True, check=True, executable="/bin/bash")
+        spans = receiver.spans()
+    assert [(span["name"], span["trace_id"], span["parent_span_id"]) for span in spans] == [
+        ("drum.invocations", base64.b64encode(bytes.fromhex(trace_id)).decode(),
+         base64.b64encode(bytes.fromhex(parent_id)).decode())]

@@ -156,7 +156,7 @@ def test_a_failing_write_is_one_warning_naming_the_error_never_the_entry(tmp_pat
     warnings = [record.getMessage() for record in caplog.records]
     assert len(warnings) == 1 and f"Recording to {path} failed (OSError: [Errno 28] No space left on device)" in warnings[0]
     assert "c2VjcmV0" not in caplog.text
-    assert recorder._handler.failures == 5
+    assert recorder.failures == 5
 
 
 def disk_full(path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 from drum_compat.runtime.deployment_config import deployment_target
 from drum_compat.runtime.instance import instance_dir
 from drum_compat.runtime.monitoring import MLOpsReporter, Monitoring, started_mlops
+from drum_compat.runtime.telemetry import Telemetry, otel_wanted
 from drum_compat.runtime.options import ServerOptions
 from drum_compat.runtime.record import recorder_from
 from drum_compat.runtime.settings import MIB, read_secret, setting_value
@@ -111,7 +112,18 @@ def build_core(options: ServerOptions, stack: Stack, new_lock: Callable[[], Any]
     if options.deployment_config:
         settings = replace(settings, pps_target=deployment_target(options.deployment_config))
     settings = replace(settings, show_perf=options.show_perf)
-    core = DrumApp.load(model_config(options), settings, options.with_error_server, new_lock)
+    # before the model loads, as DRUM: what load_model logs and traces is exported too
+    telemetry = Telemetry(options.workers) if otel_wanted(os.environ) else None
+    try:
+        core = DrumApp.load(model_config(options), settings, options.with_error_server, new_lock)
+    except BaseException:
+        if telemetry is not None:
+            telemetry.close()  # what load_model logged and traced reaches the endpoint before the worker exits
+        raise
+    if telemetry is not None:
+        core.on_close(telemetry.close)  # cleanups run last first: MLOps shuts down before the exporters
+        if hasattr(core.handlers, "tracer"):
+            core.handlers.tracer = telemetry.tracer
     if options.user_secrets and getattr(getattr(core.handlers, "model", None), "task", None) is not None:
         raise ValueError(f"{options.user_secrets}: DRUM hands a CustomTask its user secrets (its `secrets`); drum-compat "
                          "does not do this yet, and serving without them would lose them")

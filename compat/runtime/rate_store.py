@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-import redis
-import redis.asyncio
-from redis.exceptions import RedisError
-
 from drum_compat.shared.guards.rate_limit import (REDIS_TOKEN_BUCKET, STORE_TIMEOUT, Decision, LocalBuckets, RateLimitPolicy,
                                                   redis_arguments, redis_decision)
 
-# what "the store could not be asked" looks like; a take returns it instead of raising (the core decides)
-STORE_ERRORS: tuple[type[BaseException], ...] = (OSError, RedisError)
 Outcome = Decision | Exception
 TIMEOUTS = {"socket_timeout": STORE_TIMEOUT, "socket_connect_timeout": STORE_TIMEOUT}
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """What "the store could not be asked" looks like; a take returns it instead of raising (the core decides).
+    redis is imported only where a Redis is named: its import (OpenTelemetry's SDK with it) costs a worker's start."""
+    from redis.exceptions import RedisError
+
+    return OSError, RedisError
 
 
 def blocking_store(policy: RateLimitPolicy | None, redis_url: str | None) -> Callable[[str], Outcome] | None:
@@ -23,13 +25,16 @@ def blocking_store(policy: RateLimitPolicy | None, redis_url: str | None) -> Cal
         return None
     if not redis_url:
         return LocalBuckets(policy).take
+    import redis
+
+    errors = store_errors()
     script = redis.Redis.from_url(redis_url, **TIMEOUTS).register_script(REDIS_TOKEN_BUCKET)
 
     def take(client: str) -> Outcome:
         keys, args = redis_arguments(client, policy)
         try:
             return redis_decision(script(keys=keys, args=args))
-        except STORE_ERRORS as exc:
+        except errors as exc:
             return exc
 
     return take
@@ -46,13 +51,16 @@ def async_store(policy: RateLimitPolicy | None, redis_url: str | None) -> Callab
             return local.take(client)
 
         return take_local
+    import redis.asyncio
+
+    errors = store_errors()
     script = redis.asyncio.from_url(redis_url, **TIMEOUTS).register_script(REDIS_TOKEN_BUCKET)
 
     async def take(client: str) -> Outcome:
         keys, args = redis_arguments(client, policy)
         try:
             return redis_decision(await script(keys=keys, args=args))
-        except STORE_ERRORS as exc:
+        except errors as exc:
             return exc
 
     return take

@@ -11,8 +11,6 @@ import sys
 import time
 from typing import Any, Callable
 
-from concurrent_log_handler import ConcurrentRotatingFileHandler
-
 from drum_compat.shared.record import RecordPolicy
 
 logger = logging.getLogger("drum_compat")
@@ -37,32 +35,31 @@ def unusable_reason(path: str) -> str | None:
     return None
 
 
-class RecordingHandler(ConcurrentRotatingFileHandler):
-    """A failed write is one warning a minute at most, naming the error, never the entry (it holds request bodies):
-    logging's own report would print the record, body included, for every request."""
+class FileRecorder:
+    def __init__(self, path: str, policy: RecordPolicy, max_bytes: int, backups: int) -> None:
+        # imported here: it brings portalocker and redis (and OpenTelemetry's SDK with it), a worker's start slower
+        from concurrent_log_handler import ConcurrentRotatingFileHandler
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+        self.policy = policy
+        self.path = path
         self.failures = 0
         self._warned_at: float | None = None
+        self._random = random.Random()
+        self._handler = ConcurrentRotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8",
+                                                      umask=OWNER_ONLY)
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._handler.handleError = self._failed
 
-    def handleError(self, record: logging.LogRecord) -> None:
+    def _failed(self, record: logging.LogRecord) -> None:
+        """A failed write is one warning a minute at most, naming the error, never the entry (it holds request bodies):
+        logging's own report would print the record, body included, for every request."""
         self.failures += 1
         now = time.monotonic()
         if self._warned_at is None or now - self._warned_at >= WARN_EVERY:
             self._warned_at = now
             error = sys.exc_info()[1]
             logger.warning("Recording to %s failed (%s: %s); %d request(s) not recorded so far (warned once a minute "
-                           "at most)", self.baseFilename, type(error).__name__, error, self.failures)
-
-
-class FileRecorder:
-    def __init__(self, path: str, policy: RecordPolicy, max_bytes: int, backups: int) -> None:
-        self.policy = policy
-        self.path = path
-        self._random = random.Random()
-        self._handler = RecordingHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", umask=OWNER_ONLY)
-        self._handler.setFormatter(logging.Formatter("%(message)s"))
+                           "at most)", self.path, type(error).__name__, error, self.failures)
 
     def keep(self) -> bool:
         return self.policy.sample_percent >= 100 or self._random.random() * 100 < self.policy.sample_percent

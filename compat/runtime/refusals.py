@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from drum_compat.runtime.options import ACCEPTED_OPTIONS, SERVER_OPTIONS, add_server_arguments, parse_bool
-from drum_compat.shared.runtime_parameters import RuntimeParameters
 
 SERVED_LANGUAGE = "python"
 
@@ -41,8 +40,6 @@ UNSERVED_OPTIONS: tuple[UnservedOption, ...] = (
     UnservedOption("--lazy-loading-file", "downloads model files from DataRobot's object storage at start, which drum-compat "
                    "does not reach", ("LAZY_LOADING_FILE",), kind="value"),
 )
-# set in the environment, DRUM exports traces, logs and metrics over OTLP (unless the OTEL_SDK_DISABLED runtime parameter)
-OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 
 def add_drum_only_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
@@ -62,14 +59,6 @@ def user_secrets(args: argparse.Namespace) -> str | None:
     return f"--user-secrets-prefix {args.user_secrets_prefix}" if args.user_secrets_prefix else None
 
 
-def otel_disabled(environ: Mapping[str, str]) -> bool:
-    """DRUM's own switch (the OTEL_SDK_DISABLED runtime parameter), or the SDK's (the variable), which turns DRUM's
-    exporters into no-ops."""
-    if RuntimeParameters.has("OTEL_SDK_DISABLED", environ) and RuntimeParameters.get("OTEL_SDK_DISABLED", environ):
-        return True
-    return environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-
-
 def refusals(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
     """Why the start is refused: for each option (or variable) that asks for what drum-compat does not serve, one line."""
     found = {}
@@ -82,9 +71,6 @@ def refusals(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, 
             found[option.flag] = f"{source}: DRUM's {option.flag} {option.why}"
     if args.language not in (None, SERVED_LANGUAGE):
         found["--language"] = f"--language {args.language}: drum-compat serves Python models only"
-    if environ.get(OTLP_ENDPOINT) and not otel_disabled(environ):
-        found[OTLP_ENDPOINT] = (f"{OTLP_ENDPOINT}={environ[OTLP_ENDPOINT]}: DRUM exports traces, logs and metrics there "
-                                f"(OpenTelemetry); {NOT_YET} (OTEL_SDK_DISABLED=true serves without them)")
     return found
 
 

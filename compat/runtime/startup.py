@@ -11,7 +11,7 @@ import sys
 from typing import Callable, TypeVar
 
 from drum_compat.runtime.instance import record_startup_failure
-from drum_compat.shared.model.python_model import HookFailed
+from drum_compat.shared.model.python_model import DrumPythonModelAdapterError
 
 MODEL_LOAD_FAILURE = 3  # also gunicorn's worker-boot status and uvicorn's STARTUP_FAILURE, so each master stops
 logger = logging.getLogger("drum_compat")
@@ -70,7 +70,7 @@ def tune_malloc() -> list[str]:
 
 def _hook_traceback_logged(exc: BaseException | None) -> bool:
     while exc is not None:
-        if isinstance(exc, HookFailed):
+        if isinstance(exc, DrumPythonModelAdapterError):
             return True
         exc = exc.__cause__
     return False

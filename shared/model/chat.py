@@ -25,15 +25,6 @@ def request_json(request: NeutralRequest) -> Any:
         raise BadRequest() from exc
 
 
-def traced_attributes(params: Any) -> None:
-    """The reads DRUM's tracing makes of the body before anything else, so a body it cannot read (a list, a
-    non-list `messages`) fails here with the same error."""
-    params = params or {}
-    params.get("model")
-    for _ in params.get("messages", []):
-        pass
-
-
 def association_id(params: Any) -> str:
     return params.get(ASSOCIATION_ID_KEY, None) or str(uuid.uuid4())
 

@@ -34,8 +34,9 @@ class ModelLoadError(DrumError):
     """The model directory could not be loaded; the text is what DRUM's error server reports."""
 
 
-class HookFailed(DrumError):
-    """A user hook raised; its traceback has been logged already."""
+class DrumPythonModelAdapterError(DrumError):
+    """A user hook raised; its traceback has been logged already. DRUM's class name: a trace's error status reads
+    `DrumPythonModelAdapterError: <message>` as under DRUM."""
 
 
 def run_hook(context: str, hook: Callable, *args, **kwargs) -> Any:
@@ -46,7 +47,7 @@ def run_hook(context: str, hook: Callable, *args, **kwargs) -> Any:
         if is_user_http_error(exc):
             raise
         logger.exception("%s Exception: %r", context, exc)
-        raise HookFailed(f"{context} Exception: {exc!r}") from exc
+        raise DrumPythonModelAdapterError(f"{context} Exception: {exc!r}") from exc
 
 
 def check_frame(frame: Any, hook: str) -> None:
