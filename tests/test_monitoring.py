@@ -27,7 +27,7 @@ PREDICTIONS = [("/predict/", {"content": b"x\n1\n2\n3\n", "headers": {"Content-T
                ("/predict/", {"files": {"X": ("x.csv", b"x\n7\n")}}),
                ("/predict/", {"content": b"\xff\xfe", "headers": {"Content-Type": "text/csv"}})]
 LABELS = {"binary": {"POSITIVE_CLASS_LABEL": "yes", "NEGATIVE_CLASS_LABEL": "no"},
-          "multiclass": {"CLASS_LABELS": "cat dog horse"}}
+          "multiclass": {"CLASS_LABELS": "cat dog horse"}, "multilabel": {"CLASS_LABELS": "a b c"}}
 
 
 def monitored(spool: Path, **extra: str) -> dict:
@@ -69,7 +69,8 @@ def score(data, model, **kwargs):
 
 @needs_drum
 @pytest.mark.servers
-@pytest.mark.parametrize("model", ["regression", "integers", "binary", "multiclass"])
+@pytest.mark.parametrize("model", ["regression", "integers", "regression_extra", "binary", "multiclass", "multilabel",
+                                   "anomaly"])
 def test_each_prediction_is_reported_as_drum_reports_it(tmp_path, model):
     if model == "integers":  # answered as floats, reported as the model's integers (DRUM casts after reporting)
         code_dir, options = tmp_path / model, {"target_type": "regression"}
@@ -99,12 +100,13 @@ def test_chat_answers_and_failures_are_reported_as_drum_reports_them(tmp_path):
                                                 "messages": [{"role": "user", "content": [
                                                     {"type": "text", "text": "one two"},
                                                     {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}}),
-             ("/v1/chat/completions", {"json": {"model": "m"}})]  # no messages: the hook fails
+             ("/v1/chat/completions", {"json": {"model": "m"}}),  # no messages: the hook fails
+             ("/predict/", {"content": b"promptText\nhi\nthere\n", "headers": {"Content-Type": "text/csv"}})]
     env = {"TARGET_NAME": "resultText"}
     with running_drum(code_dir, "textgeneration", **monitored(tmp_path / "drum", **env)) as url:
         expected_statuses = send(url, chats)
     expected = spooled(tmp_path / "drum")
-    assert [record["data"].get("numPredictions") for record in expected] == [1, None, 1, None, 0]
+    assert [record["data"].get("numPredictions") for record in expected] == [1, None, 1, None, 0, 2, None]
     for stack in STACKS:
         spool = tmp_path / stack
         with serve(code_dir, stack, "--target-type", "textgeneration", env=monitored(spool, **env)) as server:
