@@ -16,7 +16,8 @@ from drum_compat.runtime.instance import InstanceError
 from drum_compat.runtime.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
 from drum_compat.runtime.deployment_config import DeploymentConfigError, deployment_target
 from drum_compat.runtime.options import ServerOptions, add_server_arguments
-from drum_compat.runtime.monitoring import MonitoringError, monitoring_of
+from drum_compat.runtime.datarobot_api import api_access_of
+from drum_compat.runtime.monitoring import DrumStartError, monitoring_of
 from drum_compat.runtime.refusals import add_drum_only_arguments, option_rows, unserved, user_secrets
 from drum_compat.runtime.params_file import RuntimeParametersFileError, runtime_parameter_values
 from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
@@ -113,7 +114,8 @@ def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     warnings = [*resolution.warnings, *(f"the server would refuse to start: {line}" for line in unserved(drum_args, environ))]
     try:
         monitoring_of(drum_args, environ)
-    except MonitoringError as exc:
+        api_access_of(drum_args)
+    except DrumStartError as exc:
         warnings.append("the server would stop at start: " + " ".join(line.strip() for line in exc.lines if line.strip()))
     if args.json:
         print(json.dumps({"server_type": server_type, "settings": rows, "drum_options": options, "warnings": warnings},
@@ -175,6 +177,7 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
         show_perf=args.show_perf,
         user_secrets=user_secrets(args),
         monitoring=monitoring.to_dict() if (monitoring := monitoring_of(args, environ)) else None,
+        api_access=access.to_dict() if (access := api_access_of(args)) else None,
         workers=workers,
         target_name=environ.get("TARGET_NAME") or None,
         server_type=server_type,
@@ -233,7 +236,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except (RuntimeParametersFileError, DeploymentConfigError) as exc:  # DRUM's message and status 1
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return 1
-    except MonitoringError as exc:  # DRUM prints these on standard output
+    except DrumStartError as exc:  # DRUM prints these on standard output
         print("\n".join(exc.lines))
         return 1
     except (ValueError, ModelConfigError, SettingError, TlsConfigError) as exc:

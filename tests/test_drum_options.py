@@ -101,10 +101,10 @@ def test_every_drum_variable_is_applied_or_refused_by_name(drums, monkeypatch):
 
 @pytest.mark.parametrize("environ, refused", [
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, False),  # served (tests/test_telemetry.py)
-    ({"ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS": "no"}, False),
-    ({"ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS": "yes"}, True),
+    ({"ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS": "yes"}, False),  # served (tests/test_datarobot_api.py)
+    ({"LAZY_LOADING_FILE": "/x.json"}, True),
 ])
-def test_api_access_is_refused_unless_turned_off(environ, refused):
+def test_what_is_served_is_never_refused(environ, refused):
     assert bool(cli.unserved(parse([], environ), environ)) is refused
 
 

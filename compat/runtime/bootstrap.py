@@ -10,9 +10,10 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, Callable, Mapping
 
+from drum_compat.runtime.datarobot_api import ApiAccess, connect
 from drum_compat.runtime.deployment_config import deployment_target
 from drum_compat.runtime.instance import instance_dir
-from drum_compat.runtime.monitoring import MLOpsReporter, Monitoring, started_mlops
+from drum_compat.runtime.monitoring import DeploymentSettings, MLOpsReporter, Monitoring, started_mlops
 from drum_compat.runtime.telemetry import Telemetry, otel_wanted
 from drum_compat.runtime.options import ServerOptions
 from drum_compat.runtime.record import recorder_from
@@ -115,6 +116,8 @@ def build_core(options: ServerOptions, stack: Stack, new_lock: Callable[[], Any]
     # before the model loads, as DRUM: what load_model logs and traces is exported too
     telemetry = Telemetry(options.workers) if otel_wanted(os.environ) else None
     try:
+        if options.api_access:  # as DRUM: before the model loads, so that load_model can use it
+            connect(ApiAccess(**options.api_access))
         core = DrumApp.load(model_config(options), settings, options.with_error_server, new_lock)
     except BaseException:
         if telemetry is not None:
@@ -128,7 +131,9 @@ def build_core(options: ServerOptions, stack: Stack, new_lock: Callable[[], Any]
         raise ValueError(f"{options.user_secrets}: DRUM hands a CustomTask its user secrets (its `secrets`); drum-compat "
                          "does not do this yet, and serving without them would lose them")
     if options.monitoring and hasattr(core.handlers, "reporter"):  # DRUM's error server reports nothing
-        core.handlers.reporter = MLOpsReporter(started_mlops(Monitoring(**options.monitoring)))
+        monitoring = Monitoring(**options.monitoring)
+        settings = DeploymentSettings(monitoring.deployment_id, monitoring.api_access)
+        core.handlers.reporter = MLOpsReporter(started_mlops(monitoring), settings)
         core.on_close(core.handlers.reporter.close)
     core.recorder = recorder_from(partial(setting_value, core_values))
     if core.recorder is not None:

@@ -58,8 +58,9 @@ SERVER_OPTIONS: tuple[DrumOption, ...] = (
 )
 
 
-# MLOps monitoring's options, read where they act (runtime.monitoring)
-MONITORING_OPTIONS: tuple[DrumOption, ...] = (
+# the options that connect the model to DataRobot, read where they act: MLOps monitoring (runtime.monitoring) and API
+# access (runtime.datarobot_api)
+DATAROBOT_OPTIONS: tuple[DrumOption, ...] = (
     DrumOption("--monitor", "MONITOR", "Report every prediction to DataRobot MLOps (datarobot-mlops), as DRUM does; "
                "needs --deployment-id, --model-id and --monitor-settings.", kind="flag"),
     DrumOption("--monitor-embedded", "MLOPS_REPORTING_FROM_UNSTRUCTURED_MODELS", "Hand an unstructured model's "
@@ -68,15 +69,19 @@ MONITORING_OPTIONS: tuple[DrumOption, ...] = (
     DrumOption("--deployment-id", "DEPLOYMENT_ID", "MLOps deployment id (env also MLOPS_DEPLOYMENT_ID)."),
     DrumOption("--model-id", "MODEL_ID", "MLOps model id (env also MLOPS_MODEL_ID)."),
     DrumOption("--monitor-settings", "MONITOR_SETTINGS", "MLOps channel, e.g. 'spooler_type=filesystem;directory=/spool'."),
-    DrumOption("--webserver", "EXTERNAL_WEB_SERVER_URL", "DataRobot's URL (--monitor-embedded without --monitor-settings)."),
-    DrumOption("--api-token", "API_TOKEN", "DataRobot API token (--monitor-embedded without --monitor-settings).", secret=True),
+    DrumOption("--webserver", "EXTERNAL_WEB_SERVER_URL", "DataRobot's URL (--allow-dr-api-access; --monitor-embedded "
+               "without --monitor-settings)."),
+    DrumOption("--api-token", "API_TOKEN", "DataRobot API token (--allow-dr-api-access; --monitor-embedded without "
+               "--monitor-settings).", secret=True),
+    DrumOption("--allow-dr-api-access", "ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS", "Give model code a DataRobot API "
+               "client (the `datarobot` package's, as DRUM sets it up); needs --webserver and --api-token.", kind="flag"),
 )
 
 
 # the rest of DRUM's options, read where they act (user secrets: runtime.refusals), or that `drum server` accepts for
 # other commands' sake: accepted, with DRUM's (lack of) effect
 ACCEPTED_OPTIONS: tuple[DrumOption, ...] = (
-    *MONITORING_OPTIONS,
+    *DATAROBOT_OPTIONS,
     DrumOption("--user-secrets-mount-path", "USER_SECRETS_MOUNT_PATH", "A CustomTask's user secrets (files): refused for "
                "a CustomTask, not handed over yet; no effect on hook models, as in DRUM."),
     DrumOption("--user-secrets-prefix", "USER_SECRETS_PREFIX", "A CustomTask's user secrets (variables): refused for a "
@@ -108,6 +113,7 @@ class ServerOptions:
     show_perf: bool = False
     user_secrets: str | None = None  # where DRUM would read a CustomTask's secrets from (runtime.refusals.user_secrets)
     monitoring: dict | None = None  # --monitor or --monitor-embedded: runtime.monitoring.Monitoring's fields
+    api_access: dict | None = None  # --allow-dr-api-access: runtime.datarobot_api.ApiAccess's fields
     workers: int = 1  # effective: CUSTOM_MODEL_WORKERS, else --max-workers, else MAX_WORKERS, else 1
     target_name: str | None = None
     server_type: str = "gunicorn"
@@ -159,7 +165,7 @@ def _env_default(option: DrumOption, environ: Mapping[str, str]):
 
 # what describes the model and its serving, not where to listen: what `drum-compat parity` hands both servers
 MODEL_OPTIONS = (*(option for option in SERVER_OPTIONS if option.flag not in ("--code-dir", "--address")),
-                 *MONITORING_OPTIONS)
+                 *DATAROBOT_OPTIONS)
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str],

@@ -26,7 +26,6 @@ class UnservedOption:
 
 
 RUN_IT_INSIDE = "drum-compat starts no containers: run drum-compat inside the image instead"
-NOT_YET = "drum-compat does not do this yet, and serving without it would lose what it does"
 UNSERVED_OPTIONS: tuple[UnservedOption, ...] = (
     UnservedOption("--docker", f"runs the model in a Docker image; {RUN_IT_INSIDE}", kind="value"),
     UnservedOption("--memory", f"limits --docker's container; {RUN_IT_INSIDE}", kind="value"),
@@ -35,8 +34,6 @@ UNSERVED_OPTIONS: tuple[UnservedOption, ...] = (
     *(UnservedOption(flag, "is for --gpu-predictor triton, which drum-compat does not run", kind="value")
       for flag in ("--triton-host", "--triton-http-port", "--triton-grpc-port")),
     UnservedOption("--sidecar", "runs DRUM as a sidecar of another model container, which drum-compat does not do"),
-    UnservedOption("--allow-dr-api-access", f"gives model code a DataRobot API client; {NOT_YET}",
-                   ("ALLOW_DR_API_ACCESS_FOR_ALL_CUSTOM_MODELS",)),
     UnservedOption("--lazy-loading-file", "downloads model files from DataRobot's object storage at start, which drum-compat "
                    "does not reach", ("LAZY_LOADING_FILE",), kind="value"),
 )
