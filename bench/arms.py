@@ -2,12 +2,14 @@
 for, measured (the resident memory of its process tree) and stopped by its own process group."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,14 @@ QUEUE_FOR_ALL = {"DRUM_EXECUTOR_QUEUE_DEPTH": "128"}  # deeper than any cell's c
 GUARDS_ON = {"DRUM_RATE_LIMIT_ENABLED": "true", "DRUM_RATE_LIMIT_RPM": "1000000", "DRUM_RATE_LIMIT_BURST": "100000",
              "DRUM_CLIENT_REQUEST_TIMEOUT": "60", "DRUM_CORS_ORIGINS": "https://app.example.com"}
 GUARDS_OFF = {"DRUM_CLIENT_REQUEST_TIMEOUT": "0"}
+
+
+def monitored() -> dict:
+    """--monitor through datarobot-mlops's filesystem spooler, into a directory of this run's own."""
+    spool = tempfile.mkdtemp(prefix="drum-compat-bench-spool-")
+    atexit.register(shutil.rmtree, spool, ignore_errors=True)
+    return {"MONITOR": "true", "DEPLOYMENT_ID": "bench", "MODEL_ID": "bench",
+            "MONITOR_SETTINGS": f"spooler_type=filesystem;directory={spool}"}
 
 
 def pinned_to_server_core() -> tuple[str, ...]:
@@ -76,6 +86,8 @@ def all_arms() -> list[Arm]:
         drum_compat("drum-compat gunicorn, guards off", "gunicorn", "flask", **GUARDS_OFF),
         drum_compat("drum-compat fastapi, guards on", "fastapi", "fastapi", **GUARDS_ON),
         drum_compat("drum-compat fastapi, guards off", "fastapi", "fastapi", **GUARDS_OFF),
+        drum_compat("drum-compat gunicorn, monitored", "gunicorn", "flask", **monitored()),
+        drum_compat("drum-compat fastapi, monitored", "fastapi", "fastapi", **monitored()),
         Arm("bare Flask + gunicorn (gevent)", "bare", (python, "-m", "gunicorn", "-w", "1", "-k", "gevent", "-b",
                                                       "127.0.0.1:{port}", "bench.bare:flask_app"), stack="flask"),
         Arm("bare FastAPI + uvicorn", "bare", (python, "-m", "uvicorn", "bench.bare:fastapi_app", "--http", "httptools",
@@ -84,8 +96,9 @@ def all_arms() -> list[Arm]:
                                                       "httptools", "--no-access-log", "--port", "{port}")),
     ]
     if DRUM.exists():
-        arms.insert(0, Arm("DRUM 1.18 (gunicorn sync)", "drum", (str(DRUM), "server", "--code-dir", str(MODEL),
-                                                                 "--address", "127.0.0.1:{port}", "--target-type", "regression")))
+        command = (str(DRUM), "server", "--code-dir", str(MODEL), "--address", "127.0.0.1:{port}", "--target-type", "regression")
+        arms.insert(0, Arm("DRUM 1.18 (gunicorn sync)", "drum", command))
+        arms.insert(1, Arm("DRUM 1.18 (gunicorn sync), monitored", "drum-monitored", command, monitored()))
     return arms
 
 
