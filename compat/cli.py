@@ -18,7 +18,7 @@ from drum_compat.runtime.deployment_config import DeploymentConfigError, deploym
 from drum_compat.runtime.options import ServerOptions, add_server_arguments
 from drum_compat.runtime.datarobot_api import api_access_of
 from drum_compat.runtime.monitoring import DrumStartError, monitoring_of
-from drum_compat.runtime.refusals import add_drum_only_arguments, option_rows, unserved, user_secrets
+from drum_compat.runtime.refusals import add_drum_only_arguments, option_rows, unserved
 from drum_compat.runtime.params_file import RuntimeParametersFileError, runtime_parameter_values
 from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
 from drum_compat.runtime.record import unusable_reason
@@ -175,7 +175,8 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Serv
         with_error_server=args.with_error_server,
         deployment_config=args.deployment_config,
         show_perf=args.show_perf,
-        user_secrets=user_secrets(args),
+        user_secrets_mount_path=args.user_secrets_mount_path,
+        user_secrets_prefix=args.user_secrets_prefix,
         monitoring=monitoring.to_dict() if (monitoring := monitoring_of(args, environ)) else None,
         api_access=access.to_dict() if (access := api_access_of(args)) else None,
         workers=workers,

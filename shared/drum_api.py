@@ -1,5 +1,5 @@
 """The API that model code written for DRUM imports from `datarobot_drum`, for when the real
-package is absent: RuntimeParameters, CustomHTTPError and the CustomTask interfaces."""
+package is absent: RuntimeParameters, CustomHTTPError, the CustomTask interfaces and their secrets."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,6 +9,7 @@ import sys
 import types
 
 from drum_compat.shared.errors import BaseCustomUserError, CustomHTTPError, DrumError
+from drum_compat.shared.model import user_secrets
 from drum_compat.shared.runtime_parameters import RuntimeParameters
 
 
@@ -92,7 +93,13 @@ def install_datarobot_drum_module() -> None:
         TransformerInterface,
     ):
         setattr(interfaces, cls.__name__, cls)
+    for name in (*(cls.__name__ for cls in user_secrets.SECRET_TYPES.values()), "AbstractSecret", "GCPKey"):
+        setattr(interfaces, name, getattr(user_secrets, name))
+    secrets_module = types.ModuleType("datarobot_drum.custom_task_interfaces.user_secrets")
+    secrets_module.__dict__.update({name: value for name, value in vars(user_secrets).items() if not name.startswith("_")})
+    interfaces.user_secrets = secrets_module
     top.custom_task_interfaces = interfaces
     top.__path__ = []  # a package, so `from datarobot_drum.custom_task_interfaces import ...` works
     sys.modules["datarobot_drum"] = top
     sys.modules["datarobot_drum.custom_task_interfaces"] = interfaces
+    sys.modules["datarobot_drum.custom_task_interfaces.user_secrets"] = secrets_module

@@ -167,19 +167,3 @@ def test_config_lists_every_drum_option_with_its_source_a_hidden_token_and_what_
     assert ("the server would stop at start: Error: MLOps Monitoring requires all monitoring options to be present. Note: "
             "The following MLOps monitoring option(s) is/are missing: --model-id --monitor-settings These options can also "
             "be obtained via environment variables") in report["warnings"]
-
-
-@pytest.mark.servers
-@pytest.mark.parametrize("server_type", ["gunicorn", "fastapi"])
-def test_user_secrets_stop_a_custom_task_at_start_and_leave_a_hook_model_alone(tmp_path, server_type):
-    from drum_compat.compat.running import run_to_exit
-    from tests.models import write_model
-    from tests.processes import serve
-
-    task_dir, task_options = write_model(tmp_path / "task", "custom_task")
-    secrets = {"USER_SECRETS_MOUNT_PATH": str(tmp_path)}
-    stopped = run_to_exit(task_dir, server_type, "--target-type", task_options["target_type"], env=secrets, timeout=120)
-    output = stopped.stdout + stopped.stderr
-    assert stopped.returncode != 0 and f"--user-secrets-mount-path {tmp_path}: DRUM hands a CustomTask its user secrets" in output
-    with serve(MODEL, server_type, "--target-type", "regression", "--user-secrets-prefix", "SECRET_", env=secrets) as server:
-        assert server.base_url  # a hook model ignores them, as under DRUM

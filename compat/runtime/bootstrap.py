@@ -15,6 +15,7 @@ from drum_compat.runtime.deployment_config import deployment_target
 from drum_compat.runtime.instance import instance_dir
 from drum_compat.runtime.monitoring import DeploymentSettings, MLOpsReporter, Monitoring, started_mlops
 from drum_compat.runtime.telemetry import Telemetry, otel_wanted
+from drum_compat.runtime.user_secrets import hide_from_outputs, read_secrets
 from drum_compat.runtime.options import ServerOptions
 from drum_compat.runtime.record import recorder_from
 from drum_compat.runtime.settings import MIB, read_secret, setting_value
@@ -127,9 +128,13 @@ def build_core(options: ServerOptions, stack: Stack, new_lock: Callable[[], Any]
         core.on_close(telemetry.close)  # cleanups run last first: MLOps shuts down before the exporters
         if hasattr(core.handlers, "tracer"):
             core.handlers.tracer = telemetry.tracer
-    if options.user_secrets and getattr(getattr(core.handlers, "model", None), "task", None) is not None:
-        raise ValueError(f"{options.user_secrets}: DRUM hands a CustomTask its user secrets (its `secrets`); drum-compat "
-                         "does not do this yet, and serving without them would lose them")
+    task = getattr(getattr(core.handlers, "model", None), "task", None)
+    if task is not None:  # as DRUM: a CustomTask gets its user secrets once loaded (none set: an empty mapping)
+        try:
+            task.secrets = read_secrets(options.user_secrets_mount_path, options.user_secrets_prefix, os.environ)
+        except Exception as exc:
+            raise ValueError(f"Failed to load custom task class. Exception: {exc!r}") from exc
+        hide_from_outputs(task.secrets)
     if options.monitoring and hasattr(core.handlers, "reporter"):  # DRUM's error server reports nothing
         monitoring = Monitoring(**options.monitoring)
         settings = DeploymentSettings(monitoring.deployment_id, monitoring.api_access)

@@ -82,10 +82,10 @@ DATAROBOT_OPTIONS: tuple[DrumOption, ...] = (
 # other commands' sake: accepted, with DRUM's (lack of) effect
 ACCEPTED_OPTIONS: tuple[DrumOption, ...] = (
     *DATAROBOT_OPTIONS,
-    DrumOption("--user-secrets-mount-path", "USER_SECRETS_MOUNT_PATH", "A CustomTask's user secrets (files): refused for "
-               "a CustomTask, not handed over yet; no effect on hook models, as in DRUM."),
-    DrumOption("--user-secrets-prefix", "USER_SECRETS_PREFIX", "A CustomTask's user secrets (variables): refused for a "
-               "CustomTask, not handed over yet; no effect on hook models, as in DRUM."),
+    DrumOption("--user-secrets-mount-path", "USER_SECRETS_MOUNT_PATH", "A CustomTask's user secrets, a JSON file each, "
+               "handed over as its `secrets` as DRUM does (no effect on hook models, as in DRUM)."),
+    DrumOption("--user-secrets-prefix", "USER_SECRETS_PREFIX", "A CustomTask's user secrets, a JSON variable "
+               "<prefix>_<KEY> each, handed over as its `secrets` as DRUM does (no effect on hook models)."),
     DrumOption("--query", None, "Query params of `drum score`'s unstructured mode (no effect on a server, as in DRUM)."),
     DrumOption("--content-type", None, "Content type of `drum score`'s unstructured mode (no effect on a server, as in DRUM)."),
     DrumOption("--language", None, "The model's language; drum-compat serves Python models.", kind="choice",
@@ -111,7 +111,8 @@ class ServerOptions:
     with_error_server: bool = False
     deployment_config: str | None = None  # its path: each worker reads it (runtime.deployment_config)
     show_perf: bool = False
-    user_secrets: str | None = None  # where DRUM would read a CustomTask's secrets from (runtime.refusals.user_secrets)
+    user_secrets_mount_path: str | None = None  # a CustomTask's secrets, as files (runtime.user_secrets)
+    user_secrets_prefix: str | None = None  # a CustomTask's secrets, as variables named <prefix>_<KEY>
     monitoring: dict | None = None  # --monitor or --monitor-embedded: runtime.monitoring.Monitoring's fields
     api_access: dict | None = None  # --allow-dr-api-access: runtime.datarobot_api.ApiAccess's fields
     workers: int = 1  # effective: CUSTOM_MODEL_WORKERS, else --max-workers, else MAX_WORKERS, else 1

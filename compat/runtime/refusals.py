@@ -48,14 +48,6 @@ def add_drum_only_arguments(parser: argparse.ArgumentParser, environ: Mapping[st
                             help=f"Refused: DRUM's {option.flag} {option.why}.")
 
 
-def user_secrets(args: argparse.Namespace) -> str | None:
-    """Where DRUM would read a CustomTask's user secrets from, as the option that says so; a worker whose model is a
-    CustomTask refuses to start with it (runtime.bootstrap), a hook model ignores it as DRUM does."""
-    if args.user_secrets_mount_path:
-        return f"--user-secrets-mount-path {args.user_secrets_mount_path}"
-    return f"--user-secrets-prefix {args.user_secrets_prefix}" if args.user_secrets_prefix else None
-
-
 def refusals(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
     """Why the start is refused: for each option (or variable) that asks for what drum-compat does not serve, one line."""
     found = {}
