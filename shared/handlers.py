@@ -305,6 +305,8 @@ class PredictionHandlers:
             features = fetch_input(request, body, "X")
             colnames = fetch_sparse_colnames(body)
             target = fetch_input(request, body, "y") if "y" in body.files else None
+            if target is not None and not target.binary_data:
+                target = None  # DRUM reads a target only when it has bytes (`if target_binary_data:`)
         except ValueError as exc:
             return unprocessable(str(exc))
         for part in (features, target):

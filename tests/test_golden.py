@@ -113,8 +113,9 @@ def test_sparse_input(stacks_for):
          b'{"message":"ERROR: Model \'score\' hook failed to make predictions. Exception: ValueError(\'boom\')"}\n'),
         ("failing", "/predict/", b"notframe\n1\n", CSV_HEADERS, 500,
          b'{"message":"ERROR: score must return a dataframe, but received <class \'list\'>"}\n'),
-        # DRUM looks up the prediction column by name and fails with pandas' own KeyError text
-        ("failing", "/predict/", b"twocols\n1\n", CSV_HEADERS, 500, b'{"message":"ERROR: \\"None of [Index([\'Predictions\']'),
+        # DRUM drops the prediction column by name first and fails with pandas' own KeyError text (the issue's C16)
+        ("failing", "/predict/", b"twocols\n1\n", CSV_HEADERS, 500,
+         b'{"message":"ERROR: \\"[\'Predictions\'] not found in axis\\""}\n'),
         ("unstructured", "/predictUnstructured/?ret_mode=bad", b"x", {}, 500,
          b'{"message":"ERROR: In unstructured mode single return value can be of type str/bytes, but received <class \'int\'>"}\n'),
         ("unstructured", "/predictUnstructured/?ret_mode=boom", b"x", {}, 500, b'{"message":"ERROR: unstructured boom"}\n'),

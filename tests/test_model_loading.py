@@ -15,7 +15,7 @@ def test_target_type_and_labels_from_metadata(tmp_path):
         "targetType: binary\ninferenceModel:\n  positiveClassLabel: 1\n  negativeClassLabel: 0\n"
     )
     config = resolve_model_config(str(tmp_path))
-    assert (config.target_type, config.class_ordering) == (TargetType.BINARY, ["0", "1"])
+    assert (config.target_type, config.class_ordering) == (TargetType.BINARY, ["1", "0"])  # DRUM's: positive first
     with pytest.raises(ModelConfigError, match="doesn't match target type"):
         resolve_model_config(str(tmp_path), target_type="regression")
 

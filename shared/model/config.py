@@ -28,9 +28,10 @@ class ModelConfig:
 
     @property
     def class_ordering(self) -> list[str] | None:
-        """The label order of prediction columns (DRUM: negative first for binary)."""
+        """DRUM's request labels (its class_ordering): positive first for binary. A model's answer keeps its own column
+        order; this order shows in DRUM's messages and where a model names no labels."""
         if self.target_type == TargetType.BINARY:
-            return [self.negative_class_label, self.positive_class_label]
+            return [self.positive_class_label, self.negative_class_label]
         if self.class_labels:
             return list(self.class_labels)
         return None

@@ -34,7 +34,8 @@ def _order_labels(request_labels: Sequence[str], model_labels: Sequence[Any] | N
     if model_labels is None:
         return list(request_labels)
     if {_standardize(label) for label in request_labels} != {_standardize(label) for label in model_labels}:
-        raise DrumError(f"Expected predictions to have columns {list(request_labels)}, but encountered {list(model_labels)}")
+        # as DRUM prints them: the model's labels as it gave them (a hook's columns: a pandas Index)
+        raise DrumError(f"Expected predictions to have columns {list(request_labels)}, but encountered {model_labels}")
     by_standard = {_standardize(label): label for label in request_labels}
     return [by_standard[_standardize(label)] for label in model_labels]
 
@@ -48,8 +49,10 @@ def _infer_negative_class(predictions: np.ndarray, labels: list[str]) -> np.ndar
         raise DrumError(
             f"Only one dimension of probability returned, but there are {len(labels)} class labels in this model"
         )
-    positive = predictions[:, 0].astype(float)
-    return np.column_stack([1 - positive, positive])
+    negative, positive = labels  # DRUM's order, whatever the labels mean
+    frame = pd.DataFrame(predictions, columns=[positive])
+    frame[negative] = 1 - frame[positive]
+    return frame[[negative, positive]].values
 
 
 def _check_probabilities(predictions: np.ndarray, must_sum_to_one: bool) -> None:
@@ -89,7 +92,8 @@ def marshal_predictions(
                 "Your predictions must return the probability distribution for the correct number of class labels. "
                 f"Expected {len(labels)} columns, but received {predictions.shape[1]}"
             )
-        _check_probabilities(predictions.astype(float), must_sum_to_one=target_type != TargetType.MULTILABEL)
+        # unconverted, as DRUM checks them: probabilities given as strings fail the comparison, as there
+        _check_probabilities(predictions, must_sum_to_one=target_type != TargetType.MULTILABEL)
         return pd.DataFrame(predictions, columns=labels, copy=copy)
     if target_type in SINGLE_COLUMN:
         if predictions.shape[1] != 1:

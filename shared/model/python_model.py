@@ -263,19 +263,22 @@ class PythonModel:
         return raw, model_labels, extra
 
     def _split_extra_output(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-        """Columns beyond the labels (classification) or beyond the one prediction column are extra output."""
+        """Columns beyond the labels (classification) or beyond the one prediction column are extra output, split as
+        DRUM splits them: a label or the prediction column missing fails with pandas' own KeyError, as there."""
         labels = self.config.class_ordering if self.config.target_type in CLASSIFICATION else None
         if labels:
-            if len(frame.columns) <= len(labels):
+            if len(frame.columns) <= len(labels) or frame.columns.tolist() == labels:
                 return frame, None
-            label_columns = [column for column in frame.columns if str(column) in labels]
-            return frame[label_columns], frame.drop(columns=label_columns)
+            extra = frame.drop(columns=labels)
+            predicted = labels if len(labels) == 1 else [column for column in frame.columns if column not in extra.columns]
+            return frame[predicted], extra
         if len(frame.columns) <= 1:
             return frame, None
         target_column = self.config.target_name or PRED_COLUMN
         if target_column not in frame and len(target_column) >= 2 and target_column[0] == target_column[-1] == '"':
             target_column = target_column[1:-1]
-        return frame[[target_column]], frame.drop(columns=[target_column])
+        extra = frame.drop(columns=[target_column])
+        return frame[[target_column]], extra
 
     def transform(self, features: tuple[bytes, str | None, list[str] | None], target: tuple[bytes, str | None] | None):
         data = self._read(*features)
