@@ -58,54 +58,45 @@ def _content_parts(content: Any) -> list:
     return [] if content is None else [{"type": "text", "content": str(content)}]
 
 
-def _messages_json(messages: list, key: str, attributes: dict) -> None:
-    # spans do not always take structured values: JSON, as DRUM serialises them
-    if messages:
+def _messages_attributes(kind: str, messages: list[tuple[int, dict, dict]], key: str, attributes: dict) -> dict:
+    """DRUM's per-message attributes (`gen_ai.<kind>.N.role`/`.content`, the last one as `gen_ai.<kind>`) and all the
+    messages as JSON under `key` (spans do not always take structured values); `messages`: (N, message, more), N its
+    place among all the entries (DRUM counts those it skips), `more` what its JSON adds (a finish reason)."""
+    entries = []
+    for index, message, more in messages:
+        role, content = message.get("role"), message.get("content")
+        attributes[f"gen_ai.{kind}.{index}.role"] = role
+        attributes[f"gen_ai.{kind}.{index}.content"] = content
+        attributes[f"gen_ai.{kind}"] = content
+        parts = _content_parts(content)
+        entries.append({"role": role, **({"parts": parts} if parts else {}), **more})
+    if entries:
         try:
-            attributes[key] = json.dumps(messages)
+            attributes[key] = json.dumps(entries)
         except Exception:
             logger.exception("Error serializing chat messages for span attributes")
+    return attributes
 
 
 def chat_request_attributes(params: Any) -> dict:
     """DRUM's extract_chat_request_attributes: the model asked for, each prompt message, the last one as gen_ai.prompt."""
     params = params or {}
-    attributes: dict = {"gen_ai.request.model": params.get("model")}
-    messages = []
-    for index, message in enumerate(params.get("messages", [])):
-        if not isinstance(message, dict):
-            continue
-        role, content = message.get("role"), message.get("content")
-        attributes[f"gen_ai.prompt.{index}.role"] = role
-        attributes[f"gen_ai.prompt.{index}.content"] = content
-        attributes["gen_ai.prompt"] = content
-        parts = _content_parts(content)
-        messages.append({"role": role, **({"parts": parts} if parts else {})})
-    _messages_json(messages, "gen_ai.input.messages", attributes)
-    return attributes
+    messages = [(index, message, {}) for index, message in enumerate(params.get("messages", [])) if isinstance(message, dict)]
+    return _messages_attributes("prompt", messages, "gen_ai.input.messages", {"gen_ai.request.model": params.get("model")})
 
 
 def chat_response_attributes(response: Any) -> dict:
     """DRUM's extract_chat_response_attributes, of a completion as a dict."""
     response = response or {}
-    attributes: dict = {"gen_ai.response.model": response.get("model")}
     messages = []
     for index, choice in enumerate(response.get("choices", [])):
-        if not isinstance(choice, dict):
-            continue
-        message = choice.get("message", {})
-        message = message if isinstance(message, dict) else {}
-        role, content = message.get("role"), message.get("content")
-        attributes[f"gen_ai.completion.{index}.role"] = role
-        attributes[f"gen_ai.completion.{index}.content"] = content
-        attributes["gen_ai.completion"] = content
-        parts = _content_parts(content)
-        output = {"role": role, **({"parts": parts} if parts else {})}
-        if choice.get("finish_reason") is not None:
-            output["finish_reason"] = choice["finish_reason"]
-        messages.append(output)
-    _messages_json(messages, "gen_ai.output.messages", attributes)
-    return attributes
+        if isinstance(choice, dict):
+            message = choice.get("message", {})
+            reason = choice.get("finish_reason")
+            messages.append((index, message if isinstance(message, dict) else {},
+                             {"finish_reason": reason} if reason is not None else {}))
+    return _messages_attributes("completion", messages, "gen_ai.output.messages",
+                                {"gen_ai.response.model": response.get("model")})
 
 
 def completion_of_events(chunks: list[bytes]) -> dict:

@@ -227,3 +227,23 @@ print(sorted({{name.split(".")[0] + "." + name.split(".")[1] if "." in name else
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip().splitlines()[-1] == "[]"
+
+
+@needs_drum
+def test_chat_attributes_are_drums_for_odd_messages():
+    """DRUM's own extract_chat_*_attributes, run in its venv, against ours on what a client may send."""
+    from drum_compat.shared.tracing import chat_request_attributes, chat_response_attributes
+
+    requests = [{"model": "m", "messages": ["not a message", {"role": "user", "content": "hi"},
+                                            {"role": "user", "content": [{"type": "text", "text": "a"}, "junk",
+                                                                         {"type": "image_url", "image_url": {"url": "u"}}]}]},
+                {}, {"messages": [{"role": "system", "content": None}, {"content": 3}]}]
+    responses = [{"model": "m", "choices": [1, {"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"},
+                                            {"message": "not a message"}]}, {}]
+    code = ("import json, sys\nfrom datarobot_drum.drum.common import extract_chat_request_attributes as a, "
+            "extract_chat_response_attributes as b\nrequests, responses = json.load(sys.stdin)\n"
+            "print(json.dumps([a(r) for r in requests] + [b(r) for r in responses]))")
+    drums = subprocess.run([str(DRUM.parent / "python"), "-c", code], input=json.dumps([requests, responses]),
+                           capture_output=True, text=True, check=True, timeout=120)
+    ours = [chat_request_attributes(r) for r in requests] + [chat_response_attributes(r) for r in responses]
+    assert json.loads(json.dumps(ours)) == json.loads(drums.stdout.strip().splitlines()[-1])
