@@ -73,3 +73,29 @@ def test_an_empty_target_file_is_ignored_by_transform_as_drum_ignores_it(tmp_pat
     for stack in ("gunicorn", "fastapi"):
         with serve(tmp_path / "t", stack, "--target-type", "transform") as server:
             assert transformed(server.base_url) == expected, stack
+
+
+@pytest.mark.parametrize("features, rows, columns", [(b"a\n", 0, 1), (b"\na\n1\n", 1, 0)], ids=["zero rows", "zero columns"])
+def test_an_empty_transform_output_is_answered_where_drum_fails(tmp_path, features, rows, columns):
+    """C1, C2: DRUM fails an empty frame while writing its answer (a 500 from pandas); drum-compat answers it, a
+    difference the guide documents and `parity --against` reports as such."""
+    from drum_compat.compat.parity.compare import Answer, differences, split_documented
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "custom.py").write_text(HEAD + "def transform(data, model):\n    return data\n")
+    form = {"files": {"X": ("x.csv", features, "text/csv")}}
+    with running_drum(tmp_path / "t", "transform") as url:
+        drums = httpx.post(f"{url}/transform/", **form)
+    assert drums.status_code == 500
+    assert drums.json()["message"] in ("ERROR: single positional indexer is out-of-bounds", "ERROR: no types given")
+    for stack in ("gunicorn", "fastapi"):
+        with serve(tmp_path / "t", stack, "--target-type", "transform") as server:
+            ours = httpx.post(f"{server.base_url}/transform/", **form)
+        assert ours.status_code == 200, stack
+        assert ours.content.count(b'filename="X.transformed"') == ours.content.count(b'name="X.format"') == 1, stack
+        header = b"a\r\n" if rows == 0 else b"\r\n"  # the CSV of the frame: its header line alone, or an empty one
+        assert b'filename="X.transformed"\r\nContent-Type: application/octet-stream\r\n\r\n' + header in ours.content
+        lines = differences("POST", "/transform/", Answer(drums.status_code, list(drums.headers.items()), drums.content),
+                            Answer(ours.status_code, list(ours.headers.items()), ours.content), against=True)
+        unexpected, documented = split_documented("/transform/", lines)
+        assert unexpected == [] and documented, stack

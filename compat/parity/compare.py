@@ -121,6 +121,21 @@ ADDED_HEADERS = ("x-content-type-options", "x-frame-options", "referrer-policy",
 ADDED_ROUTES = ("livez", "readyz", "startupz", "metrics", "predictionsStream", "openapi.json", "docs")
 
 
+# DRUM's 500s where pandas fails to write an empty transform output (zero rows, zero columns): drum-compat answers it
+EMPTY_TRANSFORM_FAILURES = ("single positional indexer is out-of-bounds", "no types given")
+
+
+def answered_where_drum_fails(path: str, lines: list[str]) -> str | None:
+    """The guide's row when DRUM's answer (side a) is one of its own failures that drum-compat answers instead: every
+    line of the case (status, headers, body) is that difference."""
+    if unquote(path.split("?", 1)[0]).strip("/").split("/")[-1] != "transform":
+        return None
+    if any(line.startswith("body: ") and any(failure in line.split(" != ")[0] for failure in EMPTY_TRANSFORM_FAILURES)
+           for line in lines):
+        return "/transform/ of an empty frame: answered, where DRUM fails"
+    return None
+
+
 def documented_difference(path: str, line: str) -> str | None:
     """The guide's row that explains this line of a comparison with DRUM, or None."""
     segments = unquote(path.split("?", 1)[0]).strip("/").split("/")
@@ -144,8 +159,9 @@ def documented_difference(path: str, line: str) -> str | None:
 def split_documented(path: str, lines: list[str]) -> tuple[list[str], list[str]]:
     """(unexpected, documented as "line (guide: row)")."""
     unexpected, documented = [], []
+    whole_answer = answered_where_drum_fails(path, lines)
     for line in lines:
-        reason = documented_difference(path, line)
+        reason = whole_answer or documented_difference(path, line)
         if reason is None:
             unexpected.append(line)
         else:
