@@ -132,9 +132,14 @@ def passed_by_wsgi_servers(raw_name: bytes) -> bool:
     return b"_" not in raw_name
 
 
+# CONTENT_TYPE and CONTENT_LENGTH are CGI keys of their own, which werkzeug's headers leave out when empty
+EMPTY_MEANS_ABSENT = ("Content-Type", "Content-Length")
+
+
 def wsgi_style_headers(raw: Iterable[tuple[bytes, bytes]]) -> RequestHeaders:
     """Request headers as a WSGI server presents them: names Title-Cased the way werkzeug derives
-    them from CGI keys, repeated names joined with ",", and those it drops left out (`passed_by_wsgi_servers`)."""
+    them from CGI keys, repeated names joined with ",", and those it drops left out (`passed_by_wsgi_servers`,
+    an empty Content-Type or Content-Length)."""
     merged: dict[str, str] = {}
     for raw_name, raw_value in raw:
         if not passed_by_wsgi_servers(raw_name):
@@ -143,6 +148,9 @@ def wsgi_style_headers(raw: Iterable[tuple[bytes, bytes]]) -> RequestHeaders:
         key = name.title()
         value = raw_value.decode("latin-1")
         merged[key] = f"{merged[key]},{value}" if key in merged else value
+    for key in EMPTY_MEANS_ABSENT:
+        if merged.get(key) == "":
+            del merged[key]
     return RequestHeaders(merged.items())
 
 

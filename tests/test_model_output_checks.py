@@ -1,5 +1,5 @@
-"""Models whose output breaks DRUM's checks, and a transform's empty target, against DRUM 1.18.1 itself: the same
-status and the same body bytes on both stacks (the issue's C4, C14, C15, C16, C17)."""
+"""Against DRUM 1.18.1 itself, on both stacks: models whose output breaks DRUM's checks (the same status and body
+bytes), a transform's empty target or empty output, and an empty Content-Type (the issue's C1, C2, C4, C5, C14-C17)."""
 from __future__ import annotations
 
 import os
@@ -99,3 +99,30 @@ def test_an_empty_transform_output_is_answered_where_drum_fails(tmp_path, featur
                             Answer(ours.status_code, list(ours.headers.items()), ours.content), against=True)
         unexpected, documented = split_documented("/transform/", lines)
         assert unexpected == [] and documented, stack
+
+
+def test_an_empty_content_type_is_no_header_for_the_model_as_under_drum(tmp_path):
+    """C5: werkzeug leaves an empty Content-Type (a CGI key of its own) out of the headers; uvicorn had kept it."""
+    import json
+    import socket
+
+    from tests.models import write_model
+
+    code_dir, _ = write_model(tmp_path, "unstructured")
+    raw = (b"POST /predictUnstructured/?ret_mode=kwargs HTTP/1.1\r\nHost: x\r\nContent-Type: \r\nX-Mine: 1\r\n"
+           b"Content-Length: 3\r\nConnection: close\r\n\r\nabc")
+
+    def seen(port: int) -> dict:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(raw)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        return json.loads(answer.partition(b"\r\n\r\n")[2])
+
+    with running_drum(code_dir, "unstructured") as url:
+        expected = seen(int(url.rsplit(":", 1)[1]))
+    assert "Content-Type" not in expected["headers"] and expected["headers"]["X-Mine"] == "1"
+    for stack in ("gunicorn", "fastapi"):
+        with serve(code_dir, stack, "--target-type", "unstructured") as server:
+            assert seen(server.port) == expected, stack

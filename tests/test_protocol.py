@@ -128,6 +128,14 @@ CASES = {
     "Content-Length and Transfer-Encoding": (
         b"POST /predictions/ HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     "prediction": (b"POST /predictions/ HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: %d\r\n\r\n%s" % (len(CSV), CSV), 200),
+    # a field of one member given twice: gunicorn refuses it (RFC 9110 5.3); uvicorn took the first Host, joined Content-Types
+    "two Host headers": (b"GET /ping HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    "two Content-Type headers": (b"POST /predictions/ HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(CSV), CSV), 400),
+    # a chunked body's trailer is no request header (uvicorn had let it replace the Content-Type: 422)
+    "a trailer after a chunked body": (b"POST /predictions/ HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                                       b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n"
+                                       b"Content-Type: application/json\r\n\r\n" % (len(CSV), CSV), 200),
 }
 # gunicorn's page names the exact parser fault; uvicorn's parser does not say, so only the status is shared
 STATUS_ONLY = {"not HTTP at all", "Content-Length and Transfer-Encoding"}

@@ -15,7 +15,7 @@ from drum_compat.runtime.supervisor import die_with_parent
 from drum_compat.fastapi_backend.at_once import AnswersAtOnce, Pending, Replayed
 
 from drum_compat.shared.guards.protocol import (ProtocolLimits, ProtocolRefusal, bodiless, first_line_verdict, malformed,
-                                               version_refusal)
+                                               repeated_field_refusal, version_refusal)
 from drum_compat.shared.guards.room import longest_waiting, short_of_fds
 from drum_compat.shared.metrics import CLOSED_FOR_ROOM, SLOW_HEAD
 
@@ -58,6 +58,8 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         self.at_once: AnswersAtOnce | None = getattr(self.app, "at_once", None)
         self._may_answer_at_once = False
         self._answering: tuple[RequestResponseCycle, Pending | Replayed] | None = None
+        self._singletons: set[bytes] = set()  # this message's Host and Content-Type, to refuse a second one
+        self._head_done = False  # a header after the head is a chunked trailer: never a request header, as on gunicorn
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -139,6 +141,8 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
     # parser callbacks, each held to gunicorn's limits
     def on_message_begin(self) -> None:
         self._between_messages = False
+        self._singletons.clear()
+        self._head_done = False
         self._unset_keepalive_if_required()  # a request answered at once armed it, and pipelined ones may follow
         super().on_message_begin()
 
@@ -150,7 +154,9 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
             raise Refused(refusal)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        refusal = self.limits.header_refusal(len(self.headers), name, value)
+        if self._head_done:
+            return  # the app's scope holds this very list: a trailer must not reach it (a spoofing path)
+        refusal = self.limits.header_refusal(len(self.headers), name, value) or repeated_field_refusal(name, self._singletons)
         if refusal is not None:
             raise Refused(refusal)
         super().on_header(name, value)
@@ -171,6 +177,7 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def on_headers_complete(self) -> None:
+        self._head_done = True
         self._stop_head_timer()
         self.head_wait_since = None
         method = self._real_method or self.parser.get_method()

@@ -82,6 +82,22 @@ def version_refusal(version: str, request_line: str) -> ProtocolRefusal | None:
     return None
 
 
+# RFC 9110 section 5.3: fields of one member only; gunicorn refuses a request that repeats one
+SINGLETON_FIELDS = frozenset({b"host", b"content-type"})
+
+
+def repeated_field_refusal(name: bytes, seen: set[bytes]) -> ProtocolRefusal | None:
+    """gunicorn's refusal of a second Host or Content-Type (`seen`: the singleton names so far, lowercased; this one is
+    added), which a reader that joins repeats would take as one value that neither sender meant."""
+    lowered = name.lower()
+    if lowered not in SINGLETON_FIELDS:
+        return None
+    if lowered in seen:
+        return _bad_request(f"Invalid HTTP Header: {lowered.upper().decode('latin-1')!r}")
+    seen.add(lowered)
+    return None
+
+
 def malformed() -> ProtocolRefusal:
     """Anything else the parser rejects (gunicorn's page names the fault; this one cannot)."""
     return _bad_request("Invalid HTTP request received.")
