@@ -90,8 +90,7 @@ def is_constant(handlers, endpoint: str) -> bool:
 class PredictionHandlers:
     def __init__(self, model: PythonModel, stack: Stack, admission: AdmissionGate, metrics: Metrics, docs: ApiDocs,
                  monitor: ResourceMonitor | None = None, upstream: str = "", stream_batch_rows: int = 10_000,
-                 pps_target: dict | None = None, timings: PredictorTimings | None = None,
-                 reporter: PredictionReporter | None = None, tracer: RequestTracer | None = None) -> None:
+                 pps_target: dict | None = None, timings: PredictorTimings | None = None) -> None:
         self.api_docs = docs
         # runtime parameters: read once, at load
         self.llm_id = RuntimeParameters.get(LLM_ID) if RuntimeParameters.has(LLM_ID) else None
@@ -101,8 +100,9 @@ class PredictionHandlers:
         self.stream_batch_rows = stream_batch_rows  # DRUM_STREAM_BATCH_ROWS
         self.pps_target = pps_target  # --deployment-config's `target`; None: DRUM's own answer format
         self.timings = timings  # --show-perf; None: /stats/'s time_info stays null, as DRUM's
-        self.reporter = reporter  # --monitor: MLOps reporting (shared.monitoring); None: off
-        self.tracer = tracer  # OTEL_EXPORTER_OTLP_ENDPOINT: DRUM's spans (shared.tracing); None: off
+        # set by the worker that serves them (runtime.bootstrap); None: off
+        self.reporter: PredictionReporter | None = None  # --monitor: MLOps reporting (shared.monitoring)
+        self.tracer: RequestTracer | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT: DRUM's spans (shared.tracing)
         self.model = model
         self.stack = stack
         self.admission = admission
@@ -154,7 +154,8 @@ class PredictionHandlers:
                               "supported_payload_formats": PAYLOAD_FORMATS})
 
     def stats(self, request: NeutralRequest) -> NeutralResponse:
-        return json_response({**self.monitor.collect(), "time_info": self.timings.report() if self.timings else UNMEASURED, "admission": self.admission.snapshot()})
+        time_info = self.timings.report() if self.timings else UNMEASURED
+        return json_response({**self.monitor.collect(), "time_info": time_info, "admission": self.admission.snapshot()})
 
     def metrics(self, request: NeutralRequest) -> NeutralResponse:
         return self.telemetry.exposition()

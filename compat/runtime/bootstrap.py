@@ -137,8 +137,8 @@ def build_core(options: ServerOptions, stack: Stack, new_lock: Callable[[], Any]
         hide_from_outputs(task.secrets)
     if options.monitoring and hasattr(core.handlers, "reporter"):  # DRUM's error server reports nothing
         monitoring = Monitoring(**options.monitoring)
-        settings = DeploymentSettings(monitoring.deployment_id, monitoring.api_access)
-        core.handlers.reporter = MLOpsReporter(started_mlops(monitoring), settings)
+        deployment = DeploymentSettings(monitoring.deployment_id, monitoring.api_access)
+        core.handlers.reporter = MLOpsReporter(started_mlops(monitoring), deployment)
         core.on_close(core.handlers.reporter.close)
     core.recorder = recorder_from(partial(setting_value, core_values))
     if core.recorder is not None:
