@@ -16,7 +16,7 @@ import pytest
 from drum_compat.compat.running import run_to_exit
 from drum_compat.runtime.monitoring import MLOpsReporter
 from tests.models import write_model
-from tests.processes import serve
+from tests.processes import READY_TIMEOUT, serve
 from tests.test_against_drum import DRUM, REFERENCE_MISSING, ROOT, running_drum
 
 needs_drum = pytest.mark.skipif(not DRUM.exists() and not os.environ.get("CI"), reason=REFERENCE_MISSING)
@@ -193,9 +193,12 @@ def test_several_workers_a_recycle_and_a_stop_lose_no_report(tmp_path, stack):
     env = monitored(tmp_path / "spool", CUSTOM_MODEL_WORKERS="2", **{recycle: "7"})
     values = list(range(1, 41))
     with serve(code_dir, stack, "--target-type", "regression", env=env) as server:
-        for value in values:  # a connection each: both workers serve, and each is recycled, several times
+        # a connection each: both workers serve, and each is recycled, several times. A request sent while both are
+        # being replaced waits in the backlog for a new worker's start (seconds on a busy machine: uvicorn spawns a
+        # fresh interpreter), so the client waits as long as a start may take
+        for value in values:
             assert httpx.post(f"{server.base_url}/predict/", content=f"x\n{value}\n".encode(),
-                              headers={"Content-Type": "text/csv"}).status_code == 200
+                              headers={"Content-Type": "text/csv"}, timeout=READY_TIMEOUT).status_code == 200
     records = spooled(tmp_path / "spool")
     stats = [record["data"] for record in records if record["header"]["dataType"] == "DEPLOYMENT_STATS"]
     rows = [record["data"] for record in records if record["header"]["dataType"] == "PREDICTIONS_DATA"]
