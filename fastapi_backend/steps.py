@@ -9,9 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Awaitable, Callable
 
 from drum_compat.runtime.rate_store import Outcome
-from drum_compat.shared.steps import (BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, BODY_TOO_SLOW, STILL_RUNNING, CloseUpstream,
-                                      Forward, ReadBody, ReadUpstream, Submit, TakeToken, Upstream, Wait)
+from drum_compat.shared.steps import (BODY_COMPLETE, BODY_CUT_SHORT, BODY_MALFORMED, BODY_OVER_LIMIT, BODY_TOO_SLOW,
+                                      STILL_RUNNING, CloseUpstream, Forward, ReadBody, ReadUpstream, Submit, TakeToken, Upstream,
+                                      Wait)
 from drum_compat.shared.guards.body import CHUNK, RequestBody
+
+# the key of the disconnect a server's protocol ends a request with when it refused the chunked body's framing
+MALFORMED_BODY_EVENT = "drum_compat.malformed_body"
 
 
 async def receive_body(receive, body: RequestBody, seconds: float | None = None) -> str:
@@ -31,7 +35,7 @@ async def receive_all(receive, body: RequestBody) -> str:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return BODY_CUT_SHORT
+            return BODY_MALFORMED if message.get(MALFORMED_BODY_EVENT) else BODY_CUT_SHORT
         if not body.feed(message.get("body", b"")):
             return BODY_OVER_LIMIT
         if not message.get("more_body", False):

@@ -10,10 +10,12 @@ from functools import partial
 from typing import Callable
 
 from gevent import monkey
+from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkExtension, InvalidChunkSize
 
 from drum_compat.runtime.rate_store import Outcome
-from drum_compat.shared.steps import (BODY_COMPLETE, BODY_CUT_SHORT, BODY_OVER_LIMIT, BODY_TOO_SLOW, STILL_RUNNING, CloseUpstream,
-                                      Forward, ReadBody, ReadUpstream, Submit, TakeToken, Upstream, Wait)
+from drum_compat.shared.steps import (BODY_COMPLETE, BODY_CUT_SHORT, BODY_MALFORMED, BODY_OVER_LIMIT, BODY_TOO_SLOW,
+                                      STILL_RUNNING, CloseUpstream, Forward, ReadBody, ReadUpstream, Submit, TakeToken, Upstream,
+                                      Wait)
 from drum_compat.shared.guards.body import CHUNK, RequestBody
 
 
@@ -92,8 +94,10 @@ def read_all(environ: dict, body: RequestBody) -> str:
             chunk = stream.read(WSGI_READ if remaining is None else min(WSGI_READ, remaining))
         except TimeoutError:  # the socket's bound (read_body): an OSError, but not a client gone
             raise
-        except OSError:  # gunicorn's NoMoreData, a reset connection
-            return BODY_CUT_SHORT
+        except (InvalidChunkSize, ChunkMissingTerminator, InvalidChunkExtension):  # gunicorn's chunked reader
+            return BODY_MALFORMED
+        except OSError as error:  # gunicorn's NoMoreData, a reset connection; werkzeug's bad chunk header
+            return BODY_MALFORMED if isinstance(error.__cause__, ValueError) else BODY_CUT_SHORT
         if not chunk:
             break
         if remaining is not None:

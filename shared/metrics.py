@@ -16,10 +16,11 @@ MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 QUEUE_FULL, QUEUE_TIMEOUT, DEADLINE = "queue_full", "queue_timeout", "deadline"
 RATE_LIMITED, BODY_TOO_LARGE, RATE_STORE_DOWN = "rate_limited", "body_too_large", "rate_limit_store_unavailable"
 CLIENT_LEFT = "client_disconnected"  # the body ended before its Content-Length: never run
+MALFORMED_BODY = "malformed_body"  # a chunked body the parser refused: never run
 SLOW_BODY, SLOW_HEAD = "body_too_slow", "head_too_slow"  # a client that did not send its body (head) in time
 CLOSED_FOR_ROOM = "closed_for_room"  # a connection waiting for a head, closed near the fd limit (shared.guards.room)
 REJECTION_REASONS = (QUEUE_FULL, QUEUE_TIMEOUT, DEADLINE, RATE_LIMITED, BODY_TOO_LARGE, RATE_STORE_DOWN, CLIENT_LEFT,
-                     SLOW_BODY, SLOW_HEAD, CLOSED_FOR_ROOM)
+                     MALFORMED_BODY, SLOW_BODY, SLOW_HEAD, CLOSED_FOR_ROOM)
 UNMATCHED_ROUTE = "unmatched"  # 404/405/redirects: not one label per probing scanner's path
 OTHER_METHOD = "other"  # any token is a method to gunicorn: not one label per scanner's invented one
 # the `reason` label of drum_worker_replacements_total (shared.guards.supervision)

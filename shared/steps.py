@@ -41,7 +41,7 @@ class TakeToken:
 @dataclass(frozen=True)
 class ReadBody:
     """Step: read the body into `body`, at most its limit, within `seconds` (None: no bound); send back BODY_COMPLETE,
-    BODY_OVER_LIMIT, BODY_CUT_SHORT or BODY_TOO_SLOW."""
+    BODY_OVER_LIMIT, BODY_CUT_SHORT, BODY_TOO_SLOW or BODY_MALFORMED (a chunked body the server's parser refused)."""
 
     body: RequestBody
     seconds: float | None = None
@@ -49,6 +49,7 @@ class ReadBody:
 
 # what ReadBody sends back
 BODY_COMPLETE, BODY_OVER_LIMIT, BODY_CUT_SHORT, BODY_TOO_SLOW = "complete", "too large", "cut short", "too slow"
+BODY_MALFORMED = "malformed"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """drum-compat against DRUM 1.18 itself (installed by `make reference` into its own venv, as CI does): the
-parity runner's whole corpus and a bounded fuzz run, on each stack, differ only where the guide says they do."""
+parity runner's whole corpus and a bounded fuzz run, on each stack, differ only where the guide says they do; and raw
+requests bent where HTTP parsers disagree, generated, get DRUM's answers from both stacks."""
 from __future__ import annotations
 
 import json
@@ -8,10 +9,15 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
+from drum_compat.compat.parity.compare import differences, split_documented
+from drum_compat.compat.parity.fuzz import raw_cases, search
+from drum_compat.compat.parity.runner import Side
 from drum_compat.compat.running import DRUM_COMPAT, answers
-from tests.processes import READY_TIMEOUT, program
+from tests.processes import READY_TIMEOUT, program, serve
+from tests.test_fuzz import shown
 from tests.test_llm_routes import HOOKED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +60,33 @@ def test_drum_compat_differs_from_drum_only_as_documented(drum, stack, tmp_path)
     assert "security headers and X-Request-ID on every response)" in documented  # the comparison did see DRUM
     predictions = [case for case in report["cases"] if case["group"] == "data" and case["status"] == [200, 200]]
     assert predictions  # DRUM and drum-compat both scored the user's data, with the same bytes
+    refused = [case for case in report["cases"] if case["group"] == "protocol" and case["status"][0] == 400]
+    assert len(refused) > 20  # the malformed requests reached both, and both refused them alike
+
+
+RAW_EXAMPLES = int(os.environ.get("DRUM_COMPAT_FUZZ_EXAMPLES", 300))
+
+
+def test_generated_malformed_requests_get_drums_answers_from_both_stacks(drum):
+    """Raw requests bent in one to three places (odd bytes, bare LFs, repeated and odd fields, versions, transfer codings,
+    chunk lines): each stack's answer is DRUM's, but for the guide's documented differences."""
+    with serve(MODEL, "gunicorn") as gunicorn, serve(MODEL, "fastapi") as uvicorn, httpx.Client(timeout=30) as client:
+        reference = Side("DRUM", drum, client)
+        stacks = [Side("gunicorn", gunicorn.base_url, client), Side("fastapi", uvicorn.base_url, client)]
+        refused = []
+
+        def check(case) -> list[str]:
+            expected = reference.send(case)
+            refused.append(expected.status == 400)
+            found = []
+            for stack in stacks:
+                unexpected, _ = split_documented(case.path, differences(case.method, case.path, expected, stack.send(case), True))
+                found += [f"{stack.label}: {line}" for line in unexpected]
+            return found
+
+        failure = search(RAW_EXAMPLES, check, derandomize=not os.environ.get("DRUM_COMPAT_FUZZ_EXAMPLES"), strategy=raw_cases())
+    assert failure is None, shown(failure)
+    assert 0.2 < sum(refused) / len(refused) < 0.95  # the bends reach both a parser's refusals and the routes
 
 
 def statuses_against_drum(code_dir, target_name: str, report_file) -> dict:

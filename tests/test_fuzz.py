@@ -10,7 +10,7 @@ import pytest
 
 from drum_compat.compat.parity.cases import Case
 from drum_compat.compat.parity.compare import differences
-from drum_compat.compat.parity.fuzz import search
+from drum_compat.compat.parity.fuzz import raw_cases, search
 from drum_compat.compat.parity.runner import Side
 from tests.processes import serve
 from tests.models import write_model
@@ -24,7 +24,8 @@ def shown(failure: tuple[Case, list[str]] | None) -> str:
     if failure is None:
         return ""
     case, lines = failure
-    return f"{case.method} {case.path} headers={case.headers} body={case.body[:200]!r} chunked={case.chunked}\n" + "\n".join(lines)
+    sent = repr(case.raw) if case.raw else f"{case.method} {case.path} headers={case.headers} body={case.body[:200]!r} chunked={case.chunked}"
+    return sent + "\n" + "\n".join(lines)
 
 
 @pytest.mark.parametrize("model", ["regression", "unstructured", "transform"])
@@ -65,3 +66,15 @@ def test_both_servers_answer_generated_requests_alike_over_sockets(tmp_path):
         failure = search(OVER_SOCKETS_EXAMPLES, check, derandomize=not LONG_RUN)
     assert failure is None, shown(failure)
     assert any(case.chunked for case in sent) and any(case.method == "POST" and case.body for case in sent)
+
+
+@pytest.mark.servers
+def test_both_servers_answer_generated_malformed_requests_alike(tmp_path):
+    """Raw requests bent where HTTP parsers disagree: uvicorn's answers are gunicorn's, byte for byte."""
+    code_dir, options = write_model(tmp_path, "regression")
+    with serve(code_dir, "gunicorn", "--target-type", "regression") as gunicorn, \
+            serve(code_dir, "fastapi", "--target-type", "regression") as uvicorn, httpx.Client(timeout=30) as client:
+        a, b = Side("gunicorn", gunicorn.base_url, client), Side("fastapi", uvicorn.base_url, client)
+        failure = search(OVER_SOCKETS_EXAMPLES, lambda case: differences(case.method, case.path, a.send(case), b.send(case)),
+                         derandomize=not LONG_RUN, strategy=raw_cases())
+    assert failure is None, shown(failure)

@@ -18,7 +18,8 @@ from drum_compat.shared.guards.admission import AdmissionGate, AdmissionLimits, 
 from drum_compat.shared.guards.balance import WorkerLoad, hands_back_connection, takes_new_connections
 from drum_compat.shared.guards.body import SPOOL_ABOVE, RequestBody
 from drum_compat.shared.guards.front_door import FrontDoorSettings
-from drum_compat.shared.guards.protocol import ProtocolRefusal, bodiless, first_line_verdict
+from drum_compat.shared.guards.protocol import (UNUSUAL_LINE, ProtocolRefusal, as_http_11, bodiless, first_line_verdict,
+                                               unusual_coding)
 from drum_compat.shared.guards.rate_limit import LocalBuckets, RateLimitPolicy, parse_networks, take_token
 from drum_compat.shared.guards.room import FD_RESERVE, longest_waiting, short_of_fds
 from drum_compat.shared.guards.supervision import MIB, SupervisionLimits, replacement
@@ -337,15 +338,20 @@ LLHTTP_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIO
     (b"PROPFIND /ping/ HTTP/1.1\r\n", b"PROPFIND"),  # any token method reaches the app
     (b"PURGE /", b"PURGE"),  # known from its first token, before the line ends
     (b"GE", None),  # nothing to say yet
-    (b"get / HTTP/1.1\r\n", "Invalid Method 'Invalid HTTP method: 'get''"),
-    (b"AB / HTTP/1.1\r\n", "Invalid Method 'Invalid HTTP method: 'AB''"),
-    (b"GET /ping/\r\n", "Invalid Request Line 'Invalid HTTP request line: 'GET /ping/''"),
-    (b"GET / HTTP/2.0\r\n", "Invalid HTTP Version 'Invalid HTTP Version: (2, 0)'"),
-    (b"GET / HTTP/1.01\r\n", None),  # not the pattern of a version: left to the parser
+    (b"get /", "Invalid Method 'Invalid HTTP method: 'get''"),  # the line still arriving: its method is no token
+    (b"AB /", "Invalid Method 'Invalid HTTP method: 'AB''"),
+    # a whole line of another shape goes to gunicorn's parser, which judges the head in its own order
+    (b"get / HTTP/1.1\r\n", UNUSUAL_LINE),
+    (b"GET /ping/\r\n", UNUSUAL_LINE),
+    (b"GET / HTTP/2.0\r\n", UNUSUAL_LINE),
+    (b"GET / HTTP/1.2\r\n", UNUSUAL_LINE),
+    (b"GET / HTTP/1.1\n", UNUSUAL_LINE),
+    (b"GET  / HTTP/1.1\r\n", UNUSUAL_LINE),
+    (b"GET http://a/ HTTP/1.1\r\n", UNUSUAL_LINE),
 ])
 def test_a_requests_start_is_judged_as_gunicorn_judges_it(start, verdict):
     judged = first_line_verdict(start, LLHTTP_METHODS)
-    if isinstance(verdict, str):
+    if isinstance(verdict, str) and verdict is not UNUSUAL_LINE:
         assert isinstance(judged, ProtocolRefusal) and (judged.status, judged.message) == (400, verdict)
     else:
         assert judged == verdict
@@ -357,3 +363,22 @@ def test_a_requests_start_is_judged_as_gunicorn_judges_it(start, verdict):
 ])
 def test_bodiless_heads(headers, expected):
     assert bodiless(headers) is expected
+
+
+@pytest.mark.parametrize("start, read", [
+    (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+    (b"GET / HTTP/1.9\r\n", b"GET / HTTP/1.1\r\n"),
+    (b"GET / HTTP/1.1\r\nX: HTTP/1.2\r\n", b"GET / HTTP/1.1\r\nX: HTTP/1.2\r\n"),
+    (b"GET / HTTP/2.0\r\n", b"GET / HTTP/2.0\r\n"),  # refused by gunicorn before it gets here
+])
+def test_the_versions_gunicorn_serves_and_llhttp_refuses_are_read_as_http_11(start, read):
+    assert as_http_11(start) == read
+
+
+@pytest.mark.parametrize("codings, version, unusual", [
+    ([], "1.1", False), ([b"chunked"], "1.1", False), ([b" Chunked "], "1.1", False), ([b"chunked"], "1.0", True),
+    ([b"identity"], "1.1", True), ([b"gzip, chunked"], "1.1", True), ([b"chunked", b"chunked"], "1.1", True),
+])
+def test_transfer_codings_that_parsers_judge_differently(codings, version, unusual):
+    headers = [(b"host", b"a")] + [(b"transfer-encoding", coding) for coding in codings]
+    assert unusual_coding(headers, version) is unusual

@@ -50,7 +50,7 @@ def test_every_example_model_answers_alike_on_both_stacks(model, tmp_path):
     assert finished.returncode == 0, [case for case in report["cases"] if not case["alike"]][:5]
     assert report["summary"] == {"cases": len(report["cases"]), "different": 0} and report["summary"]["cases"] > 250
     groups = {case["group"] for case in report["cases"]}
-    assert groups == ({"routes", "payloads", "data"} if data else {"routes", "payloads"})
+    assert groups == ({"routes", "payloads", "protocol", "data"} if data else {"routes", "payloads", "protocol"})
     suite = ElementTree.parse(tmp_path / "parity.xml").getroot().find("testsuite")
     assert (int(suite.get("tests")), int(suite.get("failures"))) == (len(report["cases"]), 0)
     assert "│ all" in finished.stdout  # the table

@@ -1,5 +1,6 @@
 """What the parity runner sends: the built-in corpus (every route and method, each payload kind the target type
-accepts, the error paths), the user's data sliced several ways, and the user's own cases from a YAML file."""
+accepts, the error paths, requests no parser should accept as they are), the user's data sliced several ways, and the
+user's own cases from a YAML file."""
 from __future__ import annotations
 
 import io
@@ -33,6 +34,7 @@ class Case:
     body: bytes = b""
     headers: dict = field(default_factory=dict)
     chunked: bool = False  # sent with Transfer-Encoding: chunked (over sockets only)
+    raw: bytes = b""  # the request's bytes as they are sent, on a connection of their own (the rest is its label)
 
     @property
     def label(self) -> str:
@@ -140,6 +142,60 @@ def payload_cases(target_type: str, url_prefix: str = "") -> list[Case]:
     kinds = [(payloads, paths), (CHAT_PAYLOADS, CHAT_PATHS)]
     return [Case("payloads", f"{name} to {path}", "POST", prefixed(path, url_prefix), body, headers)
             for payloads, paths in kinds for path in paths for name, (body, headers) in payloads.items()]
+
+
+# requests that HTTP/1.1 parsers judge differently (gunicorn's, uvicorn's llhttp), with "{path}" for the target: each
+# server's page for what it refuses, or the route's answer for what it reads; then headers a parser may join or pass on
+MALFORMED_GETS = {
+    "bare LF line ends": b"GET {path} HTTP/1.1\nHost: x\n\n",
+    "a bare LF in the head": b"GET {path} HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n",
+    "obsolete line folding": b"GET {path} HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+    "a space before the colon": b"GET {path} HTTP/1.1\r\nHost: x\r\nX-A : b\r\n\r\n",
+    "NUL in the request line": b"GET {path}\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "raw UTF-8 in the target": b"GET {path}\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "a tab in the request line": b"GET\t{path} HTTP/1.1\r\nHost: x\r\n\r\n",
+    "two spaces in the request line": b"GET  {path} HTTP/1.1\r\nHost: x\r\n\r\n",
+    "a lower-case version": b"GET {path} http/1.1\r\nHost: x\r\n\r\n",
+    "a target without a slash": b"GET x{path} HTTP/1.1\r\nHost: x\r\n\r\n",
+    "bytes before the method": b"\x01\x02GET {path} HTTP/1.1\r\nHost: x\r\n\r\n",
+    "not HTTP": b"hello world\r\n\r\n",
+    "a header name with @": b"GET {path} HTTP/1.1\r\nHost: x\r\nX@A: b\r\n\r\n",
+    "a header without a colon": b"GET {path} HTTP/1.1\r\nHost: x\r\nFoo\r\n\r\n",
+    "an empty header name": b"GET {path} HTTP/1.1\r\nHost: x\r\n: b\r\n\r\n",
+    "CR in a header value": b"GET {path} HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",
+    "NUL in a header value": b"GET {path} HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+    "DEL in a header value": b"GET {path} HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\n\r\n",
+    "a byte over 0x7F in a header value": b"GET {path} HTTP/1.1\r\nHost: x\r\nX-A: a\xffb\r\n\r\n",
+    "a fragment in the target": b"GET {path}#x HTTP/1.1\r\nHost: x\r\n\r\n",
+    "two Host headers": b"GET {path} HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+}
+_POST = b"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+MALFORMED_POSTS = {
+    "Content-Length and Transfer-Encoding": _POST + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "Transfer-Encoding: identity": _POST + b"Transfer-Encoding: identity\r\n\r\n",
+    "an unknown transfer coding": _POST + b"Transfer-Encoding: foo\r\n\r\n",
+    "chunked twice": _POST + b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+    "a Content-Length that is no number": _POST + b"Content-Length: abc\r\n\r\n",
+    "a negative Content-Length": _POST + b"Content-Length: -1\r\n\r\n",
+    "a Content-Length with a sign": _POST + b"Content-Length: +4\r\n\r\nx\n1\n",
+    "two different Content-Lengths": _POST + b"Content-Length: 4\r\nContent-Length: 2\r\n\r\nx\n1\n",
+    "two Content-Type headers": _POST + b"Content-Type: application/json\r\nContent-Length: 4\r\n\r\nx\n1\n",
+    "an empty Content-Type": b"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: \r\nContent-Length: 4\r\n\r\nx\n1\n",
+    "a trailer after a chunked body": _POST + b"Transfer-Encoding: chunked\r\n\r\n4\r\nx\n1\n\r\n0\r\n"
+                                      b"Content-Type: application/json\r\n\r\n",
+    "a chunk size that is no number": _POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nx\n\r\n0\r\n\r\n",
+    "a chunk without its CRLF": _POST + b"Transfer-Encoding: chunked\r\n\r\n2\r\nx\nX0\r\n\r\n",
+    "a NUL in a chunk extension": _POST + b"Transfer-Encoding: chunked\r\n\r\n2;\x00\r\nx\n\r\n0\r\n\r\n",
+}
+
+
+def protocol_cases(target_type: str, url_prefix: str = "") -> list[Case]:
+    """The malformed requests above, the GETs to /ping and the POSTs to a route that reads the body for this model."""
+    post_path = UNSTRUCTURED_PATHS[0] if target_type == UNSTRUCTURED_TARGET else PREDICT_PATHS[0]
+    return [Case("protocol", name, method, prefixed(path, url_prefix),
+                 raw=raw.replace(b"{path}", prefixed(path, url_prefix).encode()))
+            for method, path, requests in (("GET", "/ping", MALFORMED_GETS), ("POST", post_path, MALFORMED_POSTS))
+            for name, raw in requests.items()]
 
 
 def data_slices(data: bytes) -> dict[str, bytes]:

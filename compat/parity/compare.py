@@ -121,18 +121,25 @@ ADDED_HEADERS = ("x-content-type-options", "x-frame-options", "referrer-policy",
 ADDED_ROUTES = ("livez", "readyz", "startupz", "metrics", "predictionsStream", "openapi.json", "docs")
 
 
-# DRUM's 500s where pandas fails to write an empty transform output (zero rows, zero columns): drum-compat answers it
-EMPTY_TRANSFORM_FAILURES = ("single positional indexer is out-of-bounds", "no types given")
+# DRUM's 500s that drum-compat answers otherwise, with the guide's row: (the route's last segment, or None for any;
+# what DRUM's body says). pandas failing to write an empty transform output (zero rows, zero columns); gunicorn's
+# reader refusing a chunked body, which DRUM's Flask turns into a 500
+DRUM_FAILURES = (
+    ("transform", ("single positional indexer is out-of-bounds", "no types given"),
+     "/transform/ of an empty frame: answered, where DRUM fails"),
+    (None, ("Invalid chunk size: ", "Invalid chunk terminator is not ", "Invalid chunk extension: "),
+     "a malformed chunked body: 400, where DRUM answers 500"),
+)
 
 
 def answered_where_drum_fails(path: str, lines: list[str]) -> str | None:
     """The guide's row when DRUM's answer (side a) is one of its own failures that drum-compat answers instead: every
     line of the case (status, headers, body) is that difference."""
-    if unquote(path.split("?", 1)[0]).strip("/").split("/")[-1] != "transform":
-        return None
-    if any(line.startswith("body: ") and any(failure in line.split(" != ")[0] for failure in EMPTY_TRANSFORM_FAILURES)
-           for line in lines):
-        return "/transform/ of an empty frame: answered, where DRUM fails"
+    last = unquote(path.split("?", 1)[0]).strip("/").split("/")[-1]
+    drum_bodies = [line.split(" != ")[0] for line in lines if line.startswith("body: ")]
+    for route, failures, row in DRUM_FAILURES:
+        if route in (None, last) and any(failure in body for body in drum_bodies for failure in failures):
+            return row
     return None
 
 

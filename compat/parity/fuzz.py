@@ -1,5 +1,6 @@
 """Generated requests for differential fuzzing (hypothesis): methods, paths, query strings, headers, content
-types and parameters, CSV shapes and encodings, multipart edge cases, chunked bodies; and the search itself."""
+types and parameters, CSV shapes and encodings, multipart edge cases, chunked bodies; raw requests bent where HTTP
+parsers disagree (odd bytes, line ends, repeated and odd fields, transfer codings, chunk lines); and the search itself."""
 from __future__ import annotations
 
 from typing import Callable
@@ -84,16 +85,64 @@ def cases(draw) -> Case:
     return Case("fuzz", f"{method} {path} ({kind}{', chunked' if chunked else ''})", method, path, body, headers, chunked)
 
 
+# what bends a request where parsers disagree; none changes how many body bytes follow, so every request is whole
+ODD_BYTES = (b"\x00", b"\r", b"\t", b"\x7f", b"\x80", b"\xc3\xa9", b"\xff", b" ", b"@", b":", b"\x0b", b"\x0c")
+ODD_FIELDS = (b": empty-name", b"no-colon", b"X-A : space-before-colon", b"X-A:\x00", b" folded", b"\tfolded",
+              b"Host: second.example", b"Content-Type: application/json", b"Content-Type: ", b"Content-Length: 0",
+              b"Expect: 100-continue", b"Transfer-Encoding: identity", b"Transfer-Encoding: gzip", b"Connection: close",
+              b"X_Request_ID: abc", b"X-Request-ID: <script>", b"X-" + b"a" * 300 + b": long-name")
+VERSIONS = (b"HTTP/1.1", b"HTTP/1.0", b"http/1.1", b"HTTP/1.2", b"HTTP/2.0", b"HTTP/1.01", b"HTTP/ 1.1", b"HTTP/1.1 ", b"")
+CHUNK_SIZE_LINES = (b"zz", b"-4", b" 4", b"4 ", b"0x4", b"4;ext", b"4;ext=\"v\"", b"4;\x00", b"4\t", b"+4")
+
+
+@st.composite
+def raw_cases(draw) -> Case:
+    """A whole request to a model route or a probe, as bytes, bent in one to three places."""
+    method, path = draw(st.sampled_from((("GET", "/ping"), ("GET", "/info/"), ("POST", "/predict/"),
+                                          ("POST", "/predictions/"))))
+    body = b"x\n1\n" if method == "POST" else b""
+    chunked = bool(body) and draw(st.booleans())
+    fields = [b"Host: 127.0.0.1"] + ([b"Content-Type: text/csv"] if body else [])
+    if body:
+        fields.append(b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(body))
+    line, version, chunk_size = [method.encode(), path.encode()], draw(st.sampled_from(VERSIONS)), b"%x" % len(body)
+    bends = []
+    for _ in range(draw(st.integers(1, 3))):
+        bend = draw(st.sampled_from(("byte in the line", "byte in a field", "field", "repeat", "version", "LF", "chunk")))
+        if bend == "byte in the line":
+            part = draw(st.integers(0, 1))
+            at = draw(st.integers(0, len(line[part])))
+            line[part] = line[part][:at] + draw(st.sampled_from(ODD_BYTES)) + line[part][at:]
+        elif bend == "byte in a field":
+            index = draw(st.integers(0, len(fields) - 1))
+            at = draw(st.integers(0, len(fields[index])))
+            fields[index] = fields[index][:at] + draw(st.sampled_from(ODD_BYTES)) + fields[index][at:]
+        elif bend == "field":
+            fields.insert(draw(st.integers(0, len(fields))), draw(st.sampled_from(ODD_FIELDS)))
+        elif bend == "repeat":
+            fields.append(draw(st.sampled_from(fields)))
+        elif bend == "version":
+            version = draw(st.sampled_from(VERSIONS))
+        elif bend == "chunk" and chunked:
+            chunk_size = draw(st.sampled_from(CHUNK_SIZE_LINES))
+        bends.append(bend)
+    ends = [draw(st.sampled_from((b"\r\n", b"\r\n", b"\n"))) if "LF" in bends else b"\r\n" for _ in range(len(fields) + 2)]
+    head = b" ".join(line) + (b" " + version if version else b"") + ends[0]
+    head += b"".join(field + end for field, end in zip(fields, ends[1:])) + ends[-1]
+    raw = head + (chunk_size + b"\r\n" + body + b"\r\n0\r\n\r\n" if chunked else body)
+    return Case("fuzz", f"raw {method} {path} ({', '.join(bends)})", method, path, raw=raw)
+
+
 def search(examples: int, check: Callable[[Case], list[str]], derandomize: bool = False,
-           seed: int | None = None) -> tuple[Case, list[str]] | None:
-    """Run `check` on up to `examples` generated cases; the shrunk case that differed and its differences, or None.
-    `derandomize`: the same cases every run (a CI gate), instead of new ones (a search); `seed`: the same cases
-    as another run with that seed."""
+           seed: int | None = None, strategy: st.SearchStrategy[Case] | None = None) -> tuple[Case, list[str]] | None:
+    """Run `check` on up to `examples` generated cases (`strategy`'s; by default requests any HTTP client sends); the
+    shrunk case that differed and its differences, or None. `derandomize`: the same cases every run (a CI gate),
+    instead of new ones (a search); `seed`: the same cases as another run with that seed."""
     failure: dict = {}
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize, print_blob=False,
               phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
-    @given(cases())
+    @given(cases() if strategy is None else strategy)
     def alike(case: Case) -> None:
         found = check(case)
         if found:

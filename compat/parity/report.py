@@ -14,7 +14,7 @@ from rich.table import Table
 from drum_compat.compat.parity.cases import Case
 
 SHOWN_DIFFERENCES = 20  # on the terminal; the files hold them all
-SHOWN_FIRST = ("user", "replay", "data", "fuzz", "payloads", "routes")  # the user's own requests matter most
+SHOWN_FIRST = ("user", "replay", "data", "fuzz", "payloads", "protocol", "routes")  # the user's own requests matter most
 
 
 @dataclass(frozen=True)

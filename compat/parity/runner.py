@@ -15,8 +15,10 @@ from rich.progress import Progress
 
 from drum_compat.runtime.options import MODEL_OPTIONS, as_arguments, secret_environment
 from drum_compat.compat.parity.arguments import DEFAULT_SERVER_TYPES
-from drum_compat.compat.parity.cases import Case, CasesFileError, data_cases, payload_cases, route_cases, user_cases
+from drum_compat.compat.parity.cases import (Case, CasesFileError, data_cases, payload_cases, protocol_cases, route_cases,
+                                             user_cases)
 from drum_compat.compat.parity.compare import Answer, differences, normalise, split_documented
+from drum_compat.compat.parity.raw import NoAnswer, exchange
 from drum_compat.compat.parity.report import Result, print_table, write_json, write_junit
 from drum_compat.compat.running import RunningServer
 from drum_compat.runtime.settings import SettingError, resolve_settings
@@ -40,6 +42,11 @@ class Side:
     client: httpx.Client
 
     def send(self, case: Case) -> Answer:
+        if case.raw:
+            try:
+                return normalise(*exchange(self.base_url, case.method, case.raw, self.client.timeout.read), self.base_url)
+            except (OSError, NoAnswer) as exc:
+                return Answer(TRANSPORT_FAILED, [], f"no answer: {type(exc).__name__}: {exc}".encode())
         body = case.body
         content = iter([body[: len(body) // 2], body[len(body) // 2:]]) if case.chunked else body
         try:
@@ -70,7 +77,8 @@ def start(server_type: str, args: argparse.Namespace, model_arguments: list[str]
 
 
 def corpus(args: argparse.Namespace, target_type: str, url_prefix: str, own: list[Case]) -> list[Case]:
-    return route_cases(url_prefix) + payload_cases(target_type, url_prefix) + data_cases(args.data, target_type, url_prefix) + own
+    return (route_cases(url_prefix) + payload_cases(target_type, url_prefix) + protocol_cases(target_type, url_prefix)
+            + data_cases(args.data, target_type, url_prefix) + own)
 
 
 def compared(case: Case, a: Side, b: Side, against: bool) -> Result:

@@ -1,5 +1,6 @@
-"""uvicorn's httptools protocol held to gunicorn's rules (shared.guards.protocol): its limits and error pages,
-any token method reaching the app, and an answer for a client that half-closes after its request."""
+"""uvicorn's httptools protocol held to gunicorn's rules (shared.guards.protocol): its limits and error pages (gunicorn's
+own parser judging what llhttp refuses), any token method reaching the app, a broken chunked body answered by the core,
+and an answer for a client that half-closes after its request."""
 from __future__ import annotations
 
 import os
@@ -13,9 +14,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from drum_compat.runtime.supervisor import die_with_parent
 from drum_compat.fastapi_backend.at_once import AnswersAtOnce, Pending, Replayed
+from drum_compat.fastapi_backend.steps import MALFORMED_BODY_EVENT
+from drum_compat.servers.reference_parser import gunicorn_refusal
 
-from drum_compat.shared.guards.protocol import (ProtocolLimits, ProtocolRefusal, bodiless, first_line_verdict, malformed,
-                                               repeated_field_refusal, version_refusal)
+from drum_compat.shared.guards.protocol import (HTTP_VERSIONS, UNUSUAL_LINE, ProtocolLimits, ProtocolRefusal, bodiless, chunked,
+                                               as_http_11, first_line_verdict, malformed, repeated_field_refusal,
+                                               unknown_method, unusual_coding,
+                                               version_refusal)
 from drum_compat.shared.guards.room import longest_waiting, short_of_fds
 from drum_compat.shared.metrics import CLOSED_FOR_ROOM, SLOW_HEAD
 
@@ -60,6 +65,8 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         self._answering: tuple[RequestResponseCycle, Pending | Replayed] | None = None
         self._singletons: set[bytes] = set()  # this message's Host and Content-Type, to refuse a second one
         self._head_done = False  # a header after the head is a chunked trailer: never a request header, as on gunicorn
+        self._received: list[bytes] = []  # the bytes since a request's start, for gunicorn's parser should llhttp refuse
+        self._framing_lost = False  # a chunked body llhttp refused: nothing after it on this connection is a request
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -99,30 +106,46 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's, with gunicorn's answers where the parser or a limit refuses
+        if self._framing_lost:
+            return
         self._unset_keepalive_if_required()
-        if self._between_messages and self._head_timer is None and HEAD_END not in data:
-            # a head that does not end within the keep-alive period is closed, as gunicorn does
-            self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_too_slow)
+        if self._between_messages:
+            self._received = [data]
+            if self._head_timer is None and HEAD_END not in data:
+                # a head that does not end within the keep-alive period is closed, as gunicorn does
+                self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_too_slow)
+        elif not self._head_done:
+            self._received.append(data)
         try:
             if self._between_messages:
-                data = self._stand_in_for_unknown_method(data)
+                data = self._as_llhttp_reads_it(data)
             self.parser.feed_data(data)
         except Refused as refused:
             self._refuse(refused.refusal)
         except httptools.HttpParserCallbackError as error:  # a callback raised: ours carry their refusal
-            self._refuse(error.__context__.refusal if isinstance(error.__context__, Refused) else malformed())
+            if isinstance(error.__context__, Refused):
+                self._refuse(error.__context__.refusal)
+            else:
+                self._parser_refused()
         except httptools.HttpParserError:
-            self._refuse(malformed())
+            self._parser_refused()
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
 
-    def _stand_in_for_unknown_method(self, data: bytes) -> bytes:
-        """llhttp would reject a token method it does not know (gunicorn hands it to the app), so it parses a stand-in
-        and the app gets the real method; gunicorn's refusals of the request line come first."""
+    def _as_llhttp_reads_it(self, data: bytes) -> bytes:
+        """A request's start, for llhttp: an unusual line is judged by gunicorn's parser first (llhttp may read `GET  /ping`
+        where gunicorn refuses it), and what gunicorn serves llhttp would not is read through a stand-in: a version
+        from 1.2 to 1.9 as 1.1, and a token method llhttp does not know as GET (the app gets the real method)."""
         verdict = first_line_verdict(data, PARSED_METHODS)
+        if verdict is UNUSUAL_LINE:
+            refusal = gunicorn_refusal(data, self.limits, heads_only=True)
+            if refusal is not None:
+                raise Refused(refusal)
+            data = as_http_11(data)
+            verdict = unknown_method(data, PARSED_METHODS)  # gunicorn took it: its method is a token
         if isinstance(verdict, ProtocolRefusal):
             raise Refused(verdict)
         if verdict is None:
@@ -132,6 +155,20 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
 
     def _unsupported_upgrade_warning(self) -> None:
         pass  # as gunicorn: an upgrade nobody serves (WebSockets are off without custom_fastapi.py) is answered, unlogged
+
+    def _parser_refused(self) -> None:
+        """llhttp refused the bytes. In a request's head: the page gunicorn writes for them (its parser reads them again;
+        the page is the generic one only where it finds nothing wrong). In a chunked body: the app's request ends there,
+        and the core answers it (shared.guards.body.malformed_chunks); the connection closes after that answer."""
+        cycle = self.cycle
+        if not self._head_done:
+            self._refuse(gunicorn_refusal(b"".join(self._received), self.limits) or malformed())
+        elif cycle is not None and hasattr(cycle, "framing_lost") and not cycle.response_started:
+            self._framing_lost = cycle.framing_lost = True
+            cycle.keep_alive = cycle.more_body = False
+            cycle.message_event.set()
+        else:
+            self.transport.close()
 
     def _refuse(self, refusal: ProtocolRefusal) -> None:
         if not self.transport.is_closing():
@@ -181,13 +218,20 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
         self._stop_head_timer()
         self.head_wait_since = None
         method = self._real_method or self.parser.get_method()
-        refusal = version_refusal(self.parser.get_http_version(), (method + b" " + self.url).decode("latin-1"))
+        refusal, version = None, self.parser.get_http_version()
+        if version not in HTTP_VERSIONS or unusual_coding(self.headers, version):
+            # llhttp reads `Transfer-Encoding: identity` or `foo`, or any in HTTP/1.0; gunicorn refuses them, in its order
+            refusal = gunicorn_refusal(b"".join(self._received), self.limits, heads_only=True) or version_refusal(
+                version, (method + b" " + self.url).decode("latin-1"))
         if refusal is not None:
             raise Refused(refusal)
+        has_body = not bodiless(self.headers)
         self._may_answer_at_once = (self.at_once is not None and self._real_method is None
-                                    and not self.expect_100_continue and bodiless(self.headers))
+                                    and not self.expect_100_continue and not has_body)
         super().on_headers_complete()
         self._may_answer_at_once = False
+        if has_body and chunked(self.headers) and self.cycle is not None and self.cycle.scope is self.scope:
+            self.cycle.receive = receive_noting_lost_framing(self.cycle)  # before the app's task first runs
         if self._real_method is not None:
             self.scope["method"] = self._real_method.decode("latin-1")  # the app's task has not started yet
             self._real_method = None
@@ -241,3 +285,19 @@ class DrumHttpToolsProtocol(HttpToolsProtocol):
                 return None  # nothing will be answered: let the transport close
             cycle.more_body = False
         return True  # keep the transport open to write the answer
+
+
+def receive_noting_lost_framing(cycle: RequestResponseCycle):
+    """The cycle's `receive`, which ends the request with a disconnect that says why (MALFORMED_BODY_EVENT) once the
+    protocol has found its chunked framing broken: the core answers that, and any other reader sees a disconnect."""
+    receive = cycle.receive
+    cycle.framing_lost = False
+
+    async def receive_until_framing_lost():
+        if not cycle.framing_lost:
+            message = await receive()
+            if not cycle.framing_lost:
+                return message
+        return {"type": "http.disconnect", MALFORMED_BODY_EVENT: True}
+
+    return receive_until_framing_lost

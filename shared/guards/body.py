@@ -84,6 +84,14 @@ def cut_short(received: int, declared: int | None) -> NeutralResponse:
     return json_response({"message": f"ERROR: The request body ended {what}"}, 400, [("Connection", "close")])
 
 
+def malformed_chunks() -> NeutralResponse:
+    """400: the chunked framing is broken (a chunk size that is no number, a chunk without its CRLF), so where the next
+    request would start is unknown and the connection closes. One message on every stack: llhttp does not say what
+    gunicorn's reader says."""
+    return json_response({"message": "ERROR: The request body is not valid chunked transfer coding"}, 400,
+                         [("Connection", "close")])
+
+
 def too_slow(seconds: float) -> NeutralResponse:
     """408: the body did not arrive by the request's deadline (a client trickling it holds a connection and a buffer)."""
     return json_response({"message": f"ERROR: The request body did not arrive within {seconds:g} s "

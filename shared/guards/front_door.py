@@ -6,12 +6,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from drum_compat.shared.guards.body import RequestBody, cut_short, declared_length, declared_too_large, too_large, too_slow
+from drum_compat.shared.guards.body import (RequestBody, cut_short, declared_length, declared_too_large, malformed_chunks,
+                                           too_large, too_slow)
 from drum_compat.shared.guards.rate_limit import Decision, RateLimitPolicy, store_unavailable, too_many_requests
 from drum_compat.shared.http import NeutralRequest, NeutralResponse
-from drum_compat.shared.metrics import BODY_TOO_LARGE, CLIENT_LEFT, RATE_LIMITED, RATE_STORE_DOWN, SLOW_BODY, Metrics
+from drum_compat.shared.metrics import (BODY_TOO_LARGE, CLIENT_LEFT, MALFORMED_BODY, RATE_LIMITED, RATE_STORE_DOWN, SLOW_BODY,
+                                        Metrics)
 from drum_compat.shared.routes import RouteMatch
-from drum_compat.shared.steps import BODY_CUT_SHORT, BODY_OVER_LIMIT, BODY_TOO_SLOW, ReadBody, Steps, TakeToken
+from drum_compat.shared.steps import BODY_CUT_SHORT, BODY_MALFORMED, BODY_OVER_LIMIT, BODY_TOO_SLOW, ReadBody, Steps, TakeToken
 
 logger = logging.getLogger("drum_compat")
 STORE_WARNING_EVERY = 60.0  # seconds between two "Redis unreachable" warnings of one worker
@@ -54,6 +56,8 @@ class FrontDoor:
             return self.body_too_slow(request, body)
         if read == BODY_CUT_SHORT:
             return self.client_left(request, body)
+        if read == BODY_MALFORMED:
+            return self.malformed_body(request, body)
         refusal = self.body_incomplete(request, body)
         body.complete = refusal is None
         return refusal
@@ -108,6 +112,13 @@ class FrontDoor:
         logger.warning("Client %s sent %d body bytes in %g s: %s %s not run", request.remote_addr, body.size,
                        self.settings.body_timeout, request.method, request.path)
         return too_slow(self.settings.body_timeout)
+
+    def malformed_body(self, request: NeutralRequest, body: RequestBody) -> NeutralResponse:
+        """A chunked body whose framing the server's parser refused: logged and counted, never run."""
+        self.metrics.rejected(MALFORMED_BODY)
+        logger.warning("Client %s sent a malformed chunked body after %d bytes: %s %s not run", request.remote_addr,
+                       body.size, request.method, request.path)
+        return malformed_chunks()
 
     def client_left(self, request: NeutralRequest, body: RequestBody) -> NeutralResponse:
         """A client gone before its body ended: logged and counted, never run; the answer may reach nobody."""

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+")
 METHOD_BADCHAR = re.compile(r"[a-z#]")
 HTTP_VERSIONS = ("1.0", "1.1")
-# the start of a request, read before a parser stricter than gunicorn's: method, version and its digits
-REQUEST_LINE = re.compile(rb"([^ \r\n]+) [^ \r\n]+ HTTP/((\d)\.(\d))\r?\n")
-VERSIONLESS_LINE = re.compile(rb"[^ \r\n]+ [^ \r\n]+\r?\n")  # HTTP/0.9
+# the usual request line, which both parsers read alike: a method by gunicorn's rule, an origin-form target of visible
+# ASCII, HTTP/1.0 or 1.1, CRLF; any other whole line is UNUSUAL_LINE, for gunicorn's own parser to judge
+USUAL_LINE = re.compile(rb"([A-Z0-9!$%&'*+\-.^_`|~]{3,20}) /[\x21-\x7e]* HTTP/1\.[01]\r\n")
+UNUSUAL_LINE = "unusual line"
 FIRST_TOKEN = re.compile(rb"([^ \r\n]*) ")
-USUAL_VERSIONS = frozenset({b"1.1", b"1.0"})
+# gunicorn serves 1.0 <= version < 2.0; llhttp refuses 1.2 to 1.9
+CONVENTIONAL_VERSION = re.compile(rb"[^ \r\n]+ [^ \r\n]+ HTTP/(1\.[2-9])\r\n")
 
 
 @dataclass(frozen=True)
@@ -103,23 +105,42 @@ def malformed() -> ProtocolRefusal:
     return _bad_request("Invalid HTTP request received.")
 
 
-def first_line_verdict(data: bytes, known_methods: frozenset[bytes]) -> ProtocolRefusal | bytes | None:
-    """What gunicorn says of a request's start where a stricter parser (llhttp) would answer otherwise or never: its
-    refusal (HTTP/0.9, a version it rejects, a method that is no token); or a token method `known_methods` lacks, which
-    gunicorn hands to the app (404/405); or None."""
-    versionless = VERSIONLESS_LINE.match(data)
-    if versionless is not None:
-        return version_refusal("0.9", versionless.group().rstrip(b"\r\n").decode("latin-1"))
-    line = REQUEST_LINE.match(data)
-    if line is not None and line.group(2) not in USUAL_VERSIONS:
-        refusal = version_refusal(f"{int(line.group(3))}.{int(line.group(4))}", "")
-        if refusal is not None:
-            return refusal
-    match = line or FIRST_TOKEN.match(data)
-    if match is None or match.group(1) in known_methods:
-        return None
-    method = match.group(1)
-    return method_refusal(method.decode("latin-1")) or method
+def first_line_verdict(data: bytes, known_methods: frozenset[bytes]) -> ProtocolRefusal | bytes | str | None:
+    """What a request's start says before a parser stricter than gunicorn's (llhttp) reads it: UNUSUAL_LINE for a whole
+    first line of another shape than USUAL_LINE (HTTP/0.9, a bare LF, two spaces, another version: gunicorn's own
+    parser must judge the head, as it checks more than the line, in its own order); a token method `known_methods`
+    lacks, which gunicorn hands to the app (404/405); while the line is still arriving, gunicorn's refusal of a method
+    that is no token; or None."""
+    if USUAL_LINE.match(data) is None and b"\n" in data:
+        return UNUSUAL_LINE
+    method = unknown_method(data, known_methods)
+    return method and (method_refusal(method.decode("latin-1")) or method)
+
+
+def unknown_method(data: bytes, known_methods: frozenset[bytes]) -> bytes | None:
+    """The request's method, where `known_methods` lacks it."""
+    match = FIRST_TOKEN.match(data)
+    return None if match is None or match.group(1) in known_methods else match.group(1)
+
+
+def as_http_11(data: bytes) -> bytes:
+    """`data` with its first line's HTTP/1.2 to 1.9 (gunicorn serves them as 1.x; llhttp refuses them) written 1.1."""
+    line = CONVENTIONAL_VERSION.match(data)
+    if line is None:
+        return data
+    return data[:line.start(1)] + b"1.1" + data[line.end(1):]
+
+
+def chunked(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The body comes in chunks (header names lowercased, as parsers hand them)."""
+    return any(name == b"transfer-encoding" for name, _ in headers)
+
+
+def unusual_coding(headers: list[tuple[bytes, bytes]], version: str) -> bool:
+    """A Transfer-Encoding other than one plain `chunked` in HTTP/1.1, which parsers judge differently (`identity`,
+    `foo`, twice, any in HTTP/1.0)."""
+    codings = [value for name, value in headers if name == b"transfer-encoding"]
+    return bool(codings) and (version != "1.1" or len(codings) > 1 or codings[0].strip().lower() != b"chunked")
 
 
 def bodiless(headers: list[tuple[bytes, bytes]]) -> bool:
