@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from drum_compat.compat.parity.compare import differences, split_documented
+from drum_compat.compat.parity.compare import differences, normalise, split_documented
 from drum_compat.compat.parity.fuzz import raw_cases, search
 from drum_compat.compat.parity.runner import Side
 from drum_compat.compat.running import DRUM_COMPAT, answers
@@ -113,3 +113,18 @@ def test_a_chat_model_streams_the_same_bytes_as_drum(tmp_path):
     assert answered["streamed chat to /v1/chat/completions"] == [200, 200]  # the event bytes compared equal
     assert answered["chat completion to /chat/completions"] == [200, 200]
     assert answered["chat, text/plain to /chat/completions"] == [500, 500]
+
+
+def test_static_paths_are_the_documented_difference(drum):
+    """The guide's `/static/<path>` row: DRUM's Flask keeps its unused static route (GET 404, POST 405 with Allow,
+    OPTIONS 200); drum-compat serves no files and has no such route (404 for every method), and --against says so."""
+    methods = ("GET", "POST", "OPTIONS")
+    with httpx.Client(timeout=30) as client:
+        drums = {method: client.request(method, f"{drum}/static/x").status_code for method in methods}
+        assert drums == {"GET": 404, "POST": 405, "OPTIONS": 200}
+        for stack in ("gunicorn", "fastapi"):
+            with serve(MODEL, stack) as server:
+                ours = {method: client.request(method, f"{server.base_url}/static/x").status_code for method in methods}
+            assert ours == dict.fromkeys(methods, 404), stack
+    found = differences("POST", "/static/x", normalise(405, [("Allow", "GET")], b""), normalise(404, [], b""), True)
+    assert split_documented("/static/x", found) == ([], [f"{line} (guide: /static/<path>: no such route)" for line in found])
