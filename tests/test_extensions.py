@@ -4,6 +4,7 @@ the same guards (metrics, access line, admission), and refused by name where a s
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import textwrap
 
@@ -27,6 +28,13 @@ AUTH = {"Authorization": "Bearer t0k3n"}
 REGRESSION = ("--target-type", "regression")
 
 
+# what examples/deploy's probes and a Prometheus scrape ask, with no token: the auth examples must leave them open
+PROBED = sorted({path for manifest in (EXAMPLES.parent / "deploy" / "k8s").glob("deployment-*.yaml")
+                 for path in re.findall(r"httpGet: \{path: (\S+),", manifest.read_text())})
+OPEN_WITHOUT_TOKEN = (*PROBED, "/metrics")
+assert PROBED == ["/livez", "/readyz", "/startupz"], PROBED
+
+
 def model_with(tmp_path, extension: str, filename: str):
     code_dir = tmp_path / "model"
     shutil.copytree(EXAMPLES / "regression", code_dir)
@@ -44,10 +52,12 @@ def exchange(base_url: str) -> list:
         ("GET", "/info/", None, {}),
         ("GET", "/version", None, {}),
         ("GET", "/version", None, AUTH),
+        *(("GET", path, None, {}) for path in OPEN_WITHOUT_TOKEN),
     ]:
         response = httpx.request(method, base_url + path, content=body, headers=headers, timeout=30)
         assert response.headers["X-Request-ID"] and response.headers["X_Request_ID"]  # DRUM's headers on every answer
-        answers.append((method, path, headers.get("Authorization"), response.status_code, response.content))
+        content = b"" if path == "/metrics" else response.content  # its series are labelled with the stack
+        answers.append((method, path, headers.get("Authorization"), response.status_code, content))
     return answers
 
 
@@ -62,7 +72,8 @@ def test_a_custom_flask_py_guards_drums_routes_alike_on_gunicorn_and_uvicorn(tmp
         assert "served POST /predict/ (model_api.predict) with 200" in output  # its after_request hook, by endpoint
     assert seen["gunicorn"] == seen["uvicorn"]
     statuses = [answer[3] for answer in seen["uvicorn"]]
-    assert statuses == [401, 401, 200, 200, 401, 401, 200]  # /predict/ guarded, /ping/ open, its own route served
+    # /predict/ guarded, /ping/ open, its own route served; the kubelet's probes and the scrape open
+    assert statuses == [401, 401, 200, 200, 401, 401, 200] + [200] * len(OPEN_WITHOUT_TOKEN)
     assert seen["uvicorn"][5][4] == b'{"message":"Missing or invalid bearer token"}\n'
 
 
@@ -71,7 +82,8 @@ def test_a_custom_fastapi_py_adds_routes_and_middleware_behind_the_guards(tmp_pa
     code_dir = model_with(tmp_path, "fastapi_auth", "custom_fastapi.py")
     with serve(code_dir, "uvicorn", *REGRESSION) as server:
         url = server.base_url
-        assert httpx.get(f"{url}/ping/").status_code == 200  # the probes stay open
+        for path in ("/ping/", *OPEN_WITHOUT_TOKEN):  # the probes and the scrape stay open
+            assert httpx.get(f"{url}{path}").status_code == 200, path
         refused = httpx.post(f"{url}/predict/", content=CSV, headers={"Content-Type": "text/csv"})
         assert refused.status_code == 401 and refused.headers["X-Request-ID"]  # its middleware, our headers
         assert httpx.post(f"{url}/predict/", content=CSV, headers={"Content-Type": "text/csv", **AUTH}).status_code == 200

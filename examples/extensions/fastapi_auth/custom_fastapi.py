@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from drum_compat.fastapi_backend.extensions import in_model_thread
 
 logger = logging.getLogger("custom_fastapi")
-OPEN_PATHS = {"/", "/ping", "/ping/", "/health/"}
+# DRUM's probes, the Kubernetes probes of examples/deploy and the Prometheus scrape stay open (no token comes with them)
+OPEN_PATHS = {"/", "/ping", "/ping/", "/health/", "/livez", "/readyz", "/startupz", "/metrics"}
 
 
 class BearerToken:

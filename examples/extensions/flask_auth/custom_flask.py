@@ -6,7 +6,9 @@ import os
 from flask import jsonify, request
 
 logger = logging.getLogger("custom_flask")
-OPEN_ENDPOINTS = {"model_api.ping", "model_api.health"}
+# DRUM's probes, the Kubernetes probes of examples/deploy and the Prometheus scrape stay open: a kubelet and a scraper
+# send no token, and a locked /readyz would keep the pods from ever becoming ready
+OPEN_ENDPOINTS = {f"model_api.{name}" for name in ("ping", "health", "livez", "readyz", "startupz", "metrics")}
 
 
 def init_app(app):
