@@ -93,10 +93,19 @@ def test_a_model_that_cannot_start_exits_2(tmp_path):
     assert "the model did not start on gunicorn" in finished.stderr and "Traceback" in finished.stderr
 
 
-def test_a_broken_cases_file_exits_2_before_any_server_starts(tmp_path):
-    (tmp_path / "cases.yaml").write_text("- method: GET\n")
-    finished = parity("--code-dir", str(tmp_path), "--cases", str(tmp_path / "cases.yaml"), timeout=30)
-    assert (finished.returncode, "case 1 needs at least a path" in finished.stderr) == (2, True)
+@pytest.mark.parametrize("files, said", [
+    ({"cases.yaml": "- method: GET\n"}, "cases.yaml: case 1 needs at least a path"),
+    ({"cases.yaml": "- path: /predict/\n  body_file: nope.csv\n"}, "case 1's body_file"),
+    ({}, "--data"),  # a --data file that is not there (the issue: both servers started, then a traceback and exit 1)
+], ids=["a case without a path", "a body_file not there", "a --data file not there"])
+def test_an_unusable_input_file_exits_2_in_one_line_before_any_server_starts(tmp_path, files, said):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    inputs = ["--cases", str(tmp_path / "cases.yaml")] if files else ["--data", str(tmp_path / "nope.csv")]
+    # tmp_path holds no model: a server started would fail to load it, with another message
+    finished = parity("--code-dir", str(tmp_path), *inputs, timeout=30)
+    assert finished.returncode == 2 and said in finished.stderr, finished.stderr
+    assert len(finished.stderr.strip().splitlines()) == 1 and "Traceback" not in finished.stderr
 
 
 def test_against_a_running_deployment(tmp_path):

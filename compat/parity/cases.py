@@ -199,8 +199,12 @@ def protocol_cases(target_type: str, url_prefix: str = "") -> list[Case]:
 
 
 def data_slices(data: bytes) -> dict[str, bytes]:
-    """The user's CSV as 1 row, all rows, columns shuffled (seeded), the first column missing, and empty."""
-    frame = pd.read_csv(io.BytesIO(data))
+    """The user's CSV as 1 row, all rows, columns shuffled (seeded), the first column missing, and empty; a file pandas
+    cannot read as CSV is sent whole and empty."""
+    try:
+        frame = pd.read_csv(io.BytesIO(data))
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        return {"all rows": data, "empty file": b""}
 
     def csv(part: pd.DataFrame) -> bytes:
         return part.to_csv(index=False).encode()
@@ -214,10 +218,17 @@ def data_slices(data: bytes) -> dict[str, bytes]:
     return slices
 
 
-def data_cases(files: Iterable[Path], target_type: str, url_prefix: str = "") -> list[Case]:
+def read_inputs(files: Iterable[Path]) -> dict[Path, bytes]:
+    """Each --data file's bytes, read before any server starts: one that cannot be read is an InputFileError."""
+    try:
+        return {Path(file): Path(file).read_bytes() for file in files}
+    except OSError as exc:
+        raise InputFileError(f"--data {exc.filename}: {exc.strerror}") from None
+
+
+def data_cases(inputs: dict[Path, bytes], target_type: str, url_prefix: str = "") -> list[Case]:
     cases = []
-    for file in files:
-        data = Path(file).read_bytes()
+    for file, data in inputs.items():
         if target_type == UNSTRUCTURED_TARGET:
             for mimetype in ("application/octet-stream", "text/plain"):
                 cases.append(Case("data", f"{file.name} as {mimetype}", "POST", prefixed("/predictUnstructured/", url_prefix),
@@ -231,8 +242,8 @@ def data_cases(files: Iterable[Path], target_type: str, url_prefix: str = "") ->
     return cases
 
 
-class CasesFileError(ValueError):
-    pass
+class InputFileError(ValueError):
+    """A --cases or --data file that cannot be used: said in one line, before any server starts."""
 
 
 def user_cases(cases_file: Path) -> list[Case]:
@@ -240,18 +251,21 @@ def user_cases(cases_file: Path) -> list[Case]:
     try:
         entries = yaml.safe_load(Path(cases_file).read_text()) or []
     except (OSError, yaml.YAMLError) as exc:
-        raise CasesFileError(f"{cases_file}: {exc}") from None
+        raise InputFileError(f"{cases_file}: {exc}") from None
     if not isinstance(entries, list):
-        raise CasesFileError(f"{cases_file}: expected a list of cases, got {type(entries).__name__}")
+        raise InputFileError(f"{cases_file}: expected a list of cases, got {type(entries).__name__}")
     cases = []
     for number, entry in enumerate(entries, 1):
         if not isinstance(entry, dict) or "path" not in entry:
-            raise CasesFileError(f"{cases_file}: case {number} needs at least a path")
+            raise InputFileError(f"{cases_file}: case {number} needs at least a path")
         unknown = set(entry) - {"name", "method", "path", "headers", "body", "body_file"}
         if unknown:
-            raise CasesFileError(f"{cases_file}: case {number} has unknown keys {sorted(unknown)}")
+            raise InputFileError(f"{cases_file}: case {number} has unknown keys {sorted(unknown)}")
         if "body_file" in entry:
-            body = (Path(cases_file).parent / entry["body_file"]).read_bytes()
+            try:
+                body = (Path(cases_file).parent / entry["body_file"]).read_bytes()
+            except OSError as exc:
+                raise InputFileError(f"{cases_file}: case {number}'s body_file {exc.filename}: {exc.strerror}") from None
         else:
             raw = entry.get("body", "")
             body = raw.encode() if isinstance(raw, str) else bytes(raw)

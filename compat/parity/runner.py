@@ -15,8 +15,8 @@ from rich.progress import Progress
 
 from drum_compat.runtime.options import MODEL_OPTIONS, as_arguments, secret_environment
 from drum_compat.compat.parity.arguments import DEFAULT_SERVER_TYPES
-from drum_compat.compat.parity.cases import (Case, CasesFileError, data_cases, payload_cases, protocol_cases, route_cases,
-                                             user_cases)
+from drum_compat.compat.parity.cases import (Case, InputFileError, data_cases, payload_cases, protocol_cases, read_inputs,
+                                             route_cases, user_cases)
 from drum_compat.compat.parity.compare import Answer, differences, normalise, split_documented
 from drum_compat.compat.parity.raw import NoAnswer, exchange
 from drum_compat.compat.parity.report import Result, print_table, write_json, write_junit
@@ -76,9 +76,9 @@ def start(server_type: str, args: argparse.Namespace, model_arguments: list[str]
         raise CannotStart(f"the model did not start on {server_type}: {exc}") from None
 
 
-def corpus(args: argparse.Namespace, target_type: str, url_prefix: str, own: list[Case]) -> list[Case]:
+def corpus(inputs: dict, target_type: str, url_prefix: str, own: list[Case]) -> list[Case]:
     return (route_cases(url_prefix) + payload_cases(target_type, url_prefix) + protocol_cases(target_type, url_prefix)
-            + data_cases(args.data, target_type, url_prefix) + own)
+            + data_cases(inputs, target_type, url_prefix) + own)
 
 
 def compared(case: Case, a: Side, b: Side, against: bool) -> Result:
@@ -118,9 +118,10 @@ def fuzzed(examples: int, seed: int | None, a: Side, b: Side, against: bool, con
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None, console: Console | None = None) -> int:
     environ = os.environ if environ is None else environ
     console = console or Console()
-    try:
-        own = [case for path in args.cases for case in user_cases(path)]  # a broken file stops before any server starts
-    except CasesFileError as exc:
+    try:  # a file that cannot be used stops the run before any server starts
+        own = [case for path in args.cases for case in user_cases(path)]
+        inputs = read_inputs(args.data)
+    except InputFileError as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return CANNOT_START
     model_arguments = as_arguments(args, MODEL_OPTIONS)
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None, cons
             info = b.client.get(b.base_url + prefixed("/info/", url_prefix))
             # the error server (a model that failed to load) has no target type: its routes are the corpus
             target_type = info.json().get("targetType", "regression") if info.status_code == 200 else "regression"
-            cases = corpus(args, target_type, url_prefix, own)
+            cases = corpus(inputs, target_type, url_prefix, own)
             console.print(f"parity: {len(cases)} cases, {a.label} vs {b.label} ({target_type} model in {args.code_dir})")
             results = compare_all(cases, a, b, bool(args.against), console)
             if args.fuzz:
