@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -90,6 +91,19 @@ def test_without_nginx_the_command_says_how_to_install_it():
                                "--nginx", "/nonexistent/nginx"], capture_output=True, text=True, timeout=30)
     assert finished.returncode == 2
     assert "nginx not found" in finished.stderr and "apt-get install -y nginx" in finished.stderr
+
+
+def test_an_address_in_use_is_said_in_one_line_before_any_arm_starts():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        # the issue: both arms started (~70 s) before nginx failed with five `[emerg] bind()` lines
+        finished = subprocess.run([DRUM_COMPAT, "ab", "--code-dir", str(MODEL), "--address", f"127.0.0.1:{port}"],
+                                  capture_output=True, text=True, timeout=30)
+    assert finished.returncode == 2
+    assert finished.stderr.strip() == f"drum-compat: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert "Booting worker" not in finished.stdout + finished.stderr
 
 
 def test_the_front_configuration():

@@ -17,6 +17,7 @@ from typing import Mapping
 import httpx
 
 from drum_compat.compat.ab.front import ARMS, FrontPlan, nginx_conf
+from drum_compat.runtime.listener import AddressUnavailable, bind_listener
 from drum_compat.runtime.options import MODEL_OPTIONS, as_arguments
 from drum_compat.compat.parity.runner import shared_environment, url_prefix_of
 from drum_compat.compat.running import RunningServer
@@ -68,7 +69,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         return CANNOT_START
     try:
         nginx = find_nginx(args.nginx)
-    except FrontError as exc:
+        host, _, port = args.address.rpartition(":")
+        if not port.isdigit():
+            raise FrontError(f"--address {args.address}: expected HOST:PORT")
+        bind_listener(host, int(port), 1).close()  # now, not after the arms took a minute to start and nginx failed
+    except (FrontError, AddressUnavailable) as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return CANNOT_START
     stop = threading.Event()
