@@ -18,7 +18,7 @@ from rich.table import Table
 from drum_compat.compat.parity.cases import Case
 from drum_compat.compat.parity.compare import differences
 from drum_compat.compat.parity.report import Result, print_table
-from drum_compat.compat.parity.runner import Side
+from drum_compat.compat.parity.runner import TRANSPORT_FAILED, Side
 from drum_compat.shared.record import REDACTED
 
 DIFFERENT, UNREADABLE = 1, 2
@@ -81,6 +81,15 @@ def timed(side: Side, case: Case):
     return answer, time.perf_counter() - began
 
 
+def unreachable(side: Side) -> str | None:
+    """Why `side` cannot be replayed to (any HTTP answer will do: it is there), or None."""
+    try:
+        side.client.get(side.base_url + "/")
+    except httpx.TransportError as exc:
+        return f"{side.label} is unreachable ({type(exc).__name__}: {exc or 'no answer'})"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     malformed = [header for header in args.header if ":" not in header]
     if malformed:
@@ -96,12 +105,18 @@ def run(args: argparse.Namespace) -> int:
     results, latency = [], {"a": [], "b": []}
     with httpx.Client(timeout=args.request_timeout) as client_a, httpx.Client(timeout=args.request_timeout) as client_b:
         a, b = Side(args.a, args.a.rstrip("/"), client_a), Side(args.b, args.b.rstrip("/"), client_b)
+        down = [reason for reason in map(unreachable, (a, b)) if reason]
+        if down:  # one line, not a difference per request and a latency for refused connections
+            print(f"drum-compat: error: {'; '.join(down)}: nothing replayed", file=sys.stderr)
+            return UNREADABLE
         for case in paced(cases, args.rate):
-            (answer_a, seconds_a), (answer_b, seconds_b) = timed(a, case), timed(b, case)
-            latency["a"].append(seconds_a)
-            latency["b"].append(seconds_b)
-            results.append(Result(case, tuple(differences(case.method, case.path, answer_a, answer_b)),
-                                  answer_a.status, answer_b.status))
+            answers = {}
+            for name, side in (("a", a), ("b", b)):
+                answers[name], seconds = timed(side, case)
+                if answers[name].status != TRANSPORT_FAILED:  # a request with no answer has no latency
+                    latency[name].append(seconds)
+            results.append(Result(case, tuple(differences(case.method, case.path, answers["a"], answers["b"])),
+                                  answers["a"].status, answers["b"].status))
     figures = {side: percentiles(values) for side, values in latency.items()}
     print_table(results, args.a, args.b, console)
     table = Table(title="latency")

@@ -13,7 +13,7 @@ from werkzeug.datastructures import Headers
 
 from drum_compat.runtime.record import FileRecorder
 from drum_compat.compat.running import DRUM_COMPAT, run_to_exit
-from tests.processes import serve, wait_until
+from tests.processes import refusing_port, serve, wait_until
 from drum_compat.shared.http import NeutralRequest
 from drum_compat.shared.record import REDACTED, RecordPolicy, record_entry
 from tests.models import write_model
@@ -100,6 +100,11 @@ def test_replay_against_both_stacks(tmp_path):
             serve(code_dir, "fastapi", "--target-type", "regression") as b:
         finished = replay("--log", *map(str, files), "--a", a.base_url, "--b", b.base_url, "--rate", "100",
                           "--header", "Authorization: Bearer replayed", "--report", str(tmp_path / "report.json"))
+        with refusing_port() as port:  # B down: one line (the issue: a difference per request, a latency for refusals)
+            down = replay("--log", *map(str, files), "--a", a.base_url, "--b", f"http://127.0.0.1:{port}")
+    assert down.returncode == 2 and down.stdout == "", down.stdout
+    assert down.stderr.startswith(f"drum-compat: error: http://127.0.0.1:{port} is unreachable (ConnectError: ")
+    assert down.stderr.rstrip().endswith(": nothing replayed") and len(down.stderr.splitlines()) == 1
     report = json.loads((tmp_path / "report.json").read_text())
     assert finished.returncode == 0, report["cases"][:3]
     assert report["replayed"] == sum(1 for path in files for _ in path.read_text().splitlines()) >= 20
