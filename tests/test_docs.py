@@ -231,3 +231,14 @@ def test_guide_opentelemetry_example():
     assert [(span["name"], span["trace_id"], span["parent_span_id"]) for span in spans] == [
         ("drum.invocations", base64.b64encode(bytes.fromhex(trace_id)).decode(),
          base64.b64encode(bytes.fromhex(parent_id)).decode())]
+
+
+def test_the_quick_start_says_where_the_drum_compat_command_is():
+    """`make` installs into .venv: a user who types the examples' bare `drum-compat` is told how to reach it."""
+    quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "`.venv/bin/drum-compat`" in quick_start and "`. .venv/bin/activate`" in quick_start
+    venv_bin = Path(DRUM_COMPAT).parent
+    assert (venv_bin / "activate").is_file() and venv_bin.name == "bin"
+    shown = subprocess.run([". ./activate && command -v drum-compat"], shell=True, cwd=venv_bin, capture_output=True,
+                           text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+    assert shown.stdout.strip() == str(venv_bin / "drum-compat")
