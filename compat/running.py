@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 import httpx
 import psutil
 
+from drum_compat.compat.reaper import Reaper
+
 DRUM_COMPAT = str(Path(sys.executable).with_name("drum-compat"))
 ADDRESS_IN_USE = "Address already in use"
 PORT_ATTEMPTS = 5
@@ -71,16 +73,19 @@ class Program:
 
     def __init__(self, command: Callable[[int], Sequence[str] | str], ready: Callable[["Program"], object], *,
                  port: int | None = None, timeout: float = 60.0, output=None, signal_session: bool = False,
-                 **popen) -> None:
+                 reaper: Reaper | None = None, **popen) -> None:
         """`signal_session`: `stop` sends SIGTERM to every process of the session (a shell does not pass it on), not
-        to the program alone (a server's master stops its own workers: signalled too, uvicorn's would restart one)."""
-        self._owns_output, self.signal_session = output is None, signal_session
+        to the program alone (a server's master stops its own workers: signalled too, uvicorn's would restart one).
+        `reaper`: told of the session, so that it ends should this process die without stopping it."""
+        self._owns_output, self.signal_session, self.reaper = output is None, signal_session, reaper
         for attempt in range(1, PORT_ATTEMPTS + 1):
             # a file, not a pipe: an unread pipe fills with access-log lines and blocks the server
             self.log = tempfile.TemporaryFile(mode="w+") if output is None else output
             self.port = port or free_port()
             self.process = subprocess.Popen(command(self.port), stdout=self.log, stderr=subprocess.STDOUT, text=True,
                                             start_new_session=True, **popen)
+            if reaper is not None:
+                reaper.keep_session(self.process.pid)
             try:
                 self.ready = self._wait_ready(ready, timeout)
                 return
@@ -134,6 +139,8 @@ class Program:
                 time.sleep(0.05)
         end_session(self.process.pid)
         self.process.wait()
+        if self.reaper is not None:
+            self.reaper.forget_session(self.process.pid)
         return self.read_output()
 
     def __enter__(self) -> "Program":
@@ -161,7 +168,7 @@ class RunningServer(Program):
 
     def __init__(self, code_dir, server_type: str, *args: str, env: dict | None = None, timeout: float = 60.0,
                  ready_path: str = "/", tls: ssl.SSLContext | None = None, cwd=None, port: int | None = None,
-                 output=None):
+                 output=None, reaper: Reaper | None = None):
         """`output`: where the server's log goes (an open file); by default a temp file `read_output` reads."""
         self.scheme, self.verify = ("https" if tls else "http"), tls or True
 
@@ -169,7 +176,7 @@ class RunningServer(Program):
             return [DRUM_COMPAT, "server", "--code-dir", str(code_dir), "--address", f"127.0.0.1:{port}", *args]
 
         super().__init__(command, answers(ready_path, (200, 513), self.scheme, verify=self.verify), port=port,
-                         timeout=timeout, output=output, env=server_environment(server_type, env), cwd=cwd)
+                         timeout=timeout, output=output, env=server_environment(server_type, env), cwd=cwd, reaper=reaper)
 
     @property
     def base_url(self) -> str:

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from drum_compat.compat.ab.front import FrontPlan, nginx_conf
@@ -84,6 +85,46 @@ def test_stopping_the_command_stops_the_front_and_both_arms():
     for port in [front.port, *ports]:
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2)
+
+
+def refuses(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def listening_ports(pids: list[int]) -> set[int]:
+    return {connection.laddr.port for connection in psutil.net_connections("tcp")
+            if connection.status == psutil.CONN_LISTEN and connection.pid in pids}
+
+
+def test_a_killed_ab_leaves_nothing_running_or_behind():
+    """SIGKILL of `drum-compat ab` (which can clean up nothing itself): its reaper ends nginx and both arms, whatever
+    their sessions, and removes the front's folder (the issue: all three kept running, the folder stayed)."""
+    with Front("--fastapi-weight", "50") as front:
+        started = psutil.Process(front.process.pid).children(recursive=True)
+        nginx = next(process for process in started if process.name() == "nginx")
+        folder = Path(nginx.cmdline()[nginx.cmdline().index("-p") + 1])
+        ports = listening_ports([process.pid for process in started])
+        assert folder.is_dir() and front.port in ports and len(ports) >= 3  # the front and both arms
+        front.process.send_signal(signal.SIGKILL)
+        front.process.wait()
+        wait_until(lambda: all(map(refuses, ports)) and not folder.exists(), "the front, the arms and the folder gone")
+    assert not [process for process in started if process.is_running() and process.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_killed_parity_leaves_no_server_running():
+    model = ROOT / "examples" / "models" / "regression"
+    command = lambda port: [DRUM_COMPAT, "parity", "--code-dir", str(model), "--fuzz", "100000"]  # noqa: E731
+    with Program(command, lambda run: "fuzzing:" in run.read_output(), timeout=READY_TIMEOUT) as parity:
+        started = psutil.Process(parity.process.pid).children(recursive=True)
+        ports = listening_ports([process.pid for process in started])
+        assert len(ports) == 2  # gunicorn's and uvicorn's
+        parity.process.send_signal(signal.SIGKILL)
+        parity.process.wait()
+        wait_until(lambda: all(map(refuses, ports)), "both servers gone")
 
 
 def test_without_nginx_the_command_says_how_to_install_it():

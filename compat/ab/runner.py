@@ -20,7 +20,8 @@ from drum_compat.compat.ab.front import ARMS, FrontPlan, nginx_conf
 from drum_compat.runtime.listener import AddressUnavailable, bind_listener
 from drum_compat.runtime.options import MODEL_OPTIONS, as_arguments
 from drum_compat.compat.parity.runner import shared_environment, url_prefix_of
-from drum_compat.compat.running import RunningServer
+from drum_compat.compat.reaper import Reaper
+from drum_compat.compat.running import RunningServer, end_session
 from drum_compat.runtime.settings import SettingError
 from drum_compat.shared.routes import prefixed
 
@@ -79,18 +80,22 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    reaper = Reaper()  # should this process be killed, the arms, the front and the folder still end
     directory = tempfile.mkdtemp(prefix="drum-compat-ab-")
+    reaper.keep_folder(directory)
     arms: dict[str, RunningServer] = {}
     front: subprocess.Popen | None = None
     try:
         root = prefixed("/", url_prefix_of(ARMS[0], environ))
         for arm in ARMS:
             arms[arm] = RunningServer(args.code_dir, arm, *as_arguments(args, MODEL_OPTIONS), env=arm_environment(environ),
-                                      timeout=args.startup_timeout, output=sys.stdout, ready_path=root)
+                                      timeout=args.startup_timeout, output=sys.stdout, ready_path=root, reaper=reaper)
         plan = FrontPlan(args.address, {arm: server.port for arm, server in arms.items()}, args.fastapi_weight,
                          args.sticky, args.mirror, directory)
         Path(directory, "nginx.conf").write_text(nginx_conf(plan))
-        front = subprocess.Popen([nginx, "-p", directory, "-c", f"{directory}/nginx.conf", "-g", "daemon off;"])
+        front = subprocess.Popen([nginx, "-p", directory, "-c", f"{directory}/nginx.conf", "-g", "daemon off;"],
+                                 start_new_session=True)
+        reaper.keep_session(front.pid)
         wait_for_front(front, f"http://{local_address(args.address)}{root}", args.startup_timeout)
         split = "per client" if args.sticky else "per request"
         print(f"drum-compat ab: {args.address} -> fastapi {args.fastapi_weight:g}% / gunicorn {100 - args.fastapi_weight:g}% "
@@ -114,9 +119,14 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
             except subprocess.TimeoutExpired:
                 front.kill()
                 front.wait()
+        if front is not None:
+            end_session(front.pid)  # nginx's workers, should its master have died first
+            reaper.forget_session(front.pid)
         for server in arms.values():
             server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+        reaper.forget_folder(directory)
+        reaper.close()
 
 
 def local_address(address: str) -> str:

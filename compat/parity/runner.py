@@ -20,6 +20,7 @@ from drum_compat.compat.parity.cases import (Case, InputFileError, data_cases, p
 from drum_compat.compat.parity.compare import Answer, differences, normalise, split_documented
 from drum_compat.compat.parity.raw import NoAnswer, exchange
 from drum_compat.compat.parity.report import Result, print_table, write_json, write_junit
+from drum_compat.compat.reaper import Reaper
 from drum_compat.compat.running import RunningServer
 from drum_compat.runtime.settings import SettingError, resolve_settings
 from drum_compat.shared.routes import prefixed
@@ -67,11 +68,13 @@ def url_prefix_of(server_type: str, environ: Mapping[str, str]) -> str:
     return resolve_settings(SERVER_TYPES[server_type].stack, environ).value("url_prefix")
 
 
-def start(server_type: str, args: argparse.Namespace, model_arguments: list[str], environ: Mapping[str, str]) -> RunningServer:
+def start(server_type: str, args: argparse.Namespace, model_arguments: list[str], environ: Mapping[str, str],
+          reaper: Reaper | None = None) -> RunningServer:
     try:
         return RunningServer(args.code_dir, server_type, *model_arguments,
                              env={**shared_environment(environ), **secret_environment(args, MODEL_OPTIONS)},
-                             timeout=args.startup_timeout, ready_path=prefixed("/", url_prefix_of(server_type, environ)))
+                             timeout=args.startup_timeout, ready_path=prefixed("/", url_prefix_of(server_type, environ)),
+                             reaper=reaper)
     except (RuntimeError, TimeoutError) as exc:
         raise CannotStart(f"the model did not start on {server_type}: {exc}") from None
 
@@ -127,10 +130,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None, cons
     model_arguments = as_arguments(args, MODEL_OPTIONS)
     servers: list[RunningServer] = []
     started = time.monotonic()
+    reaper = Reaper()  # should this process be killed, the servers it started still end
     try:
         kinds = [args.stack] if args.against else list(DEFAULT_SERVER_TYPES)
         for kind in kinds:
-            servers.append(start(kind, args, model_arguments, environ))
+            servers.append(start(kind, args, model_arguments, environ, reaper))
         with httpx.Client(timeout=args.request_timeout) as client_a, httpx.Client(timeout=args.request_timeout) as client_b:
             if args.against:
                 a = Side(args.against, args.against.rstrip("/"), client_a)
@@ -152,6 +156,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None, cons
     finally:
         for server in servers:
             server.stop()
+        reaper.close()
     seconds = time.monotonic() - started
     print_table(results, a.label, b.label, console)
     if args.junit:
