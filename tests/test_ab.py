@@ -52,12 +52,17 @@ def test_the_front_splits_by_weight_and_says_which_arm_answered():
         with httpx.Client(timeout=60) as client:
             answers = [front.predict(client) for _ in range(200)]
         status = front.status()
+        # as typed, without a scheme; the refusals row shown though there were none
+        shown = subprocess.run([DRUM_COMPAT, "ab-status", f"127.0.0.1:{front.port}"], capture_output=True, text=True,
+                               timeout=60)
         assert front.terminate() == 0
+    assert shown.returncode == 0 and "refused (413, 429, 503, 504...)" in shown.stdout, shown.stdout + shown.stderr
     arms = [answer.headers["X-Drum-Stack"] for answer in answers]
     assert set(arms) == {"gunicorn", "fastapi"} and 30 <= arms.count("fastapi") <= 95  # 60 expected; 4.5 sigma either side
     assert {(answer.status_code, answer.content) for answer in answers} == {(200, answers[0].content)}  # alike
     for arm in ("gunicorn", "fastapi"):
-        assert status[arm]["requests"] >= arms.count(arm) and status[arm]["error_ratio"] == 0
+        # the clients' requests only: ab's readiness checks of the arms and of the front are probes, not counted
+        assert status[arm]["requests"] == arms.count(arm) and status[arm]["error_ratio"] == 0
         assert 0 < status[arm]["p50"] <= status[arm]["p99"]
     # each arm's access lines name it
     output = front.read_output()
@@ -162,6 +167,7 @@ def test_status_figures_from_an_exposition():
         'drum_requests_total{route="/predictions/",method="POST",status="200",server_type="fastapi"} 90',
         'drum_requests_total{route="/predictions/",method="POST",status="503",server_type="fastapi"} 10',
         'drum_requests_total{route="/metrics",method="GET",status="200",server_type="fastapi"} 7',
+        'drum_requests_total{route="/startupz",method="GET",status="200",server_type="fastapi"} 23',
         'drum_request_duration_seconds_bucket{route="/predictions/",method="POST",server_type="fastapi",le="0.01"} 50',
         'drum_request_duration_seconds_bucket{route="/predictions/",method="POST",server_type="fastapi",le="0.1"} 100',
         'drum_request_duration_seconds_bucket{route="/predictions/",method="POST",server_type="fastapi",le="+Inf"} 100',

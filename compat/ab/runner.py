@@ -17,6 +17,7 @@ from typing import Mapping
 import httpx
 
 from drum_compat.compat.ab.front import ARMS, FrontPlan, nginx_conf
+from drum_compat.compat.ab.status import READINESS_PATH
 from drum_compat.runtime.listener import AddressUnavailable, bind_listener
 from drum_compat.runtime.options import MODEL_OPTIONS, as_arguments
 from drum_compat.compat.parity.runner import shared_environment, url_prefix_of
@@ -86,17 +87,17 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     arms: dict[str, RunningServer] = {}
     front: subprocess.Popen | None = None
     try:
-        root = prefixed("/", url_prefix_of(ARMS[0], environ))
+        ready = prefixed(READINESS_PATH, url_prefix_of(ARMS[0], environ))  # a probe: ab-status leaves it out
         for arm in ARMS:
             arms[arm] = RunningServer(args.code_dir, arm, *as_arguments(args, MODEL_OPTIONS), env=arm_environment(environ),
-                                      timeout=args.startup_timeout, output=sys.stdout, ready_path=root, reaper=reaper)
+                                      timeout=args.startup_timeout, output=sys.stdout, ready_path=ready, reaper=reaper)
         plan = FrontPlan(args.address, {arm: server.port for arm, server in arms.items()}, args.fastapi_weight,
                          args.sticky, args.mirror, directory)
         Path(directory, "nginx.conf").write_text(nginx_conf(plan))
         front = subprocess.Popen([nginx, "-p", directory, "-c", f"{directory}/nginx.conf", "-g", "daemon off;"],
                                  start_new_session=True)
         reaper.keep_session(front.pid)
-        wait_for_front(front, f"http://{local_address(args.address)}{root}", args.startup_timeout)
+        wait_for_front(front, f"http://{local_address(args.address)}{ready}", args.startup_timeout)
         split = "per client" if args.sticky else "per request"
         print(f"drum-compat ab: {args.address} -> fastapi {args.fastapi_weight:g}% / gunicorn {100 - args.fastapi_weight:g}% "
               f"({split}{', mirrored to the other arm' if args.mirror else ''}); arms on ports "

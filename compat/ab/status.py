@@ -1,5 +1,5 @@
 """`drum-compat ab-status URL`: the two arms of an A/B front side by side, from their own /metrics (read through
-the front): requests, error ratio, p50/p99 latency, rejections by reason; scrapes themselves left out."""
+the front): requests, error ratio, p50/p99 latency, refusals and their reasons; scrapes and probes left out."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,9 @@ from rich.table import Table
 
 from drum_compat.compat.ab.front import ARM_METRICS, ARMS
 
-NOT_TRAFFIC = ("/metrics",)  # the scrapes this command itself sends
+# not the clients' traffic: the scrapes this command sends, and the probes (`ab`'s readiness checks, a kubelet's)
+NOT_TRAFFIC = ("/metrics", "/livez", "/readyz", "/startupz")
+READINESS_PATH = "/startupz"  # what `ab` asks of each arm and of the front until it answers: never counted here
 
 
 @dataclass
@@ -90,6 +92,7 @@ def show(found: dict[str, ArmFigures], console: Console) -> None:
         "error ratio (5xx)": lambda a: f"{a.error_ratio:.2%}",
         "p50 latency": lambda a: milliseconds(a.p50),
         "p99 latency": lambda a: milliseconds(a.p99),
+        "refused (413, 429, 503, 504...)": lambda a: str(sum(a.rejections.values())),
     }
     for name, cell in rows.items():
         table.add_row(name, *(cell(arm) for arm in found.values()))
@@ -99,10 +102,11 @@ def show(found: dict[str, ArmFigures], console: Console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    front = args.front if "://" in args.front else f"http://{args.front}"  # `127.0.0.1:9200` as typed
     try:
-        found = arm_figures(args.front)
+        found = arm_figures(front)
     except httpx.HTTPError as exc:
-        print(f"drum-compat: error: cannot read the arms' metrics through {args.front}: {exc}", file=sys.stderr)
+        print(f"drum-compat: error: cannot read the arms' metrics through {front}: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({arm: {**asdict(figure), "error_ratio": figure.error_ratio} for arm, figure in found.items()}, indent=2))
