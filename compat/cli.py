@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import textwrap
 from typing import Mapping, Sequence
 
 from drum_compat.compat.ab.arguments import add_ab_arguments, add_status_arguments
@@ -37,42 +38,73 @@ SERVER_MODE_HEADER = "Detected REST server mode - this is an advanced option"  #
 logger = logging.getLogger("drum_compat.settings")
 
 
+HELP_WIDTH = 100
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written (wrapped by `described`), and each option's default where it has one worth
+    saying; never a default read from the environment (it may be a token): those options name their variable instead."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or "(env " in text or default is None or default is False or default in ([], "", argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def described(text: str) -> dict:
+    """A command's parser settings: its one-line `help` in the list of commands and its wrapped description."""
+    return {"help": text.split(". ")[0].rstrip(".") + ".", "description": textwrap.fill(text, HELP_WIDTH),
+            "formatter_class": HelpFormatter}
+
+
+# read for `drum-compat server` beside its options and settings, as DRUM reads it
+OTHER_VARIABLES = ("TARGET_NAME: the name of the answer's column for textgeneration, vectordatabase and agenticworkflow "
+                   "models (their start stops without it, as DRUM's)")
+
+
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drum-compat", description=__doc__)
     parser.add_argument("--version", action="version", version=f"drum-compat {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     server_types = "; ".join(f"{name}: {kind.description}" for name, kind in SERVER_TYPES.items())
     server = commands.add_parser(
-        "server",
-        help="Serve a model directory with DRUM's HTTP API.",
-        description=f"Serve a model directory with DRUM's HTTP API. DRUM_SERVER_TYPE picks the stack ({server_types}).",
-        epilog=settings_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "server", epilog=f"also read:\n  {OTHER_VARIABLES}\n\n{settings_help()}",
+        **described(f"Serve a model directory with DRUM's HTTP API. DRUM_SERVER_TYPE picks the stack ({server_types})."),
     )
     add_server_arguments(server, environ)
     add_drum_only_arguments(server, environ)
     config = commands.add_parser(
-        "config", help="Show the effective server settings, where each comes from, and every warning."
+        "config", **described("Show the effective server settings, where each comes from, and every warning. Every "
+                              "setting of the table and every drum server option, as this environment sets them.")
     )
     config.add_argument("--server-type", choices=list(SERVER_TYPES), help="default: DRUM_SERVER_TYPE, else gunicorn")
     config.add_argument("--json", action="store_true", help="machine-readable output")
     parity = commands.add_parser(
-        "parity", help="Serve a model on gunicorn and on uvicorn and prove they answer alike.",
-        description="Start the model directory on gunicorn and on uvicorn (loopback, your settings), send every route, "
-                    "method, error path and payload kind, your data sliced several ways and your own cases to both, and "
-                    "compare status, headers and body bytes. Exit 1 on any difference, 2 when the model cannot start.",
+        "parity", **described(
+            "Serve a model on gunicorn and on uvicorn and prove they answer alike. Starts the model directory on both "
+            "(loopback, your settings), sends every route, method, error path and payload kind, requests no parser should "
+            "take as they are, your data sliced several ways and your own cases to both, and compares status, headers "
+            "and body bytes. Exit 1 on any difference, 2 when the model cannot start or an input file cannot be read."),
     )
     add_parity_arguments(parity, environ)
-    replay = commands.add_parser("replay", help="Send requests recorded by DRUM_RECORD_REQUESTS to two servers and compare.")
+    replay = commands.add_parser("replay", **described(
+        "Send requests recorded by DRUM_RECORD_REQUESTS to two servers and compare. The answers are compared as parity "
+        "compares them; the report gives the differences and each side's latency percentiles. Exit 1 on any "
+        "difference, 2 when a recording cannot be read or a server cannot be reached."))
     add_replay_arguments(replay)
     ab = commands.add_parser(
-        "ab", help="Serve a model on both stacks behind an nginx front that splits (or mirrors) traffic by weight.",
-        description="Start the model on gunicorn and on uvicorn (each on its own loopback port, metrics and instance "
-                    "directory) behind an nginx front on --address that sends --fastapi-weight percent of requests to the "
-                    "fastapi arm. Every answer says which arm gave it (X-Drum-Stack). Runs until SIGTERM or Ctrl-C.",
+        "ab", **described(
+            "Serve a model on both stacks behind an nginx front that splits (or mirrors) traffic by weight. Starts the "
+            "model on gunicorn and on uvicorn (each on its own loopback port, metrics and instance directory) behind an "
+            "nginx front on --address that sends --fastapi-weight percent of requests to the fastapi arm. Every answer "
+            "says which arm gave it (X-Drum-Stack). Runs until SIGTERM or Ctrl-C."),
     )
     add_ab_arguments(ab, environ)
-    status = commands.add_parser("ab-status", help="The two arms of an A/B front side by side, from their /metrics.")
+    status = commands.add_parser("ab-status", **described(
+        "The two arms of an A/B front side by side, from their /metrics. Requests, error ratio, p50 and p99 latency and "
+        "refusals of each arm, read from the front's /metrics of each (the front's URL, http:// assumed)."))
     add_status_arguments(status)
     return parser
 

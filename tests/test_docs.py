@@ -242,3 +242,20 @@ def test_the_quick_start_says_where_the_drum_compat_command_is():
     shown = subprocess.run([". ./activate && command -v drum-compat"], shell=True, cwd=venv_bin, capture_output=True,
                            text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
     assert shown.stdout.strip() == str(venv_bin / "drum-compat")
+
+
+@pytest.mark.parametrize("command", ["server", "config", "parity", "replay", "ab", "ab-status"])
+def test_every_command_describes_itself_wrapped_and_shows_its_defaults(command):
+    """Through the real console script: a description under the usage (config, replay and ab-status had none), wrapped
+    (server's was one long line), and the defaults of the options that have one worth saying."""
+    shown = subprocess.run([DRUM_COMPAT, command, "--help"], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "API_TOKEN": "s3cret-token"})
+    assert shown.returncode == 0
+    description = shown.stdout.split("\n\n")[1]
+    assert not description.startswith(("options:", "positional arguments:")) and len(description.split()) > 8
+    assert max(map(len, description.splitlines())) <= 100
+    assert "s3cret-token" not in shown.stdout  # a default read from the environment is never shown
+    expected = {"server": ["TARGET_NAME", "(default: warning)"], "parity": ["(default: 120.0)", "(default: 60.0)"],
+                "replay": ["(default: 0.0)"], "ab": ["(default: 120.0)"]}
+    for text in expected.get(command, []):
+        assert text in " ".join(shown.stdout.split()), text
