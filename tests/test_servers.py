@@ -125,3 +125,28 @@ def test_with_error_server_answers_513(tmp_path, server_type):
         assert response.status_code == 513
         assert "'load_model' hook failed to load the model. Exception: RuntimeError('weights are corrupt')" in response.json()["message"]
         assert httpx.get(f"{server.base_url}/ping").status_code == 513
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("server_type, said", [("gunicorn", "Listening at: http://127.0.0.1:{port}"),
+                                               ("fastapi", "Uvicorn running on http://127.0.0.1:{port}")])
+def test_each_stack_says_where_it_listens(tmp_path, server_type, said):
+    code_dir, _ = write_model(tmp_path, "regression")
+    with serve(code_dir, server_type, "--target-type", "regression") as server:
+        output = server.stop()
+    assert said.format(port=server.port) in output  # uvicorn said nothing: its supervisor was handed the socket
+
+
+def test_the_version_is_told_without_loading_the_server():
+    """Through the real console script: `--version` answers at once (it loaded pandas and the whole runtime, seconds
+    on a busy machine)."""
+    import subprocess
+
+    from drum_compat.compat.running import DRUM_COMPAT
+    from drum_compat.shared import __version__
+
+    shown = subprocess.run([DRUM_COMPAT, "--version"], capture_output=True, text=True, timeout=60,
+                           env={"PYTHONPROFILEIMPORTTIME": "1", "PATH": "/usr/bin:/bin"})
+    assert shown.stdout == f"drum-compat {__version__}\n"
+    imported = {line.rsplit("|", 1)[-1].strip() for line in shown.stderr.splitlines() if line.startswith("import time:")}
+    assert "drum_compat.shared" in imported and not imported & {"pandas", "numpy", "drum_compat.compat.cli", "httpx"}

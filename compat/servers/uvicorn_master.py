@@ -121,7 +121,12 @@ def main() -> None:
     )
     # Always supervised, one worker included: a worker that reaches DRUM_UVICORN_MAX_REQUESTS (or
     # dies) is replaced while the listening socket stays open, so a recycle never ends the server.
-    supervisor = DrumSupervisor(config, sockets=[socket.socket(fileno=options.listen_fd)])  # runtime.listener's
+    listener = socket.socket(fileno=options.listen_fd)  # runtime.listener's
+    supervisor = DrumSupervisor(config, sockets=[listener])
+    # uvicorn says it where it binds the socket itself, gunicorn always ("Listening at: ..."): here too
+    host, port = listener.getsockname()[:2]
+    logger.info("Uvicorn running on %s://%s:%d (Press CTRL+C to quit)", "https" if config.is_ssl else "http",
+                f"[{host}]" if ":" in host else host, port)
     try:
         supervisor.run()
     finally:
