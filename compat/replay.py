@@ -19,7 +19,7 @@ from drum_compat.compat.parity.cases import Case
 from drum_compat.compat.parity.compare import differences
 from drum_compat.compat.parity.report import Result, print_table
 from drum_compat.compat.parity.runner import TRANSPORT_FAILED, Side
-from drum_compat.shared.record import REDACTED
+from drum_compat.shared.record import REDACTED, REPLAYED_HEADER
 
 DIFFERENT, UNREADABLE = 1, 2
 # the connection's own headers, re-made by the client that replays
@@ -53,7 +53,7 @@ def recorded_cases(paths: list[Path], extra_headers: dict[str, str]) -> tuple[li
             except (ValueError, KeyError, TypeError) as exc:
                 raise RecordingError(f"{path}:{number}: not a recorded request ({exc})") from None
             cases.append(Case("replay", f"{path.name}:{number} {entry['method']} {target}", entry["method"], target, body,
-                              {**headers, **extra_headers}))
+                              {**headers, **extra_headers, REPLAYED_HEADER: "1"}))
     return cases, omitted
 
 

@@ -16,7 +16,7 @@ from drum_compat.shared.guards.streaming import ModelStream, StreamAborted
 from drum_compat.shared.http import NeutralRequest, NeutralResponse, response_from_http_exception
 from drum_compat.shared.metrics import UNMATCHED_ROUTE
 from drum_compat.shared.proxy import UpstreamStream
-from drum_compat.shared.record import RecordPolicy, record_entry
+from drum_compat.shared.record import RecordPolicy, record_entry, worth_recording
 from drum_compat.shared.routes import RouteMatch
 from drum_compat.shared.steps import BODY_COMPLETE, BODY_OVER_LIMIT, ReadBody, Steps, run_steps
 
@@ -208,7 +208,7 @@ class RequestCycle:
         self.state = CycleState.ENDED
         seconds = time.monotonic() - self.arrived
         recorder = self.core.recorder
-        if self.status and recorder is not None:
+        if self.status and recorder is not None and worth_recording(self.request, self.route):
             despite_failure(lambda: recorder.keep() and recorder.write(self._recorded(recorder.policy, seconds)))
         despite_failure(self.body.close)
         despite_failure(self.core.metrics.finished)

@@ -9,8 +9,13 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlencode
 
 from drum_compat.shared.http import NeutralRequest
+from drum_compat.shared.routes import PROBE_ROUTES, RouteMatch
 
 ALWAYS_REDACTED = frozenset({"authorization", "proxy-authorization", "cookie"})
+# what `drum-compat replay` sends with every request, so that a recording server does not record its replay again
+REPLAYED_HEADER = "X-Drum-Compat-Replay"
+# probes and scrapes: a kubelet's or Prometheus's every few seconds would drown the clients' requests
+NOT_RECORDED = frozenset({route.endpoint for route in PROBE_ROUTES} | {"metrics"})
 REDACTED = "<redacted>"
 RECORD_VERSION = 1
 
@@ -42,6 +47,11 @@ class Recorder(Protocol):
 
     def keep(self) -> bool: ...
     def write(self, entry: dict) -> None: ...
+
+
+def worth_recording(request: NeutralRequest, route: RouteMatch | None) -> bool:
+    """A client's request: not a probe, a scrape, or one `drum-compat replay` sent."""
+    return (route is None or route.endpoint not in NOT_RECORDED) and REPLAYED_HEADER not in request.headers
 
 
 def record_entry(policy: RecordPolicy, request: NeutralRequest, body: bytes | None, body_size: int, status: int,

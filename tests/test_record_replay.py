@@ -52,6 +52,8 @@ def record(tmp_path, server_type: str, count: int, body: bytes, **env) -> list[P
             answer = client.post(f"{server.base_url}/predict/?from=test", content=body, headers={
                 "Content-Type": "text/csv", "Authorization": "Bearer s3cret", "X-Tenant-Key": "tenant-7"})
             assert answer.status_code == 200
+            for probe in ("/ping", "/livez", "/readyz", "/metrics"):  # probes and scrapes are never recorded
+                assert client.get(f"{server.base_url}{probe}").status_code == 200
     return sorted(tmp_path.glob("requests.jsonl*"))
 
 
@@ -61,7 +63,7 @@ def test_requests_are_recorded_redacted(tmp_path, server_type):
     files = record(tmp_path, server_type, 5, CSV)
     entries = [json.loads(line) for line in files[0].read_text().splitlines()]
     mine = [entry for entry in entries if entry["path"] == "/predict/"]
-    assert len(mine) == 5
+    assert len(mine) == 5 and entries == mine  # neither the probes nor the readiness checks
     for entry in mine:
         headers = dict(entry["headers"])
         assert headers["Authorization"] == headers["X-Tenant-Key"] == REDACTED
@@ -112,6 +114,23 @@ def test_replay_against_both_stacks(tmp_path):
     for side in ("a", "b"):
         assert 0 < report["latency"][side]["p50"] <= report["latency"][side]["p99"]
     assert "p99" in finished.stdout
+
+
+@pytest.mark.servers
+def test_replaying_against_the_recording_server_records_nothing_again(tmp_path):
+    """The issue: each replay against the server that records doubled the file (7, 14, 28, 56 lines)."""
+    code_dir, _ = write_model(tmp_path, "regression")
+    log = tmp_path / "requests.jsonl"
+    with serve(code_dir, "fastapi", "--target-type", "regression", env={"DRUM_RECORD_REQUESTS": str(log)}) as server:
+        for _ in range(3):
+            assert httpx.post(f"{server.base_url}/predict/", content=CSV, headers={"Content-Type": "text/csv"}).status_code == 200
+        wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 3, "three requests recorded")
+        for _ in range(2):
+            finished = replay("--log", str(log), "--a", server.base_url, "--b", server.base_url)
+            assert finished.returncode == 0, finished.stdout + finished.stderr
+        assert httpx.post(f"{server.base_url}/predict/", content=CSV, headers={"Content-Type": "text/csv"}).status_code == 200
+        wait_until(lambda: len(log.read_text().splitlines()) == 4, "the client's next request recorded")
+    assert len(log.read_text().splitlines()) == 4
 
 
 @pytest.mark.servers
@@ -180,7 +199,8 @@ def test_default_redaction_covers_api_tokens_and_the_files_are_the_owners_only(t
             "Content-Type": "text/csv", "X-DataRobot-Api-Token": "dr-secret", "X-Api-Key": "key-secret"})
         assert answer.status_code == 200
         # the entry is written once the answer has gone out: read when it is there
-        recorded = wait_until(lambda: '"/predict/"' in log.read_text() and log.read_text(), "the request's entry")
+        recorded = wait_until(lambda: log.exists() and '"/predict/"' in log.read_text() and log.read_text(),
+                              "the request's entry")
         modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.glob("requests.jsonl*")}
         disk_full(log)
         later = [httpx.post(f"{server.base_url}/predict/", content=b"x\n" + b"7\n" * i, headers={"Content-Type": "text/csv"})
