@@ -186,9 +186,18 @@ def clients_on_each_worker(base_url: str, workers: int = 2) -> list[httpx.Client
     first, so keep connecting (closing the duplicates) until every worker has loaded and answered."""
     by_pid: dict[int, httpx.Client] = {}
 
+    def pid_of(client: httpx.Client) -> int:
+        return client.get("/stats/").json()["drum_info"][0]["pid"]
+
     def one_more() -> bool:
+        # a connection kept while another worker loads may pass its keep-alive period (seconds on a busy machine) and
+        # reconnect to any worker: each one kept is asked again, and dropped if it moved
+        for pid, kept in list(by_pid.items()):
+            if pid_of(kept) != pid:
+                kept.close()
+                del by_pid[pid]
         client = httpx.Client(base_url=base_url, limits=httpx.Limits(max_connections=1), timeout=60)
-        pid = client.get("/stats/").json()["drum_info"][0]["pid"]
+        pid = pid_of(client)
         if pid in by_pid:
             client.close()
         else:
