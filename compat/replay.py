@@ -17,7 +17,7 @@ from rich.table import Table
 
 from drum_compat.compat.parity.cases import Case
 from drum_compat.compat.parity.compare import differences
-from drum_compat.compat.parity.report import Result, print_table
+from drum_compat.compat.parity.report import Result, as_json, print_table
 from drum_compat.compat.parity.runner import TRANSPORT_FAILED, Side
 from drum_compat.shared.record import REDACTED, REPLAYED_HEADER
 
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     except RecordingError as exc:
         print(f"drum-compat: error: {exc}", file=sys.stderr)
         return UNREADABLE
-    console = Console()
+    console = Console(soft_wrap=True)  # a long line (a body, a path) stays one line, as a file or a grep wants it
     results, latency = [], {"a": [], "b": []}
     with httpx.Client(timeout=args.request_timeout) as client_a, httpx.Client(timeout=args.request_timeout) as client_b:
         a, b = Side(args.a, args.a.rstrip("/"), client_a), Side(args.b, args.b.rstrip("/"), client_b)
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         args.report.write_text(json.dumps({
             "a": args.a, "b": args.b, "replayed": len(results), "omitted": omitted,
             "different": sum(not result.alike for result in results), "latency": figures,
-            "cases": [{"name": r.case.name, "status": [r.status_a, r.status_b], "differences": list(r.differences)}
+            "cases": [{"name": r.case.name, "status": [r.status_a, r.status_b], "differences": [as_json(difference) for difference in r.differences]}
                       for r in results if not r.alike],
         }, indent=2) + "\n")
     return DIFFERENT if any(not result.alike for result in results) else 0

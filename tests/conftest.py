@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from drum_compat.compat.parity.cases import Case
-from drum_compat.compat.parity.compare import Answer, differences, normalise
+from drum_compat.compat.parity.compare import Answer, Difference, differences, normalise
 from drum_compat.compat.running import answers
 from drum_compat.fastapi_backend.app import LeanDispatch, create_fastapi_app
 from drum_compat.flask_backend.app import create_flask_app
@@ -63,7 +63,7 @@ class Stacks:
         response = asyncio.run(send())
         return normalise(response.status_code, response.headers.multi_items(), response.content)
 
-    def differences(self, case: Case) -> list[str]:
+    def differences(self, case: Case) -> list[Difference]:
         """What the parity runner would report for this case, in-process."""
         return differences(case.method, case.path, self.flask(case.method, case.path, case.body, case.headers),
                            self.fastapi(case.method, case.path, case.body, case.headers))

@@ -20,12 +20,12 @@ IN_PROCESS_EXAMPLES = int(os.environ.get("DRUM_COMPAT_FUZZ_EXAMPLES", 300))
 OVER_SOCKETS_EXAMPLES = int(os.environ.get("DRUM_COMPAT_FUZZ_EXAMPLES", 150))
 
 
-def shown(failure: tuple[Case, list[str]] | None) -> str:
+def shown(failure: tuple[Case, list] | None) -> str:
     if failure is None:
         return ""
     case, lines = failure
     sent = repr(case.raw) if case.raw else f"{case.method} {case.path} headers={case.headers} body={case.body[:200]!r} chunked={case.chunked}"
-    return sent + "\n" + "\n".join(lines)
+    return sent + "\n" + "\n".join(map(str, lines))
 
 
 @pytest.mark.parametrize("model", ["regression", "unstructured", "transform"])

@@ -56,21 +56,53 @@ def test_every_example_model_answers_alike_on_both_stacks(model, tmp_path):
     assert "│ all" in finished.stdout  # the table
 
 
-def test_a_difference_exits_1_and_is_named_in_every_report(tmp_path):
+# the stacks part on the last of many rows only: what differs is past any cut of the body
+APART_IN_THE_LAST_ROW = '''
+import os
+import pandas as pd
+
+def load_model(code_dir):
+    return "no artifact"
+
+def score(data, model, **kwargs):
+    last = 1.0 if os.environ["DRUM_SERVER_TYPE"] == "gunicorn" else 2.0
+    return pd.DataFrame({"Predictions": [0.5] * (len(data) - 1) + [last]})
+'''
+
+
+def test_a_difference_exits_1_and_is_named_in_every_report_whole_with_each_side_named(tmp_path):
+    """Issue 28, item 3: both bodies whole in the files, each difference as its two values, and on the terminal each
+    side named by its stack, from where the two bodies part, on lines never folded at the console's width."""
     code_dir = tmp_path / "apart"
     code_dir.mkdir()
-    (code_dir / "custom.py").write_text(TELLS_STACKS_APART)
-    (tmp_path / "cases.yaml").write_text("- name: one row\n  path: /predict/\n  headers: {Content-Type: text/csv}\n  body: \"x\\n1\\n\"\n")
+    (code_dir / "custom.py").write_text(APART_IN_THE_LAST_ROW)
+    rows = "x\\n" + "1\\n" * 200
+    (tmp_path / "cases.yaml").write_text(f"- name: many rows\n  path: /predict/\n  headers: {{Content-Type: text/csv}}\n  body: \"{rows}\"\n")
     finished = parity("--code-dir", str(code_dir), "--target-type", "regression", "--cases", str(tmp_path / "cases.yaml"),
                       "--junit", str(tmp_path / "parity.xml"), "--json", str(tmp_path / "parity.json"))
     assert finished.returncode == 1, finished.stdout + finished.stderr
     report = json.loads((tmp_path / "parity.json").read_text())
+    assert (report["a"], report["b"]) == ("gunicorn", "fastapi")
     mine = next(case for case in report["cases"] if case["group"] == "user")
-    assert mine["name"] == "one row" and not mine["alike"]
-    assert 'body: {"predictions":[1.0]}' in mine["differences"][0] and '{"predictions":[2.0]}' in mine["differences"][0]
-    assert "different user: one row" in finished.stdout
-    failures = ElementTree.parse(tmp_path / "parity.xml").getroot().findall(".//failure")
-    assert len(failures) == report["summary"]["different"] > 1
+    assert mine["name"] == "many rows" and not mine["alike"] and mine["status"] == [200, 200]
+    assert [difference["part"] for difference in mine["differences"]] == ["body"]
+    bodies = mine["differences"][0]
+    assert json.loads(bodies["a"]) == {"predictions": [0.5] * 199 + [1.0]}
+    assert json.loads(bodies["b"]) == {"predictions": [0.5] * 199 + [2.0]}
+
+    lines = finished.stdout.splitlines()
+    assert f"(regression model in {code_dir})" in lines[0]  # not folded at 80 columns either
+    at = lines.index("different user: many rows (POST /predict/)")
+    assert lines[at + 1].startswith(f"    body: differs from character {len(bodies['a']) - 5} ")
+    sides = {line.split(":")[0].strip(): line.split(":", 1)[1] for line in lines[at + 2:at + 4]}
+    assert sides["gunicorn"].endswith("0.5,0.5,1.0]}") and sides["fastapi"].endswith("0.5,0.5,2.0]}")
+    assert sides["gunicorn"].strip().startswith("…") and len(lines[at + 2]) > 120  # one line, wider than the console's 80
+
+    suite = ElementTree.parse(tmp_path / "parity.xml").getroot()
+    assert len(suite.findall(".//failure")) == report["summary"]["different"] > 1
+    mine_failed = suite.find(".//testcase[@name='many rows']/failure")
+    assert f"body: gunicorn {bodies['a']} | fastapi {bodies['b']}" in mine_failed.text
+    assert mine_failed.get("message") == lines[at + 1].strip().split(", shown from")[0]
 
 
 def test_fuzzing_finds_the_difference_and_shrinks_it(tmp_path):

@@ -144,7 +144,8 @@ def test_replay_reports_what_differs(tmp_path):
         finished = replay("--log", *map(str, files), "--a", a.base_url, "--b", b.base_url, "--report", str(tmp_path / "r.json"))
     report = json.loads((tmp_path / "r.json").read_text())
     assert finished.returncode == 1 and report["different"] == 3
-    assert all("predictions" in case["differences"][0] for case in report["cases"])
+    assert [case["differences"] for case in report["cases"]] == [  # the two bodies, whole, as the parity report has them
+        [{"part": "body", "a": '{"predictions":[1.0,1.0]}', "b": '{"predictions":[2.0,2.0]}'}]] * 3
 
 
 def test_an_unreadable_recording_exits_2(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from os.path import commonprefix
 from urllib.parse import unquote
 
 # header values set by the server itself or by the connection, never by DRUM's contract
@@ -87,11 +88,6 @@ def stable(method: str, path: str, answer: Answer, against: bool) -> Answer:
     return replace(answer, headers=headers, body=body)
 
 
-def shorten(value: object, limit: int = 300) -> str:
-    text = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else repr(value)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
-
-
 def grouped(headers: list[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
     """Each name with all its values (a repeated header is one entry, not the last of its values)."""
     values: dict[str, list[str]] = {}
@@ -100,18 +96,55 @@ def grouped(headers: list[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
     return {name: tuple(found) for name, found in values.items()}
 
 
-def differences(method: str, path: str, a: Answer, b: Answer, against: bool = False) -> list[str]:
-    """Empty when alike; else one line per difference (status, each header, the body)."""
+def as_text(body: bytes) -> str:
+    return body.decode("utf-8", "backslashreplace")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One part of two answers that is not alike: `part` is "status", "header <name>" or "body"; `a` and `b` are the
+    two values, whole (a status; a header's values, None where it is absent; a body as text)."""
+    part: str
+    a: object
+    b: object
+
+    @staticmethod
+    def shown(value: object) -> str:
+        if value is None:
+            return "(absent)"
+        return repr(", ".join(value)) if isinstance(value, tuple) else str(value)
+
+    def said(self, label_a: str = "a", label_b: str = "b") -> str:
+        """One line, each value whole and named by its side."""
+        return f"{self.part}: {label_a} {self.shown(self.a)} | {label_b} {self.shown(self.b)}"
+
+    def __str__(self) -> str:
+        return self.said()
+
+    @property
+    def parted_at(self) -> int:
+        """Where two bodies stop being alike: the length of what they begin with in common."""
+        return len(commonprefix([self.a, self.b]))
+
+    def summary(self, label_a: str = "a", label_b: str = "b") -> str:
+        """One short line: a body's is where the two part, and their lengths."""
+        if self.part == "body":
+            return f"body: differs from character {self.parted_at} ({label_a} {len(self.a)} long, {label_b} {len(self.b)})"
+        return self.said(label_a, label_b)
+
+
+def differences(method: str, path: str, a: Answer, b: Answer, against: bool = False) -> list[Difference]:
+    """Empty when alike; else one entry per difference (status, each header, the body)."""
     a, b = stable(method, path, a, against), stable(method, path, b, against)
     found = []
     if a.status != b.status:
-        found.append(f"status: {a.status} != {b.status}")
+        found.append(Difference("status", a.status, b.status))
     headers_a, headers_b = grouped(a.headers), grouped(b.headers)
     for name in sorted(set(headers_a) | set(headers_b)):
         if headers_a.get(name) != headers_b.get(name):
-            found.append(f"header {name}: {', '.join(headers_a.get(name, ('(absent)',)))!r} != {', '.join(headers_b.get(name, ('(absent)',)))!r}")
+            found.append(Difference(f"header {name}", headers_a.get(name), headers_b.get(name)))
     if a.body != b.body:
-        found.append(f"body: {shorten(a.body)} != {shorten(b.body)}")
+        found.append(Difference("body", as_text(a.body), as_text(b.body)))
     return found
 
 
@@ -132,45 +165,45 @@ DRUM_FAILURES = (
 )
 
 
-def answered_where_drum_fails(path: str, lines: list[str]) -> str | None:
+def answered_where_drum_fails(path: str, found: list[Difference]) -> str | None:
     """The guide's row when DRUM's answer (side a) is one of its own failures that drum-compat answers instead: every
-    line of the case (status, headers, body) is that difference."""
+    difference of the case (status, headers, body) is that difference."""
     last = unquote(path.split("?", 1)[0]).strip("/").split("/")[-1]
-    drum_bodies = [line.split(" != ")[0] for line in lines if line.startswith("body: ")]
+    drum_bodies = [difference.a for difference in found if difference.part == "body"]
     for route, failures, row in DRUM_FAILURES:
         if route in (None, last) and any(failure in body for body in drum_bodies for failure in failures):
             return row
     return None
 
 
-def documented_difference(path: str, line: str) -> str | None:
-    """The guide's row that explains this line of a comparison with DRUM, or None."""
+def documented_difference(path: str, difference: Difference) -> str | None:
+    """The guide's row that explains this difference from DRUM (side a), or None."""
     segments = unquote(path.split("?", 1)[0]).strip("/").split("/")
     if segments[-1] in ADDED_ROUTES or segments[0] == "docs":
         return "probes, /metrics, /predictionsStream/, /openapi.json and /docs: routes DRUM does not have"
     if segments[0] == "static":
         return "/static/<path>: no such route"
-    if any(line.startswith(f"header {name}: '(absent)' != ") for name in ADDED_HEADERS):
+    part = difference.part
+    if difference.a is None and part in {f"header {name}" for name in ADDED_HEADERS}:
         return "security headers and X-Request-ID on every response"
-    if line.startswith("header x-drum-version: "):
+    if part == "header x-drum-version":
         return "X-Drum-Version: drum-compat's version"
-    if line.startswith("header allow: "):
-        values = [side.strip(" '").split(", ") for side in line.removeprefix("header allow: ").split(" != ")]
-        if len(values) == 2 and sorted(values[0]) == sorted(values[1]):
+    if part == "header allow" and None not in (difference.a, difference.b):
+        if sorted(", ".join(difference.a).split(", ")) == sorted(", ".join(difference.b).split(", ")):
             return "Allow: one fixed order"
-    if segments[-1] == "stats" and line.startswith("body: "):
+    if segments[-1] == "stats" and part == "body":
         return "/stats/: an admission section"
     return None
 
 
-def split_documented(path: str, lines: list[str]) -> tuple[list[str], list[str]]:
-    """(unexpected, documented as "line (guide: row)")."""
+def split_documented(path: str, found: list[Difference]) -> tuple[list[Difference], list[tuple[Difference, str]]]:
+    """(unexpected, documented with the guide's row that explains each)."""
     unexpected, documented = [], []
-    whole_answer = answered_where_drum_fails(path, lines)
-    for line in lines:
-        reason = whole_answer or documented_difference(path, line)
-        if reason is None:
-            unexpected.append(line)
+    whole_answer = answered_where_drum_fails(path, found)
+    for difference in found:
+        row = whole_answer or documented_difference(path, difference)
+        if row is None:
+            unexpected.append(difference)
         else:
-            documented.append(f"{line} (guide: {reason})")
+            documented.append((difference, row))
     return unexpected, documented

@@ -133,8 +133,8 @@ def raw_cases(draw) -> Case:
     return Case("fuzz", f"raw {method} {path} ({', '.join(bends)})", method, path, raw=raw)
 
 
-def search(examples: int, check: Callable[[Case], list[str]], derandomize: bool = False,
-           seed: int | None = None, strategy: st.SearchStrategy[Case] | None = None) -> tuple[Case, list[str]] | None:
+def search(examples: int, check: Callable[[Case], list], derandomize: bool = False,
+           seed: int | None = None, strategy: st.SearchStrategy[Case] | None = None) -> tuple[Case, list] | None:
     """Run `check` on up to `examples` generated cases (`strategy`'s; by default requests any HTTP client sends); the
     shrunk case that differed and its differences, or None. `derandomize`: the same cases every run (a CI gate),
     instead of new ones (a search); `seed`: the same cases as another run with that seed."""
@@ -147,7 +147,7 @@ def search(examples: int, check: Callable[[Case], list[str]], derandomize: bool 
         found = check(case)
         if found:
             failure["case"], failure["differences"] = case, found  # the last one seen is the shrunk one
-            raise AssertionError("\n".join(found))
+            raise AssertionError("\n".join(map(str, found)))
 
     if seed is not None:
         alike = hypothesis_seed(seed)(alike)

@@ -17,7 +17,7 @@ from drum_compat.runtime.options import MODEL_OPTIONS, as_arguments, secret_envi
 from drum_compat.compat.parity.arguments import DEFAULT_SERVER_TYPES
 from drum_compat.compat.parity.cases import (Case, InputFileError, data_cases, payload_cases, protocol_cases, read_inputs,
                                              route_cases, user_cases)
-from drum_compat.compat.parity.compare import Answer, differences, normalise, split_documented
+from drum_compat.compat.parity.compare import Answer, Difference, differences, normalise, split_documented
 from drum_compat.compat.parity.raw import NoAnswer, exchange
 from drum_compat.compat.parity.report import Result, print_table, write_json, write_junit
 from drum_compat.compat.reaper import Reaper
@@ -107,7 +107,7 @@ def fuzzed(examples: int, seed: int | None, a: Side, b: Side, against: bool, con
 
     alike: list[Result] = []
 
-    def check(case: Case) -> list[str]:
+    def check(case: Case) -> list[Difference]:
         result = compared(case, a, b, against)
         if result.alike and len(alike) < examples:
             alike.append(result)
@@ -120,7 +120,7 @@ def fuzzed(examples: int, seed: int | None, a: Side, b: Side, against: bool, con
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None, console: Console | None = None) -> int:
     environ = os.environ if environ is None else environ
-    console = console or Console()
+    console = console or Console(soft_wrap=True)  # a long line (a body, a path) stays one line, as a file or a grep wants it
     try:  # a file that cannot be used stops the run before any server starts
         own = [case for path in args.cases for case in user_cases(path)]
         inputs = read_inputs(args.data)
