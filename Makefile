@@ -16,15 +16,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# the server and the tools the README runs beside it (parity, replay, ab): a server image needs none of the extras
 $(VENV)/.installed: setup.cfg setup.py | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[parity,ab]'
 	touch $@
 
 $(VENV)/.installed-test: setup.cfg setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
 
+# the model's own requirements.txt first, as DRUM's images install it
 run: $(VENV)/.installed
+	if [ -f $(MODEL)/requirements.txt ]; then $(BIN)/python -m pip install --quiet -r $(MODEL)/requirements.txt; fi
 	$(BIN)/drum-compat server --code-dir $(MODEL) --address $(ADDRESS)
 
 test: $(VENV)/.installed-test

@@ -11,30 +11,23 @@ import textwrap
 from typing import Mapping, Sequence
 
 from drum_compat.compat.ab.arguments import add_ab_arguments, add_status_arguments
-from drum_compat.runtime.bootstrap import configure_logging, model_config
-from drum_compat.runtime.extensions import FASTAPI_EXTENSION_FILE, extension_refusal
+from drum_compat.compat.checks import START_ERRORS, USAGE_ERROR, effective_settings, refused, start_checks
+from drum_compat.compat.extras import MissingExtra, require_extra
+from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
+from drum_compat.runtime.bootstrap import configure_logging
+from drum_compat.runtime.datarobot_api import api_access_of
+from drum_compat.runtime.extensions import extension_refusal
 from drum_compat.runtime.instance import InstanceError
 from drum_compat.runtime.listener import ADDRESS_UNAVAILABLE, AddressUnavailable
-from drum_compat.runtime.deployment_config import DeploymentConfigError, deployment_target
-from drum_compat.runtime.options import ServerOptions, add_server_arguments
-from drum_compat.runtime.datarobot_api import api_access_of
 from drum_compat.runtime.monitoring import DrumStartError, monitoring_of
+from drum_compat.runtime.options import add_server_arguments
 from drum_compat.runtime.refusals import add_drum_only_arguments, option_rows, unserved
-from drum_compat.runtime.params_file import RuntimeParametersFileError, runtime_parameter_values
-from drum_compat.compat.parity.arguments import add_parity_arguments, add_replay_arguments
-from drum_compat.runtime.record import unusable_reason
-from drum_compat.runtime.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, SettingError, core_settings, resolve_server_type, resolve_settings, server_kwargs
-from drum_compat.runtime.tls import CERTFILE, TlsConfigError, check_tls
+from drum_compat.runtime.requirements import unmet_warning
+from drum_compat.runtime.settings import SECRET_SHOWN_AS, SETTINGS, Resolved, resolve_server_type
 from drum_compat.shared import __version__
-from drum_compat.shared.model.config import ModelConfigError
-from drum_compat.shared.model.python_model import find_code_file
 from drum_compat.shared.proxy import without_credentials
-from drum_compat.shared.runtime_parameters import RuntimeParameters
-from drum_compat.shared.server_types import SERVER_TYPES, Server, Stack
+from drum_compat.shared.server_types import SERVER_TYPES, Stack
 
-USAGE_ERROR = 2
-PRODUCTION_NEEDS_WORKERS = "Production mode requires a non-zero number of workers [--max-workers > 0]."
-SERVER_MODE_HEADER = "Detected REST server mode - this is an advanced option"  # what DRUM's --verbose prints
 logger = logging.getLogger("drum_compat.settings")
 
 
@@ -106,6 +99,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "The two arms of an A/B front side by side, from their /metrics. Requests, error ratio, p50 and p99 latency and "
         "refusals of each arm, read from the front's /metrics of each (the front's URL, http:// assumed)."))
     add_status_arguments(status)
+    doctor = commands.add_parser("doctor", epilog=f"also read:\n  {OTHER_VARIABLES}", **described(
+        "Say what a model directory needs before it is served here. Makes the server's checks with the same options "
+        "(any `drum-compat server` command line works with doctor in its place), reads the model's requirements.txt "
+        "against this Python, names the target type and labels, the stacks and extensions that apply, and loads the "
+        "model as a worker would. Exit 0 when it is ready to serve, 1 with each problem said."))
+    add_server_arguments(doctor, environ)
+    add_drum_only_arguments(doctor, environ)
     return parser
 
 
@@ -117,11 +117,6 @@ def settings_help() -> str:
         default = "" if setting.default is None else f"; default {setting.default!r}"
         lines.append(f"  {names}: {setting.help} ({setting.accepted()}{default})")
     return "\n".join(lines)
-
-
-def effective_settings(server_type: str, environ: Mapping[str, str]):
-    resolution = resolve_settings(SERVER_TYPES[server_type].stack, environ)
-    return resolution, server_kwargs(resolution, SERVER_TYPES[server_type].server)
 
 
 def _shown(setting, value):
@@ -168,57 +163,6 @@ def show_config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
-def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> ServerOptions:
-    server_type = resolve_server_type(environ)
-    resolution, settings = effective_settings(server_type, environ)
-    for message in resolution.warnings:
-        logger.warning(message)
-    if check_tls(resolution, environ) and SERVER_TYPES[server_type].server == Server.WERKZEUG:
-        raise ValueError(f"{CERTFILE} is set, but DRUM_SERVER_TYPE={server_type} (Flask's debugging server) "
-                         "serves plain HTTP only; use gunicorn or fastapi for TLS.")
-    workers = resolution.value("workers")
-    if resolution.values["workers"].source == "default" and args.max_workers > 0:
-        workers = args.max_workers  # DRUM: the CUSTOM_MODEL_WORKERS parameter beats --max-workers
-    if "workers" in settings:
-        settings["workers"] = workers
-    record = resolution.value("record_requests")
-    if record and (reason := unusable_reason(record)):
-        raise ValueError(f"DRUM_RECORD_REQUESTS={record!r} cannot be recorded to: {reason}")
-    if not args.code_dir:
-        raise ValueError("--code-dir (or env CODE_DIR) is required")
-    if SERVER_TYPES[server_type].server == Server.UVICORN and not find_code_file(args.code_dir, FASTAPI_EXTENSION_FILE):
-        # gunicorn ignores a WebSocket upgrade and answers the request; so does uvicorn then (DRUM's routes never
-        # upgrade), unless the model's custom_fastapi.py may serve WebSockets
-        settings["ws"] = "none"
-    if not args.address:
-        raise ValueError("--address host[:port] (or env ADDRESS) is required")
-    port = args.address.rpartition(":")[2] if ":" in args.address else "8080"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--address {args.address!r}: the port must be a number from 1 to 65535")
-    return ServerOptions(
-        code_dir=os.path.abspath(args.code_dir),
-        address=args.address,
-        target_type=args.target_type,
-        positive_class_label=args.positive_class_label,
-        negative_class_label=args.negative_class_label,
-        class_labels=args.class_labels,
-        class_labels_file=args.class_labels_file,
-        logging_level=args.logging_level,
-        with_error_server=args.with_error_server,
-        deployment_config=args.deployment_config,
-        show_perf=args.show_perf,
-        user_secrets_mount_path=args.user_secrets_mount_path,
-        user_secrets_prefix=args.user_secrets_prefix,
-        monitoring=monitoring.to_dict() if (monitoring := monitoring_of(args, environ)) else None,
-        api_access=access.to_dict() if (access := api_access_of(args)) else None,
-        workers=workers,
-        target_name=environ.get("TARGET_NAME") or None,
-        server_type=server_type,
-        server_settings=settings,
-        core_settings=core_settings(resolution),
-    )
-
-
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     try:
@@ -228,6 +172,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return USAGE_ERROR
     args = parser.parse_args(argv)
     configure_logging("warning")
+    try:
+        require_extra(args.command)
+    except MissingExtra as exc:
+        print(f"drum-compat: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
     try:
         if args.command == "config":
             return show_config(args, environ)
@@ -243,38 +192,23 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             from drum_compat.compat.ab.runner import run as run_ab
 
             return run_ab(args, environ)
+        if args.command == "doctor":
+            from drum_compat.compat.doctor import run as diagnose
+
+            return diagnose(args, environ)
         if args.command == "ab-status":
             from drum_compat.compat.ab.status import run as show_status
 
             return show_status(args)
-        if args.production and args.max_workers == 0 and not RuntimeParameters.has("CUSTOM_MODEL_WORKERS", environ):
-            print(PRODUCTION_NEEDS_WORKERS)  # DRUM's check, words and status
-            return 1
-        refusals = unserved(args, environ)
-        if refusals:
-            for line in refusals:
-                print(f"drum-compat: error: {line}", file=sys.stderr)
-            return USAGE_ERROR
-        if args.verbose:
-            print(SERVER_MODE_HEADER)
-        parameters = runtime_parameter_values(args.runtime_params_file, args.code_dir) if args.runtime_params_file and args.code_dir else {}
-        # as under DRUM, whose server type and gunicorn settings are read once the file is loaded
-        options = server_options(args, {**environ, **parameters})
-        model_config(options)  # reads model-metadata.yaml only: the model itself loads in the workers
-        if options.deployment_config:
-            deployment_target(options.deployment_config)  # DRUM finds a bad one in each worker, rebooted forever
-        refusal = extension_refusal(options.code_dir, SERVER_TYPES[options.server_type].stack)
-        if refusal:
+        options, parameters = start_checks(args, environ)
+        if refusal := extension_refusal(options.code_dir, SERVER_TYPES[options.server_type].stack):
             raise ValueError(refusal)
-    except (RuntimeParametersFileError, DeploymentConfigError) as exc:  # DRUM's message and status 1
-        print(f"drum-compat: error: {exc}", file=sys.stderr)
-        return 1
-    except DrumStartError as exc:  # DRUM prints these on standard output
-        print("\n".join(exc.lines))
-        return 1
-    except (ValueError, ModelConfigError, SettingError, TlsConfigError) as exc:
-        print(f"drum-compat: error: {exc}", file=sys.stderr)
-        return USAGE_ERROR
+    except START_ERRORS as exc:
+        lines, status, on_stdout = refused(exc)
+        print("\n".join(lines), file=sys.stdout if on_stdout else sys.stderr)
+        return status
+    if warning := unmet_warning(options.code_dir):  # served anyway, as under DRUM, but never silently
+        logger.warning(warning)
     os.environ.update(parameters)  # the server and its workers, model code included, read them as under DRUM
     from drum_compat.compat.launch import launch
 

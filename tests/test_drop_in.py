@@ -157,7 +157,10 @@ def test_an_address_in_use_stops_every_server_type_alike(tmp_path, server_type):
 BROKEN = {
     "hook": ("def load_model(code_dir):\n    raise RuntimeError('weights are corrupt')\n",
              "'load_model' hook failed to load the model. Exception: RuntimeError('weights are corrupt')"),
-    "import": ("import no_such_module_anywhere\n", "No module named 'no_such_module_anywhere'"),
+    # the cause, then where to look (issue 28, item 2): the model directory lists no packages
+    "import": ("import no_such_module_anywhere\n", "No module named 'no_such_module_anywhere'\n'no_such_module_anywhere' is "
+               "not installed, and {code_dir} has no requirements.txt: install it where the server runs, and list it in "
+               "{code_dir}/requirements.txt for the model's image"),
 }
 
 
@@ -173,8 +176,8 @@ def test_a_model_that_cannot_load_ends_every_server_type_with_its_cause(tmp_path
     assert result.returncode == 3
     # the master's last words: the cause (DRUM's text, which may span lines)
     tail = result.stderr.rstrip()
-    assert tail.endswith(cause)
-    assert f"drum-compat: error: The model in {code_dir} failed to load: " in "\n".join(tail.splitlines()[-4:])
+    assert tail.endswith(cause.format(code_dir=code_dir))
+    assert f"drum-compat: error: The model in {code_dir} failed to load: " in "\n".join(tail.splitlines()[-5:])
     assert result.stderr.count(f'File "{code_dir / "custom.py"}", line') == 1  # the model's traceback, once
     assert "no attribute" not in result.stderr
     assert left_behind(env) == []

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from drum_compat.compat import cli, launch
+from drum_compat.compat import checks, cli, launch
 from drum_compat.runtime.options import ACCEPTED_OPTIONS, SERVER_OPTIONS
 from drum_compat.runtime.refusals import UNSERVED_OPTIONS
 from tests.test_against_drum import DRUM, REFERENCE_MISSING, ROOT
@@ -127,9 +127,9 @@ def test_production_without_workers_exits_1_as_drum_does(argv, environ, monkeypa
                            "regression", "--logging-level", "critical", *argv, "--docker", "not-run"],
                           capture_output=True, text=True, timeout=120,
                           env={**{k: v for k, v in os.environ.items() if not k.startswith(("DRUM_", "MLOPS_"))}, **environ})
-    drum_refused = drum.returncode == 1 and cli.PRODUCTION_NEEDS_WORKERS in drum.stdout
+    drum_refused = drum.returncode == 1 and checks.PRODUCTION_NEEDS_WORKERS in drum.stdout
     status, launched, out, _ = started(["--target-type", "regression", *argv], environ, monkeypatch, capsys)
-    assert (status == 1 and out.strip() == cli.PRODUCTION_NEEDS_WORKERS) is drum_refused
+    assert (status == 1 and out.strip() == checks.PRODUCTION_NEEDS_WORKERS) is drum_refused
     assert bool(launched) is not drum_refused
 
 
@@ -139,7 +139,7 @@ def test_verbose_prints_drums_header_and_the_short_code_dir_flag_works(monkeypat
     status = cli.main(["server", "-cd", str(MODEL), "--address", "127.0.0.1:1", "--verbose", "--language", "python",
                        "--show-stacktrace", "--deployment-id", "d", "--model-id", "m"], {})
     assert status == 0 and launched[0].code_dir == str(MODEL)
-    assert capsys.readouterr().out.strip() == cli.SERVER_MODE_HEADER
+    assert capsys.readouterr().out.strip() == checks.SERVER_MODE_HEADER
 
 
 @pytest.mark.parametrize("argv, line", [

@@ -135,7 +135,8 @@ def test_guide_config_example_runs():
 ])
 def test_worker_count_is_decided_once(tmp_path, argv, environ, server_type, expected):
     """CUSTOM_MODEL_WORKERS beats --max-workers beats MAX_WORKERS, for every server type."""
-    from drum_compat.compat.cli import build_parser, server_options
+    from drum_compat.compat.checks import server_options
+    from drum_compat.compat.cli import build_parser
 
     environ = {**environ, "DRUM_SERVER_TYPE": server_type}
     args = build_parser(environ).parse_args(["server", "--code-dir", str(tmp_path), "--address", "127.0.0.1:1", *argv])

@@ -11,6 +11,7 @@ import sys
 from typing import Callable, TypeVar
 
 from drum_compat.runtime.instance import record_startup_failure
+from drum_compat.runtime.requirements import missing_module_hint
 from drum_compat.shared.model.python_model import DrumPythonModelAdapterError
 
 MODEL_LOAD_FAILURE = 3  # also gunicorn's worker-boot status and uvicorn's STARTUP_FAILURE, so each master stops
@@ -35,6 +36,8 @@ def build_or_exit(build: Callable[[], App], code_dir: str) -> App:
         app = build()
     except Exception as exc:
         cause = f"The model in {code_dir} failed to load: {exc}"
+        if hint := missing_module_hint(exc, code_dir):
+            cause += f"\n{hint}"
         logger.error(cause, exc_info=not _hook_traceback_logged(exc))
         record_startup_failure(cause)
         sys.exit(MODEL_LOAD_FAILURE)
