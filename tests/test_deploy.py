@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -136,3 +137,62 @@ def test_probes_ports_and_shutdown_fit_the_server(deployment):
     assert resolution.value("request_timeout") < graceful  # every request ends before the graceful timeout does
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {mount["mountPath"] for mount in container["volumeMounts"]} == {"/tmp"}
+
+
+def guide_block(marker: str) -> str:
+    from tests.test_docs import GUIDE, blocks_after
+
+    return blocks_after(GUIDE, f"guide-example: {marker}")[0]
+
+
+def test_the_guides_way_to_the_cluster_names_what_the_kit_has():
+    """Issue 28, item 14: the image built and pushed is the one the manifests run; what is applied, waited for and
+    forwarded exists under those names."""
+    commands = [line.split() for line in guide_block("kubernetes").splitlines()]
+    build, push, apply, rollout, forward, _ = commands
+    image = build[build.index("-t") + 1]
+    assert push == ["docker", "push", image]
+    assert {deployment["spec"]["template"]["spec"]["containers"][0]["image"] for deployment in deployments()} == {image}
+    assert build[build.index("-f") + 1] == "examples/deploy/Dockerfile" and (ROOT / apply[-1]).is_dir()
+    assert sorted(rollout[3:]) == sorted(f"deployment/{deployment['metadata']['name']}" for deployment in deployments())
+    (service,) = [document for document in manifests() if document["kind"] == "Service"]
+    assert forward[2] == f"service/{service['metadata']['name']}"
+    assert int(forward[3].split(":")[1]) == service["spec"]["ports"][0]["port"]
+
+
+@pytest.mark.parametrize("deployment", deployments(), ids=lambda deployment: deployment["metadata"]["name"])
+def test_each_pod_says_where_prometheus_scrapes_it(deployment):
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    (port,) = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port["containerPort"]),
+                           "prometheus.io/path": "/metrics"}
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("stack", ["gunicorn", "fastapi"])
+def test_the_guides_queries_compare_the_arms_by_what_metrics_say(stack):
+    """Every series, label and route the guide's PromQL names is in each arm's /metrics, the arm in server_type."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.processes import serve
+
+    queries = guide_block("promql")
+    with serve(ROOT / "examples" / "models" / "regression", stack) as server:
+        httpx.post(f"{server.base_url}/predictions/", content=b"sqft,bedrooms,age\n1,2,3\n",
+                   headers={"Content-Type": "text/csv"}, timeout=30).raise_for_status()
+        httpx.post(f"{server.base_url}/predictions/", content=b"nope", headers={"Content-Type": "text/csv"}, timeout=30)
+        for probe in ("/livez", "/readyz", "/startupz", "/metrics"):
+            httpx.get(f"{server.base_url}{probe}", timeout=30)
+        samples = [sample for family in text_string_to_metric_families(httpx.get(f"{server.base_url}/metrics", timeout=30).text)
+                   for sample in family.samples]
+    names = {sample.name for sample in samples}
+    assert set(re.findall(r"\b(drum_\w+)\b", queries)) <= names
+    for name, _ in re.findall(r"\b(\w+)\s*(=~|!~|=)\s*\"", queries):
+        assert any(name in sample.labels for sample in samples if sample.name in queries), name
+    assert {sample.labels["server_type"] for sample in samples if "server_type" in sample.labels} == {stack}
+    left_out = set(re.search(r'route!~"([^"]+)"', queries).group(1).split("|"))
+    # "/": DRUM's ping, which the readiness check here used, counts as any client's request
+    probes = {sample.labels["route"] for sample in samples if sample.name == "drum_requests_total"} - {"/predictions/", "/"}
+    assert probes == left_out  # the routes left out are exactly the probes and scrapes, under their label values
+    assert {sample.labels["status"] for sample in samples if sample.name == "drum_requests_total"
+            and sample.labels["route"] == "/predictions/"} >= {"200"}
