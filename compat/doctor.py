@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from typing import Callable, Mapping
 
@@ -14,7 +15,7 @@ from drum_compat.runtime.requirements import listed, missing_module_hint, requir
 from drum_compat.shared.model.python_model import find_code_file, import_code_file
 from drum_compat.shared.server_types import SERVER_TYPES
 
-READY, PROBLEMS = 0, 1
+READY, PROBLEMS, USAGE = 0, 1, 2
 # doctor listens nowhere; the server's own checks still want an address to judge
 NO_ADDRESS = "127.0.0.1:8080"
 EXTENSION_USE = {
@@ -25,6 +26,9 @@ EXTENSION_USE = {
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Exit 0 when the model is ready to serve here, 1 with each problem said."""
+    if not args.code_dir:
+        print("drum-compat: error: --code-dir (or env CODE_DIR) is required: the model directory to examine", file=sys.stderr)
+        return USAGE
     problems: list[str] = []
 
     def show(topic: str, text: str) -> None:

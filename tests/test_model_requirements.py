@@ -126,6 +126,12 @@ def test_doctor_names_each_problem_and_exits_1(tmp_path):
     ]
 
 
+def test_doctor_without_a_model_directory_is_a_usage_error():
+    finished = doctor(CODE_DIR="")
+    assert (finished.returncode, finished.stdout) == (2, "")
+    assert finished.stderr == "drum-compat: error: --code-dir (or env CODE_DIR) is required: the model directory to examine\n"
+
+
 def test_doctor_reports_what_the_server_would_refuse(tmp_path):
     finished = doctor("--code-dir", str(ROOT / "examples/models/regression"), "--target-type", "binary")
     assert finished.returncode == 1
