@@ -45,9 +45,10 @@ def model(tmp_path: Path, code: str, requirements: str | None = None) -> Path:
 def test_requirements_are_read_as_pip_reads_their_lines(tmp_path):
     code_dir = model(tmp_path, "", "# the model's\n\n--index-url https://example.invalid/simple\n-r other.txt\n"
                                    "pandas>=1.0  # met\nnot-installed-anywhere==1.0\npandas<1.0\n"
+                                   "datarobot-drum==1.18.*  # drum-compat stands in for it\n"
                                    "other-os-only>=1; sys_platform == 'nonesuch'\nhttps://example.invalid/x.whl\n")
     assert [(line, str(requirement)) for line, requirement in listed(code_dir / "requirements.txt")] == [
-        (5, "pandas>=1.0"), (6, "not-installed-anywhere==1.0"), (7, "pandas<1.0")]
+        (5, "pandas>=1.0"), (6, "not-installed-anywhere==1.0"), (7, "pandas<1.0"), (8, "datarobot-drum==1.18.*")]
     import pandas
 
     assert [need.said() for need in unmet(code_dir)] == [

@@ -20,18 +20,24 @@ NOT_INSTALLED = ("drum-compat server does not install a model's requirements (ne
                  "install them where it runs, with pip install -r {path}")
 
 
+# what drum-compat stands in for: a model directory that lists DRUM itself (its `datarobot_drum` module model code
+# imports is drum-compat's own) has that line met
+STOOD_IN_FOR = frozenset({"datarobot-drum"})
+
+
+def installed_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class Unmet:
     """A requirement this Python does not meet: `installed` is the version it has, None when it has none."""
     line: int
     requirement: Requirement
-
-    @property
-    def installed(self) -> str | None:
-        try:
-            return version(self.requirement.name)
-        except PackageNotFoundError:
-            return None
+    installed: str | None
 
     def said(self) -> str:
         found = "not installed" if self.installed is None else f"{self.installed} installed"
@@ -63,7 +69,8 @@ def unmet(code_dir: str | Path) -> list[Unmet]:
     path = requirements_file(code_dir)
     if path is None:
         return []
-    wanted = [Unmet(number, requirement) for number, requirement in listed(path)]
+    wanted = [Unmet(number, requirement, installed_version(requirement.name)) for number, requirement in listed(path)
+              if canonicalize_name(requirement.name) not in STOOD_IN_FOR]
     return [need for need in wanted
             if need.installed is None or not need.requirement.specifier.contains(need.installed, prereleases=True)]
 
